@@ -1,0 +1,31 @@
+# The two commands: `make run` starts the sidecar with embedded defaults, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint docs deps test-deps clean
+
+$(BIN)/avatar-monitor: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+deps: $(BIN)/avatar-monitor
+
+run: deps
+	LIVEKIT_API_KEY=$${LIVEKIT_API_KEY:-devkey} LIVEKIT_API_SECRET=$${LIVEKIT_API_SECRET:-secret} \
+		$(BIN)/avatar-monitor serve
+
+test-deps:
+	scripts/install-test-deps.sh
+
+test: deps test-deps
+	$(BIN)/ruff check monitor tests benchmarks
+	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
+
+docs: deps
+	$(BIN)/avatar-monitor docs metrics > docs/metrics.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
