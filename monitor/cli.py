@@ -1,0 +1,77 @@
+"""Command line: `avatar-monitor serve` runs the sidecar, `avatar-monitor docs metrics` prints
+the metrics reference."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.config import ConfigError, add_serve_arguments, config_from_args
+from monitor.logs import configure_logging
+from monitor.metrics import metrics_markdown
+
+log = logging.getLogger("monitor")
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """A wrong value fails with one clear line, not the whole usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrors(
+        prog="avatar-monitor",
+        description="Observability sidecar and Prometheus exporter for video-avatar calls in "
+                    "LiveKit rooms.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
+    serve = commands.add_parser(
+        "serve", help="receive LiveKit webhooks and serve /metrics",
+        description="Receive signed LiveKit webhooks on POST /webhook and serve Prometheus "
+                    "metrics on GET /metrics (health: GET /healthz). The webhook key pair comes "
+                    "from LIVEKIT_API_KEY and LIVEKIT_API_SECRET.")
+    add_serve_arguments(serve)
+    docs = commands.add_parser("docs", help="print generated reference documents")
+    docs.add_argument("document", choices=["metrics"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "docs":
+        sys.stdout.write(_docs(args.document))
+        return 0
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"avatar-monitor serve: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_json)
+    if config.uses_dev_keys:
+        log.warning("using LiveKit's development key pair devkey/secret: webhooks signed by "
+                    "anyone who knows it are accepted; set LIVEKIT_API_KEY/LIVEKIT_API_SECRET")
+    from monitor.app import create_app
+
+    app = create_app(config)
+    log.info("listening on http://%s:%d (POST /webhook, GET /metrics, GET /healthz)",
+             config.host, config.port)
+    web.run_app(app, host=config.host, port=config.port, access_log=None, print=None,
+                handle_signals=True)
+    return 0
+
+
+def _docs(document: str) -> str:
+    from monitor.app import build_monitor
+    from monitor.config import Config
+
+    monitor = build_monitor(Config("docs", "docs"))
+    registry: CollectorRegistry = monitor.registry
+    return metrics_markdown(registry)

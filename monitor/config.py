@@ -1,0 +1,137 @@
+"""Configuration: flags, their environment variables and defaults, validated at start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
+DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    api_key: str
+    api_secret: str
+    host: str = "0.0.0.0"
+    port: int = 9465
+    avatar_identities: tuple[str, ...] = (DEFAULT_AVATAR_IDENTITY,)
+    avatar_join_timeout: float = 30.0
+    idle_timeout: float = 60.0
+    session_timeout: float = 1800.0
+    timeout_tolerance: float = 5.0
+    max_calls: int = 50_000
+    max_body_bytes: int = 1 << 20
+    log_level: str = "info"
+    log_json: bool = False
+
+    @property
+    def uses_dev_keys(self) -> bool:
+        return self.api_key == DEV_API_KEY and self.api_secret == DEV_API_SECRET
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _positive(kind: type[float] | type[int]):
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _positive(int)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be 1..65535, got {text}")
+    return int(value)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `serve` flags. Each flag's environment variable sets its default."""
+    d = Config("", "")
+    add = parser.add_argument
+    add("--host", default=_env("AVATAR_MONITOR_HOST", d.host),
+        help="address to listen on (env AVATAR_MONITOR_HOST; default %(default)s)")
+    add("--port", type=_port, default=_env("AVATAR_MONITOR_PORT", str(d.port)),
+        help="port to listen on (env AVATAR_MONITOR_PORT; default %(default)s)")
+    add("--avatar-identity", action="append", dest="avatar_identities", metavar="GLOB",
+        help="identity of the avatar participant, a glob; repeat for several (env "
+             "AVATAR_MONITOR_AVATAR_IDENTITY, comma-separated; default "
+             f"{DEFAULT_AVATAR_IDENTITY}). AGENT participants with lk.publish_on_behalf are "
+             "avatars too")
+    add("--avatar-join-timeout", type=_positive(float),
+        default=_env("AVATAR_MONITOR_AVATAR_JOIN_TIMEOUT", str(d.avatar_join_timeout)),
+        help="seconds a user may wait for the avatar before the call counts as a startup "
+             "failure (env AVATAR_MONITOR_AVATAR_JOIN_TIMEOUT; default %(default)s)")
+    add("--idle-timeout", type=_positive(float),
+        default=_env("AVATAR_MONITOR_IDLE_TIMEOUT", str(d.idle_timeout)),
+        help="the avatar's idle timeout in seconds (env AVATAR_MONITOR_IDLE_TIMEOUT; "
+             "default %(default)s)")
+    add("--session-timeout", type=_positive(float),
+        default=_env("AVATAR_MONITOR_SESSION_TIMEOUT", str(d.session_timeout)),
+        help="the avatar's session (GPU) timeout in seconds (env "
+             "AVATAR_MONITOR_SESSION_TIMEOUT; default %(default)s)")
+    add("--timeout-tolerance", type=_positive(float),
+        default=_env("AVATAR_MONITOR_TIMEOUT_TOLERANCE", str(d.timeout_tolerance)),
+        help="seconds within which a session length counts as hitting a timeout (env "
+             "AVATAR_MONITOR_TIMEOUT_TOLERANCE; default %(default)s)")
+    add("--max-calls", type=_positive(int),
+        default=_env("AVATAR_MONITOR_MAX_CALLS", str(d.max_calls)),
+        help="calls tracked at once; beyond it the oldest are evicted and counted (env "
+             "AVATAR_MONITOR_MAX_CALLS; default %(default)s)")
+    add("--max-body-bytes", type=_positive(int),
+        default=_env("AVATAR_MONITOR_MAX_BODY_BYTES", str(d.max_body_bytes)),
+        help="largest webhook body accepted; larger ones get 413 (env "
+             "AVATAR_MONITOR_MAX_BODY_BYTES; default %(default)s)")
+    add("--log-level", choices=LOG_LEVELS, default=_env("AVATAR_MONITOR_LOG_LEVEL", d.log_level),
+        help="(env AVATAR_MONITOR_LOG_LEVEL; default %(default)s)")
+    add("--log-json", action="store_true",
+        default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
+        help="log one JSON object per line (env AVATAR_MONITOR_LOG_JSON=1)")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message is one line for the operator."""
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Build the Config, or raise ConfigError naming the wrong value."""
+    key = os.environ.get("LIVEKIT_API_KEY", "")
+    secret = os.environ.get("LIVEKIT_API_SECRET", "")
+    if not key or not secret:
+        raise ConfigError("LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set (the key pair "
+                     "livekit-server signs webhooks with)")
+    identities = args.avatar_identities or [
+        glob.strip() for glob in _env("AVATAR_MONITOR_AVATAR_IDENTITY",
+                                      DEFAULT_AVATAR_IDENTITY).split(",") if glob.strip()
+    ]
+    if not identities:
+        raise ConfigError("--avatar-identity must not be empty")
+    if args.log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    return Config(
+        api_key=key,
+        api_secret=secret,
+        host=args.host,
+        port=args.port,
+        avatar_identities=tuple(identities),
+        avatar_join_timeout=args.avatar_join_timeout,
+        idle_timeout=args.idle_timeout,
+        session_timeout=args.session_timeout,
+        timeout_tolerance=args.timeout_tolerance,
+        max_calls=args.max_calls,
+        max_body_bytes=args.max_body_bytes,
+        log_level=args.log_level,
+        log_json=args.log_json,
+    )

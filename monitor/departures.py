@@ -1,0 +1,77 @@
+"""Why an avatar left a call: an ordered list of rules over the facts known at its departure.
+
+The first rule that matches names the departure. Rules for richer signals (idle timeout, pipeline
+errors, from the room observer) slot into `RULES` at the place their priority says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Departure(StrEnum):
+    USER_HANGUP = "user_hangup"
+    SESSION_TIMEOUT = "session_timeout"
+    REMOVED = "removed"
+    SERVER = "server"
+    NETWORK = "network"
+    UNKNOWN = "unknown"
+
+
+SERVER_REASONS = frozenset({"room_deleted", "room_closed", "server_shutdown"})
+NETWORK_REASONS = frozenset(
+    {"signal_close", "connection_timeout", "media_failure", "state_mismatch", "join_failure"}
+)
+
+
+@dataclass(slots=True, frozen=True)
+class DepartureFacts:
+    """What is known when the avatar leaves. Durations come from server timestamps."""
+
+    disconnect_reason: str
+    session_seconds: float | None
+    user_left_first: bool
+    session_timeout: float
+    timeout_tolerance: float
+
+
+Rule = Callable[[DepartureFacts], Departure | None]
+
+
+def removed(facts: DepartureFacts) -> Departure | None:
+    return Departure.REMOVED if facts.disconnect_reason == "participant_removed" else None
+
+
+def server(facts: DepartureFacts) -> Departure | None:
+    return Departure.SERVER if facts.disconnect_reason in SERVER_REASONS else None
+
+
+def user_hangup(facts: DepartureFacts) -> Departure | None:
+    return Departure.USER_HANGUP if facts.user_left_first else None
+
+
+def session_timeout(facts: DepartureFacts) -> Departure | None:
+    if facts.session_seconds is None or facts.session_timeout <= 0:
+        return None
+    near = abs(facts.session_seconds - facts.session_timeout) <= facts.timeout_tolerance
+    return Departure.SESSION_TIMEOUT if near else None
+
+
+def network(facts: DepartureFacts) -> Departure | None:
+    return Departure.NETWORK if facts.disconnect_reason in NETWORK_REASONS else None
+
+
+# Server-side removals first (they say why outright), then the user hanging up, then the avatar's
+# own timeouts (a process killed at its session limit may still look like a network drop).
+RULES: tuple[Rule, ...] = (removed, server, user_hangup, session_timeout, network)
+
+
+def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:
+    """The departure named by the first matching rule, or UNKNOWN."""
+    for rule in rules:
+        departure = rule(facts)
+        if departure is not None:
+            return departure
+    return Departure.UNKNOWN

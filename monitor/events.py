@@ -1,0 +1,182 @@
+"""Typed webhook events: LiveKit's `WebhookEvent` JSON reduced to what call tracking needs.
+
+Bodies in the shape livekit-server sends (lowerCamelCase names, int64 as strings, enums as names)
+are read straight from `json.loads`; anything else is normalised through protobuf's own JSON
+parser, so the accepted language is exactly protobuf JSON for `WebhookEvent`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict, Parse, ParseError
+from livekit.protocol.models import DisconnectReason, ParticipantInfo, TrackType
+from livekit.protocol.webhook import WebhookEvent
+
+# The event names livekit-server sends; any other name is counted as "other" and ignored.
+KNOWN_EVENTS = frozenset(
+    {
+        "room_started", "room_finished", "participant_joined", "participant_left",
+        "participant_connection_aborted", "track_published", "track_unpublished",
+        "egress_started", "egress_updated", "egress_ended", "ingress_started", "ingress_ended",
+    }
+)
+
+_KIND_BY_NAME = {name: name for name, _ in ParticipantInfo.Kind.items()}
+_KIND_NAME = {number: name for name, number in ParticipantInfo.Kind.items()}
+_REASON_NAME = {number: name.lower() for name, number in DisconnectReason.items()}
+_REASON_BY_NAME = {name: name.lower() for name, _ in DisconnectReason.items()}
+_TRACK_NAME = {number: name.lower() for name, number in TrackType.items()}
+_TRACK_BY_NAME = {name: name.lower() for name, _ in TrackType.items()}
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+# Closed label sets, used by metrics.
+DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
+PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
+
+
+class MalformedEvent(Exception):
+    """The body is not a LiveKit WebhookEvent; the message is a short reason."""
+
+
+@dataclass(slots=True, frozen=True)
+class Participant:
+    """A participant as a webhook describes it. Times are unix seconds from the server."""
+
+    sid: str
+    identity: str
+    kind: str  # ParticipantInfo.Kind name: STANDARD, AGENT, SIP, EGRESS, ...
+    joined_at: float | None
+    disconnect_reason: str  # DisconnectReason in lower case, "unknown_reason" when absent
+    publishes_on_behalf: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One webhook, with server timestamps (unix seconds)."""
+
+    name: str
+    id: str
+    created_at: float
+    room_sid: str
+    room_name: str
+    room_created_at: float | None
+    participant: Participant | None
+    track_kind: str | None  # audio, video, data
+    track_published_at: float | None
+
+
+def parse_event(body: bytes) -> Event:
+    """Parse a webhook body, raising MalformedEvent when it is not a WebhookEvent."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedEvent("body is not JSON") from exc
+    if type(doc) is not dict:
+        raise MalformedEvent("body is not a JSON object")
+    try:
+        return _event_from_canonical(doc)
+    except _NotCanonical:
+        pass
+    try:
+        message = Parse(body, WebhookEvent(), ignore_unknown_fields=True)
+    except (ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise MalformedEvent(f"not a WebhookEvent: {str(exc)[:120]}") from exc
+    try:
+        return _event_from_canonical(MessageToDict(message))
+    except _NotCanonical as exc:  # protobuf's own output is canonical; this is a bug if reached
+        raise MalformedEvent("unsupported WebhookEvent shape") from exc
+
+
+class _NotCanonical(Exception):
+    """The document is not in the exact shape livekit-server emits; protobuf must normalise it."""
+
+
+def _obj(doc: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if type(value) is not dict or any("_" in k for k in value):
+        raise _NotCanonical
+    return value
+
+
+def _str(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key, "")
+    if type(value) is not str:
+        raise _NotCanonical
+    return value
+
+
+def _int(doc: dict[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if type(value) is str and _INTEGER.fullmatch(value):
+        return int(value)
+    if type(value) is int:
+        return value
+    raise _NotCanonical
+
+
+def _seconds(doc: dict[str, Any], seconds_key: str, millis_key: str) -> float | None:
+    millis = _int(doc, millis_key)
+    if millis:
+        return millis / 1000.0
+    seconds = _int(doc, seconds_key)
+    return float(seconds) if seconds else None
+
+
+def _enum(doc: dict[str, Any], key: str, by_name: dict[str, Any], by_number: dict[int, Any],
+          default: Any) -> Any:
+    value = doc.get(key)
+    if value is None:
+        return default
+    if type(value) is str and value in by_name:
+        return by_name[value]
+    if type(value) is int and value in by_number:
+        return by_number[value]
+    raise _NotCanonical
+
+
+def _event_from_canonical(doc: dict[str, Any]) -> Event:
+    if any("_" in k for k in doc):
+        raise _NotCanonical
+    room = _obj(doc, "room") or {}
+    participant_doc = _obj(doc, "participant")
+    track = _obj(doc, "track")
+    participant = None
+    if participant_doc is not None:
+        attributes = participant_doc.get("attributes") or {}
+        if type(attributes) is not dict:
+            raise _NotCanonical
+        participant = Participant(
+            sid=_str(participant_doc, "sid"),
+            identity=_str(participant_doc, "identity"),
+            kind=_enum(participant_doc, "kind", _KIND_BY_NAME, _KIND_NAME, "STANDARD"),
+            joined_at=_seconds(participant_doc, "joinedAt", "joinedAtMs"),
+            disconnect_reason=_enum(participant_doc, "disconnectReason", _REASON_BY_NAME,
+                                    _REASON_NAME, "unknown_reason"),
+            publishes_on_behalf=bool(attributes.get(PUBLISH_ON_BEHALF)),
+        )
+    track_kind = track_published_at = None
+    if track is not None:
+        track_kind = _enum(track, "type", _TRACK_BY_NAME, _TRACK_NAME, "audio")
+        version = _obj(track, "version")
+        micros = _int(version, "unixMicro") if version else None
+        track_published_at = micros / 1e6 if micros else None
+    return Event(
+        name=_str(doc, "event"),
+        id=_str(doc, "id"),
+        created_at=float(_int(doc, "createdAt") or 0),
+        room_sid=_str(room, "sid"),
+        room_name=_str(room, "name"),
+        room_created_at=_seconds(room, "creationTime", "creationTimeMs"),
+        participant=participant,
+        track_kind=track_kind,
+        track_published_at=track_published_at,
+    )

@@ -1,0 +1,80 @@
+"""Webhook intake: size limit, signature, parse, de-duplication, then the call tracker.
+
+Every rejection is a short JSON reason, a log line and a counter; a good event after a bad one
+is processed as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from monitor.dedup import RecentIds
+from monitor.events import KNOWN_EVENTS, MalformedEvent, parse_event
+from monitor.logs import RateLimitedLog
+from monitor.metrics import Metrics
+from monitor.state import CallTracker
+from monitor.verify import Unauthorized, WebhookVerifier
+
+log = logging.getLogger("monitor.intake")
+
+DEDUP_CAPACITY = 100_000
+_OK_BODY = b'{"status":"ok"}'
+
+
+def _json(status: int, **fields: str) -> web.Response:
+    return web.Response(status=status, body=json.dumps(fields).encode(),
+                        content_type="application/json")
+
+
+class WebhookIntake:
+    """The POST /webhook handler."""
+
+    def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: Metrics,
+                 max_body_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self._verifier = verifier
+        self._tracker = tracker
+        self._metrics = metrics
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+        self._recent = RecentIds(DEDUP_CAPACITY)
+        self._warn = RateLimitedLog(log)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        length = request.content_length
+        if length is not None and length > self._max_body_bytes:
+            return self._reject(413, "too_large", f"body over {self._max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, "too_large", f"body over {self._max_body_bytes} bytes")
+        token = request.headers.get("Authorization", "")
+        if token.startswith("Bearer "):
+            token = token[7:]
+        if not token:
+            return self._reject(401, "unauthorized", "missing Authorization header")
+        try:
+            self._verifier.verify(body, token)
+        except Unauthorized as exc:
+            return self._reject(401, "unauthorized", str(exc))
+        try:
+            event = parse_event(body)
+        except MalformedEvent as exc:
+            return self._reject(400, "malformed", str(exc))
+        if event.id and self._recent.seen(event.id):
+            self._metrics.webhook_rejected("duplicate")
+            return _json(200, status="duplicate")
+        self._metrics.webhook_received(event.name)
+        if event.name not in KNOWN_EVENTS:
+            return _json(200, status="ignored")
+        self._tracker.apply(event, self._clock())
+        return web.Response(body=_OK_BODY, content_type="application/json")
+
+    def _reject(self, status: int, reason: str, detail: str) -> web.Response:
+        self._metrics.webhook_rejected(reason)
+        self._warn.warning(reason, "webhook rejected: %s (%s)", reason, detail)
+        return _json(status, error=reason, detail=detail)

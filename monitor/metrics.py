@@ -1,0 +1,189 @@
+"""Prometheus metrics: one consumer of call transitions, in a registry of its own.
+
+Label values come from closed sets only (roles, disconnect reasons, departure causes, event
+names); room names and identities never become labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.departures import Departure
+from monitor.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
+from monitor.roles import Role
+from monitor.state import Call, CallListener, CallState, CallTracker
+
+# `_created` series double the output for no use in dashboards or alerts.
+disable_created_metrics()
+
+# Avatars normally join within a few seconds; a join timeout is tens of seconds.
+JOIN_LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
+# Tracks follow the avatar's join within a second when healthy; 30 s is a broken avatar.
+FIRST_TRACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+# Calls last minutes; edges around 30 min show the session (GPU) timeout; up to 2 h.
+SESSION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1500, 1740, 1800, 1860, 2400,
+                   3600, 5400, 7200)
+
+STARTUP_FAILURE_CAUSES = ("join_timeout", "message")
+TIMEOUTS = ("join", "idle", "session")
+REJECTION_REASONS = ("unauthorized", "malformed", "too_large", "duplicate")
+TRACK_KINDS = ("audio", "video")
+WEBHOOK_EVENTS = (*sorted(KNOWN_EVENTS), "other")
+_TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session"}
+
+
+class Metrics(CallListener):
+    """The exporter's instruments; also receives call transitions from the tracker."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.calls_started = Counter(
+            "avatar_calls_started", "Calls started (a first user joined a room).",
+            registry=registry)
+        self.join_latency = Histogram(
+            "avatar_join_latency_seconds",
+            "Call start (first user joined, or room created) to avatar joined, server time.",
+            buckets=JOIN_LATENCY_BUCKETS, registry=registry)
+        self.startup_failures = Counter(
+            "avatar_startup_failures", "Calls whose avatar never became active, by cause.",
+            ["cause"], registry=registry)
+        self.abandoned = Counter(
+            "avatar_calls_abandoned",
+            "Calls whose users all left while ringing, before the join timeout.",
+            registry=registry)
+        self.first_track = Histogram(
+            "avatar_time_to_first_track_seconds",
+            "Avatar joined to its first published track of each kind, server time.",
+            ["kind"], buckets=FIRST_TRACK_BUCKETS, registry=registry)
+        self.session_duration = Histogram(
+            "avatar_session_duration_seconds", "Avatar joined to avatar left, server time.",
+            buckets=SESSION_BUCKETS, registry=registry)
+        self.disconnects = Counter(
+            "avatar_disconnects", "Participants that left a room, by role and LiveKit reason.",
+            ["role", "reason"], registry=registry)
+        self.departures = Counter(
+            "avatar_departures", "Avatar departures from active calls, by classified cause.",
+            ["cause"], registry=registry)
+        self.timeouts = Counter(
+            "avatar_timeouts", "Timeouts hit: avatar join, idle, session (GPU).",
+            ["timeout"], registry=registry)
+        self.webhooks = Counter(
+            "avatar_monitor_webhooks", "Webhooks accepted, by LiveKit event name.",
+            ["event"], registry=registry)
+        self.rejections = Counter(
+            "avatar_monitor_webhooks_rejected", "Webhooks rejected or ignored, by reason.",
+            ["reason"], registry=registry)
+        self.evictions = Counter(
+            "avatar_monitor_calls_evicted",
+            "Live calls dropped from tracking because --max-calls was reached.",
+            registry=registry)
+        self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
+        self._initialise_label_sets()
+
+    def _initialise_label_sets(self) -> None:
+        """Export every series of the closed label sets from the start, at zero."""
+        for cause in STARTUP_FAILURE_CAUSES:
+            self.startup_failures.labels(cause)
+        for kind in TRACK_KINDS:
+            self.first_track.labels(kind)
+        for role in Role:
+            for reason in DISCONNECT_REASONS:
+                self.disconnects.labels(role.value, reason)
+        for departure in Departure:
+            self.departures.labels(departure.value)
+        for timeout in TIMEOUTS:
+            self.timeouts.labels(timeout)
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(reason)
+
+    def webhook_received(self, event: str) -> None:
+        (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
+
+    def webhook_rejected(self, reason: str) -> None:
+        self.rejections.labels(reason).inc()
+
+    # -- call transitions ------------------------------------------------------------------
+
+    def call_started(self, call: Call) -> None:
+        self.calls_started.inc()
+
+    def avatar_joined(self, call: Call, latency: float) -> None:
+        self.join_latency.observe(latency)
+
+    def startup_failed(self, call: Call, cause: str) -> None:
+        self.startup_failures.labels(cause).inc()
+        if cause == "join_timeout":
+            self.timeouts.labels("join").inc()
+
+    def call_abandoned(self, call: Call) -> None:
+        self.abandoned.inc()
+
+    def first_track(self, call: Call, kind: str, delay: float) -> None:
+        self.first_track.labels(kind).observe(delay)
+
+    def participant_left(self, call: Call | None, role: Role, participant: Participant) -> None:
+        self.disconnects.labels(role.value, participant.disconnect_reason).inc()
+
+    def avatar_left(self, call: Call, departure: Departure, session_seconds: float) -> None:
+        self.departures.labels(departure.value).inc()
+        self.session_duration.observe(session_seconds)
+        timeout = _TIMEOUT_OF_DEPARTURE.get(departure)
+        if timeout is not None:
+            self.timeouts.labels(timeout).inc()
+
+    def call_evicted(self, call: Call) -> None:
+        self.evictions.inc()
+
+
+class CallStateCollector(Collector):
+    """Gauges read from the tracker at scrape time: nothing to keep in step by hand."""
+
+    def __init__(self, tracker: CallTracker) -> None:
+        self._tracker = tracker
+
+    def collect(self) -> Iterable[Metric]:
+        in_progress = GaugeMetricFamily(
+            "avatar_calls_in_progress", "Calls now ringing (waiting for the avatar) or active.",
+            labels=["state"])
+        counts = self._tracker.counts
+        in_progress.add_metric(["ringing"], counts[CallState.RINGING])
+        in_progress.add_metric(["active"], counts[CallState.ACTIVE])
+        tracked = GaugeMetricFamily(
+            "avatar_monitor_calls_tracked",
+            "Calls held in memory, including pending, failed and lingering ended ones.")
+        tracked.add_metric([], len(self._tracker.calls))
+        return [in_progress, tracked]
+
+
+def metrics_markdown(registry: CollectorRegistry) -> str:
+    """The metrics reference (docs/metrics.md), generated from a registry."""
+    lines = [
+        "# Metrics",
+        "",
+        "Generated by `avatar-monitor docs metrics` from the code's registry; "
+        "`tests/test_docs.py` fails when this file drifts.",
+        "",
+        "| name | type | labels | help |",
+        "|---|---|---|---|",
+    ]
+    for family in sorted(registry.collect(), key=lambda f: f.name):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = ", ".join(
+            f"`{label}` = {', '.join(values)}" for label, values in _label_values(family)
+        )
+        lines.append(f"| `{name}` | {family.type} | {labels} | {family.documentation} |")
+    return "\n".join(lines) + "\n"
+
+
+def _label_values(family: Metric) -> Iterator[tuple[str, list[str]]]:
+    values: dict[str, list[str]] = {}
+    for sample in family.samples:
+        for label, value in sample.labels.items():
+            if label != "le" and value not in values.setdefault(label, []):
+                values[label].append(value)
+    for label, seen in values.items():
+        yield label, seen

@@ -1,0 +1,37 @@
+"""Who a participant is in an avatar call: avatar, agent, user or other."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+
+from monitor.events import Participant
+
+
+class Role(StrEnum):
+    AVATAR = "avatar"
+    AGENT = "agent"
+    USER = "user"
+    OTHER = "other"
+
+
+class RoleClassifier:
+    """Avatar: identity matches a glob, or an AGENT publishing on behalf of another agent
+    (`lk.publish_on_behalf`, set by every livekit-agents avatar plugin). Agent: other AGENTs.
+    User: STANDARD or SIP. Other: egress, ingress, connectors, ..."""
+
+    def __init__(self, avatar_identity_globs: Iterable[str]) -> None:
+        pattern = "|".join(fnmatch.translate(glob) for glob in avatar_identity_globs)
+        self._avatar_identity = re.compile(pattern) if pattern else None
+
+    def role_of(self, participant: Participant) -> Role:
+        kind = participant.kind
+        if self._avatar_identity is not None and self._avatar_identity.match(participant.identity):
+            return Role.AVATAR
+        if kind == "AGENT":
+            return Role.AVATAR if participant.publishes_on_behalf else Role.AGENT
+        if kind in ("STANDARD", "SIP"):
+            return Role.USER
+        return Role.OTHER

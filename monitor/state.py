@@ -1,0 +1,316 @@
+"""Call state: a synchronous state machine over typed webhook events, with server timestamps.
+
+One tracked call per room sid. A call starts when its first user joins (ringing) and becomes
+active when the avatar joins. Listeners (metrics, traces) receive the transitions; the tracker
+itself knows nothing of Prometheus or HTTP.
+
+Lifecycle: pending (room known, no user yet) -> ringing -> active -> ended, with ringing -> failed
+when no avatar joins within the join timeout (a failed call still turns active if the avatar joins
+late) and ringing -> ended when every user leaves first (abandoned). Ended calls linger briefly to
+absorb late or reordered webhooks, then are evicted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from monitor.departures import Departure, DepartureFacts, classify
+from monitor.events import Event, Participant
+from monitor.roles import Role, RoleClassifier
+
+# Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
+MAX_USERS_PER_CALL = 32
+
+
+class CallState(StrEnum):
+    PENDING = "pending"
+    RINGING = "ringing"
+    ACTIVE = "active"
+    FAILED = "failed"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Call:
+    """What is tracked of one call. Times are unix seconds from the server."""
+
+    room_sid: str
+    room_name: str
+    room_created_at: float | None
+    state: CallState = CallState.PENDING
+    started_at: float | None = None
+    deadline: float | None = None
+    avatar_sid: str | None = None
+    avatar_identity: str | None = None
+    avatar_joined_at: float | None = None
+    avatar_left: bool = False
+    tracks_seen: int = 0  # bit per track kind: audio 1, video 2
+    users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
+    user_left_first: bool = False
+    room_finished: bool = False
+
+
+_TRACK_BIT = {"audio": 1, "video": 2}
+
+
+class CallListener:
+    """Receives call transitions. Subclasses override what they need; every method is a no-op."""
+
+    def call_started(self, call: Call) -> None: ...
+    def avatar_joined(self, call: Call, latency: float) -> None: ...
+    def startup_failed(self, call: Call, cause: str) -> None: ...
+    def call_abandoned(self, call: Call) -> None: ...
+    def first_track(self, call: Call, kind: str, delay: float) -> None: ...
+    def participant_left(self, call: Call | None, role: Role, participant: Participant) -> None: ...
+    def avatar_left(self, call: Call, departure: Departure, session_seconds: float) -> None: ...
+    def call_ended(self, call: Call, at: float) -> None: ...
+    def call_evicted(self, call: Call) -> None: ...
+
+
+@dataclass(slots=True, frozen=True)
+class TrackerSettings:
+    join_timeout: float = 30.0
+    session_timeout: float = 1800.0
+    timeout_tolerance: float = 5.0
+    max_calls: int = 50_000
+    linger: float = 10.0
+
+
+class CallTracker:
+    """Applies events to calls and tells listeners what changed."""
+
+    def __init__(self, roles: RoleClassifier, settings: TrackerSettings,
+                 listeners: Iterable[CallListener] = ()) -> None:
+        self.roles = roles
+        self.settings = settings
+        self.listeners = list(listeners)
+        self.calls: dict[str, Call] = {}
+        self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
+        self._deadlines: list[tuple[float, str]] = []
+        self._lingering: deque[tuple[float, str]] = deque()
+        self._now = 0.0
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            "room_started": self._room_started,
+            "room_finished": self._room_finished,
+            "participant_joined": self._participant_joined,
+            "participant_left": self._participant_left,
+            "participant_connection_aborted": self._participant_left,
+            "track_published": self._track_published,
+        }
+
+    # -- input -----------------------------------------------------------------------------
+
+    def apply(self, event: Event, now: float) -> None:
+        """Apply one event; `now` is the local clock, used only for housekeeping."""
+        handler = self._handlers.get(event.name)
+        if handler is not None and event.room_sid:
+            self._now = now
+            handler(event)
+
+    def expire(self, now: float) -> None:
+        """Fire join deadlines that have passed and evict calls that finished lingering."""
+        self._now = now
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, sid = heapq.heappop(self._deadlines)
+            call = self.calls.get(sid)
+            if call is not None and call.state is CallState.RINGING and call.deadline == deadline:
+                self._set_state(call, CallState.FAILED)
+                self._emit("startup_failed", call, "join_timeout")
+        while self._lingering and self._lingering[0][0] <= now:
+            _, sid = self._lingering.popleft()
+            call = self.calls.get(sid)
+            if call is None:
+                continue
+            if call.state is not CallState.ENDED and call.room_finished:
+                self._finish_without_departure(call)
+            if call.state is CallState.ENDED:
+                self._forget(call)
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _room_started(self, event: Event) -> None:
+        self._call_for(event)
+
+    def _room_finished(self, event: Event) -> None:
+        call = self.calls.get(event.room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return
+        call.room_finished = True
+        if call.avatar_joined_at is not None and not call.avatar_left:
+            # The avatar's own participant_left may still be on its way: wait for it a little.
+            self._lingering.append((self._now + self.settings.linger, call.room_sid))
+        else:
+            self._end(call, event.created_at)
+
+    def _participant_joined(self, event: Event) -> None:
+        participant = event.participant
+        if participant is None:
+            return
+        role = self.roles.role_of(participant)
+        if role is Role.USER:
+            self._user_joined(event, participant)
+        elif role is Role.AVATAR:
+            call = self._call_for(event)
+            if call is not None:
+                self._avatar_joined(call, participant, event.created_at)
+
+    def _user_joined(self, event: Event, participant: Participant) -> None:
+        call = self.calls.get(event.room_sid)
+        if call is not None and participant.sid in call.users:
+            return  # a retry or a join reordered after its leave
+        if call is None or call.state is CallState.ENDED:
+            call = self._call_for(event, replace_ended=True)
+        if len(call.users) < MAX_USERS_PER_CALL:
+            call.users[participant.sid] = True
+        if call.state is not CallState.PENDING:
+            return
+        call.started_at = participant.joined_at or event.created_at
+        self._emit("call_started", call)
+        if call.avatar_joined_at is not None:
+            # The avatar was there before any user (dispatched at room creation): measure from
+            # the room's creation time.
+            origin = call.room_created_at or call.avatar_joined_at
+            self._activate(call, call.avatar_joined_at - origin)
+            return
+        self._set_state(call, CallState.RINGING)
+        call.deadline = call.started_at + self.settings.join_timeout
+        heapq.heappush(self._deadlines, (call.deadline, call.room_sid))
+
+    def _avatar_joined(self, call: Call, participant: Participant, at: float) -> None:
+        if call.avatar_sid == participant.sid:
+            return  # a retry, or a join reordered after the leave that created this call's record
+        if call.avatar_sid is not None and not call.avatar_left:
+            return  # a second avatar: the first one defines the call
+        call.avatar_sid = participant.sid
+        call.avatar_identity = sys.intern(participant.identity)
+        call.avatar_joined_at = participant.joined_at or at
+        call.avatar_left = False
+        if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
+            self._activate(call, call.avatar_joined_at - call.started_at)
+
+    def _activate(self, call: Call, latency: float) -> None:
+        call.deadline = None
+        self._set_state(call, CallState.ACTIVE)
+        self._emit("avatar_joined", call, max(latency, 0.0))
+
+    def _participant_left(self, event: Event) -> None:
+        participant = event.participant
+        if participant is None:
+            return
+        role = self.roles.role_of(participant)
+        call = self.calls.get(event.room_sid)
+        self._emit("participant_left", call, role, participant)
+        if call is None:
+            return
+        if role is Role.USER:
+            self._user_left(call, participant, event.created_at)
+        elif role is Role.AVATAR:
+            self._avatar_left(call, participant, event.created_at)
+
+    def _user_left(self, call: Call, participant: Participant, at: float) -> None:
+        if call.users.get(participant.sid) is False:
+            return  # a retry
+        call.users[participant.sid] = False
+        if any(call.users.values()):
+            return
+        if call.state is CallState.RINGING:
+            self._emit("call_abandoned", call)
+            self._end(call, at)
+        elif call.state is CallState.FAILED:
+            self._end(call, at)
+        elif call.state is CallState.ACTIVE:
+            call.user_left_first = True
+
+    def _avatar_left(self, call: Call, participant: Participant, at: float) -> None:
+        if call.state is CallState.ENDED:
+            return
+        if call.avatar_left and call.avatar_sid == participant.sid:
+            return
+        if call.avatar_sid != participant.sid:
+            # Its join never reached us (lost or reordered): the leave carries the join time.
+            self._avatar_joined(call, participant, at)
+            if call.avatar_sid != participant.sid:
+                return  # another avatar is the call's
+        call.avatar_left = True
+        session = max(at - (call.avatar_joined_at or at), 0.0)
+        facts = DepartureFacts(
+            disconnect_reason=participant.disconnect_reason,
+            session_seconds=session,
+            user_left_first=call.user_left_first,
+            session_timeout=self.settings.session_timeout,
+            timeout_tolerance=self.settings.timeout_tolerance,
+        )
+        if call.state is CallState.ACTIVE:
+            self._emit("avatar_left", call, classify(facts), session)
+            self._end(call, at)
+        elif call.state is CallState.PENDING:
+            self._end(call, at)  # the avatar came and went before any user: no call happened
+
+    def _track_published(self, event: Event) -> None:
+        participant, kind = event.participant, event.track_kind
+        bit = _TRACK_BIT.get(kind or "")
+        if participant is None or bit is None:
+            return
+        call = self.calls.get(event.room_sid)
+        if call is None or call.avatar_sid != participant.sid or call.tracks_seen & bit:
+            return
+        call.tracks_seen |= bit
+        published = event.track_published_at or event.created_at
+        joined = call.avatar_joined_at or published
+        self._emit("first_track", call, kind, max(published - joined, 0.0))
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _call_for(self, event: Event, replace_ended: bool = False) -> Call | None:
+        call = self.calls.get(event.room_sid)
+        if call is not None and not (replace_ended and call.state is CallState.ENDED):
+            if call.room_created_at is None:
+                call.room_created_at = event.room_created_at
+            return call
+        if call is not None:
+            self._forget(call)
+        while len(self.calls) >= self.settings.max_calls:
+            oldest = self.calls[next(iter(self.calls))]
+            if oldest.state is not CallState.ENDED:
+                self._emit("call_evicted", oldest)
+            self._forget(oldest)
+        call = Call(event.room_sid, event.room_name, event.room_created_at)
+        self.calls[call.room_sid] = call
+        self.counts[CallState.PENDING] += 1
+        return call
+
+    def _finish_without_departure(self, call: Call) -> None:
+        """The room finished and the avatar's leave never arrived."""
+        facts = DepartureFacts("unknown_reason", None, call.user_left_first,
+                               self.settings.session_timeout, self.settings.timeout_tolerance)
+        if call.state is CallState.ACTIVE:
+            self._emit("avatar_left", call, classify(facts), 0.0)
+        self._end(call, self._now)
+
+    def _end(self, call: Call, at: float) -> None:
+        if call.state is CallState.ENDED:
+            return
+        was_started = call.started_at is not None
+        self._set_state(call, CallState.ENDED)
+        if was_started:
+            self._emit("call_ended", call, at)
+        self._lingering.append((self._now + self.settings.linger, call.room_sid))
+
+    def _forget(self, call: Call) -> None:
+        if self.calls.get(call.room_sid) is call:
+            del self.calls[call.room_sid]
+            self.counts[call.state] -= 1
+
+    def _set_state(self, call: Call, state: CallState) -> None:
+        self.counts[call.state] -= 1
+        self.counts[state] += 1
+        call.state = state
+
+    def _emit(self, transition: str, *args: object) -> None:
+        for listener in self.listeners:
+            getattr(listener, transition)(*args)
