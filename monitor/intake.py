@@ -26,8 +26,8 @@ DEDUP_CAPACITY = 100_000
 _OK_BODY = b'{"status":"ok"}'
 
 
-def _json(status: int, **fields: str) -> web.Response:
-    return web.Response(status=status, body=json.dumps(fields).encode(),
+def _json(http_status: int, **fields: str) -> web.Response:
+    return web.Response(status=http_status, body=json.dumps(fields).encode(),
                         content_type="application/json")
 
 

@@ -55,7 +55,7 @@ class Metrics(CallListener):
             "avatar_calls_abandoned",
             "Calls whose users all left while ringing, before the join timeout.",
             registry=registry)
-        self.first_track = Histogram(
+        self.first_track_delay = Histogram(
             "avatar_time_to_first_track_seconds",
             "Avatar joined to its first published track of each kind, server time.",
             ["kind"], buckets=FIRST_TRACK_BUCKETS, registry=registry)
@@ -89,7 +89,7 @@ class Metrics(CallListener):
         for cause in STARTUP_FAILURE_CAUSES:
             self.startup_failures.labels(cause)
         for kind in TRACK_KINDS:
-            self.first_track.labels(kind)
+            self.first_track_delay.labels(kind)
         for role in Role:
             for reason in DISCONNECT_REASONS:
                 self.disconnects.labels(role.value, reason)
@@ -123,7 +123,7 @@ class Metrics(CallListener):
         self.abandoned.inc()
 
     def first_track(self, call: Call, kind: str, delay: float) -> None:
-        self.first_track.labels(kind).observe(delay)
+        self.first_track_delay.labels(kind).observe(delay)
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant) -> None:
         self.disconnects.labels(role.value, participant.disconnect_reason).inc()

@@ -13,6 +13,7 @@ absorb late or reordered webhooks, then are evicted.
 from __future__ import annotations
 
 import heapq
+import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -22,6 +23,8 @@ from enum import StrEnum
 from monitor.departures import Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
+
+log = logging.getLogger("monitor.state")
 
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
 MAX_USERS_PER_CALL = 32
@@ -119,8 +122,7 @@ class CallTracker:
             deadline, sid = heapq.heappop(self._deadlines)
             call = self.calls.get(sid)
             if call is not None and call.state is CallState.RINGING and call.deadline == deadline:
-                self._set_state(call, CallState.FAILED)
-                self._emit("startup_failed", call, "join_timeout")
+                self._fail(call, "join_timeout")
         while self._lingering and self._lingering[0][0] <= now:
             _, sid = self._lingering.popleft()
             call = self.calls.get(sid)
@@ -172,9 +174,11 @@ class CallTracker:
         call.started_at = participant.joined_at or event.created_at
         self._emit("call_started", call)
         if call.avatar_joined_at is not None:
-            # The avatar was there before any user (dispatched at room creation): measure from
-            # the room's creation time.
-            origin = call.room_created_at or call.avatar_joined_at
+            origin = call.started_at
+            if call.avatar_joined_at < call.started_at:
+                # The avatar was there before any user (dispatched at room creation): measure
+                # from the room's creation time.
+                origin = call.room_created_at or call.avatar_joined_at
             self._activate(call, call.avatar_joined_at - origin)
             return
         self._set_state(call, CallState.RINGING)
@@ -193,6 +197,11 @@ class CallTracker:
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
             self._activate(call, call.avatar_joined_at - call.started_at)
 
+    def _fail(self, call: Call, cause: str) -> None:
+        call.deadline = None
+        self._set_state(call, CallState.FAILED)
+        self._emit("startup_failed", call, cause)
+
     def _activate(self, call: Call, latency: float) -> None:
         call.deadline = None
         self._set_state(call, CallState.ACTIVE)
@@ -205,11 +214,15 @@ class CallTracker:
         role = self.roles.role_of(participant)
         call = self.calls.get(event.room_sid)
         self._emit("participant_left", call, role, participant)
-        if call is None:
-            return
         if role is Role.USER:
+            if call is not None and call.state is CallState.ENDED:
+                return
+            if call is None or participant.sid not in call.users:
+                # Its join never reached us (lost or reordered): the leave carries the join time.
+                self._user_joined(event, participant)
+                call = self.calls[event.room_sid]
             self._user_left(call, participant, event.created_at)
-        elif role is Role.AVATAR:
+        elif role is Role.AVATAR and call is not None:
             self._avatar_left(call, participant, event.created_at)
 
     def _user_left(self, call: Call, participant: Participant, at: float) -> None:
@@ -218,7 +231,10 @@ class CallTracker:
         call.users[participant.sid] = False
         if any(call.users.values()):
             return
-        if call.state is CallState.RINGING:
+        if call.state is CallState.RINGING and call.deadline is not None and at >= call.deadline:
+            self._fail(call, "join_timeout")  # the deadline passed before the leave (server time)
+            self._end(call, at)
+        elif call.state is CallState.RINGING:
             self._emit("call_abandoned", call)
             self._end(call, at)
         elif call.state is CallState.FAILED:
@@ -313,4 +329,7 @@ class CallTracker:
 
     def _emit(self, transition: str, *args: object) -> None:
         for listener in self.listeners:
-            getattr(listener, transition)(*args)
+            try:
+                getattr(listener, transition)(*args)
+            except Exception:  # one broken sink must not stop the others or the intake
+                log.exception("%s failed in %s", transition, type(listener).__name__)

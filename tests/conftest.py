@@ -1,0 +1,86 @@
+"""Fixtures: an avatar-monitor app served over real HTTP on loopback, one per test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+from livekit.protocol import webhook
+
+from monitor.app import MONITOR, Monitor, create_app
+from monitor.config import Config
+from tests import scrape
+from tests.webhooks import KEY, SECRET, signed
+
+
+@dataclass
+class RunningMonitor:
+    """A sidecar listening on 127.0.0.1 and a client session to talk to it."""
+
+    url: str
+    monitor: Monitor
+    http: aiohttp.ClientSession
+
+    async def send(self, event: webhook.WebhookEvent, key: str = KEY, secret: str = SECRET
+                   ) -> tuple[int, dict]:
+        body, headers = signed(event, key, secret)
+        return await self.post(body, headers)
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+        async with self.http.post(self.url + "/webhook", data=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def scrape(self) -> str:
+        async with self.http.get(self.url + "/metrics") as resp:
+            assert resp.status == 200
+            return await resp.text()
+
+    async def value(self, name: str, **labels: str) -> float | None:
+        return scrape.value(await self.scrape(), name, **labels)
+
+    async def wait_for(self, name: str, expected: float, timeout: float = 5.0,
+                       **labels: str) -> float:
+        """Poll /metrics until the sample equals `expected`; fail with the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.value(name, **labels)
+            if current == expected:
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}{labels} = {current}, expected {expected}")
+            await asyncio.sleep(0.05)
+
+
+StartMonitor = Callable[..., Awaitable[RunningMonitor]]
+
+
+@pytest.fixture
+async def start_monitor() -> AsyncIterator[StartMonitor]:
+    """Start a sidecar with Config overrides; everything is stopped at the end of the test."""
+    runners: list[web.AppRunner] = []
+    http = aiohttp.ClientSession()
+
+    async def start(**overrides: object) -> RunningMonitor:
+        config = Config(KEY, SECRET, host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
+        app = create_app(config)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return RunningMonitor(f"http://{host}:{port}", app[MONITOR], http)
+
+    yield start
+    await http.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sidecar(start_monitor: StartMonitor) -> RunningMonitor:
+    return await start_monitor()

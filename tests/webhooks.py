@@ -1,0 +1,98 @@
+"""Builders for signed LiveKit webhook requests, made exactly as livekit-server makes them:
+protobuf `WebhookEvent` to JSON, signed with livekit-api's `AccessToken.with_sha256`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import time
+
+from google.protobuf.json_format import MessageToJson
+from livekit import api
+from livekit.protocol import models, webhook
+
+KEY, SECRET = "test-key", "test-secret-that-is-long-enough-for-hs256"
+AVATAR = "lemonslice-avatar-agent"
+_ids = itertools.count(1)
+
+
+def sign(body: bytes, key: str = KEY, secret: str = SECRET) -> str:
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return api.AccessToken(key, secret).with_sha256(digest).to_jwt()
+
+
+def encode(event: webhook.WebhookEvent) -> bytes:
+    return MessageToJson(event).encode()
+
+
+def signed(event: webhook.WebhookEvent, key: str = KEY, secret: str = SECRET
+           ) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of the request livekit-server would send for `event`."""
+    body = encode(event)
+    return body, {"Authorization": sign(body, key, secret),
+                  "Content-Type": "application/webhook+json"}
+
+
+class Room:
+    """A room on a simulated server clock; builds its webhook events."""
+
+    def __init__(self, name: str | None = None, created_at: float | None = None) -> None:
+        n = next(_ids)
+        self.sid = f"RM_{n:06d}"
+        self.name = name or f"room-{n}"
+        self.created_at = time.time() if created_at is None else created_at
+
+    def info(self) -> models.Room:
+        return models.Room(sid=self.sid, name=self.name, creation_time=int(self.created_at),
+                           creation_time_ms=int(self.created_at * 1000))
+
+    def event(self, name: str, at: float, **fields: object) -> webhook.WebhookEvent:
+        return webhook.WebhookEvent(event=name, id=f"EV_{next(_ids):08d}", created_at=int(at),
+                                    room=self.info(), **fields)
+
+    def started(self, at: float | None = None) -> webhook.WebhookEvent:
+        return self.event("room_started", self.created_at if at is None else at)
+
+    def finished(self, at: float) -> webhook.WebhookEvent:
+        return self.event("room_finished", at)
+
+    def joined(self, who: models.ParticipantInfo, at: float | None = None
+               ) -> webhook.WebhookEvent:
+        return self.event("participant_joined", who.joined_at_ms / 1000 if at is None else at,
+                          participant=who)
+
+    def left(self, who: models.ParticipantInfo, at: float,
+             reason: int = models.DisconnectReason.CLIENT_INITIATED) -> webhook.WebhookEvent:
+        gone = models.ParticipantInfo()
+        gone.CopyFrom(who)
+        gone.state = models.ParticipantInfo.DISCONNECTED
+        gone.disconnect_reason = reason
+        return self.event("participant_left", at, participant=gone)
+
+    def track(self, who: models.ParticipantInfo, kind: int, at: float) -> webhook.WebhookEvent:
+        info = models.TrackInfo(sid=f"TR_{next(_ids):06d}", type=kind,
+                                version=models.TimedVersion(unix_micro=int(at * 1e6)))
+        return self.event("track_published", at, participant=who, track=info)
+
+
+def participant(identity: str, joined_at: float, kind: int = models.ParticipantInfo.STANDARD,
+                attributes: dict[str, str] | None = None) -> models.ParticipantInfo:
+    return models.ParticipantInfo(
+        sid=f"PA_{next(_ids):06d}", identity=identity, kind=kind,
+        state=models.ParticipantInfo.ACTIVE, joined_at=int(joined_at),
+        joined_at_ms=int(joined_at * 1000), attributes=attributes or {})
+
+
+def user(joined_at: float, identity: str | None = None) -> models.ParticipantInfo:
+    return participant(identity or f"user-{next(_ids)}", joined_at)
+
+
+def avatar(joined_at: float, identity: str = AVATAR, on_behalf_of: str = "agent-1"
+           ) -> models.ParticipantInfo:
+    return participant(identity, joined_at, models.ParticipantInfo.AGENT,
+                       {"lk.publish_on_behalf": on_behalf_of})
+
+
+def agent(joined_at: float, identity: str = "agent-1") -> models.ParticipantInfo:
+    return participant(identity, joined_at, models.ParticipantInfo.AGENT)
