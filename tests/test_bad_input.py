@@ -1,0 +1,115 @@
+"""Every class of bad input gets a clear error, a counter and no crash; good events still count."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import RunningMonitor, StartMonitor
+from tests.webhooks import Room, encode, sign, user
+
+
+def good_event() -> tuple[bytes, dict[str, str]]:
+    body = encode(Room().joined(user(time.time())))
+    return body, {"Authorization": sign(body), "Content-Type": "application/webhook+json"}
+
+
+async def assert_still_counts(sidecar: RunningMonitor, started_before: float) -> None:
+    status, reply = await sidecar.post(*good_event())
+    assert (status, reply) == (200, {"status": "ok"})
+    assert await sidecar.value("avatar_calls_started_total") == started_before + 1
+
+
+WRONG_SECRET = "wrong-secret-wrong-secret-wrong-secret"
+UNAUTHORIZED = {
+    "missing": (lambda body: {}, "missing Authorization header"),
+    "not a jwt": (lambda body: {"Authorization": "not-a-jwt"}, "invalid token"),
+    "empty segments": (lambda body: {"Authorization": "a.b.c"}, "invalid token"),
+    "other body": (lambda body: {"Authorization": sign(b"another body")}, "body hash mismatch"),
+    "wrong secret": (lambda body: {"Authorization": sign(body, secret=WRONG_SECRET)},
+                     "bad signature"),
+    "wrong key": (lambda body: {"Authorization": sign(body, key="wrong-key")}, "unknown issuer"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNAUTHORIZED))
+async def test_unauthorized(sidecar: RunningMonitor, case: str) -> None:
+    make_headers, detail = UNAUTHORIZED[case]
+    body, _ = good_event()
+    status, reply = await sidecar.post(body, make_headers(body))
+    assert status == 401
+    assert reply["error"] == "unauthorized"
+    assert detail in reply["detail"]
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total",
+                               reason="unauthorized") == 1
+    assert await sidecar.value("avatar_calls_started_total") == 0
+    await assert_still_counts(sidecar, 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2, 3]",
+        b'{"event": 5}',
+        b'{"event": "participant_joined", "id": ["a list"]}',
+        b'{"event": "participant_joined", "createdAt": "yesterday"}',
+        b'{"event": "participant_joined", "participant": {"kind": "NO_SUCH_KIND", "sid": 1}}',
+        b"\xff\xfe\x00",
+    ],
+)
+async def test_malformed(sidecar: RunningMonitor, body: bytes) -> None:
+    status, reply = await sidecar.post(body, {"Authorization": sign(body)})
+    assert status == 400, reply
+    assert reply["error"] == "malformed"
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="malformed") == 1
+    await assert_still_counts(sidecar, 0)
+
+
+async def test_too_large_by_content_length(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(max_body_bytes=1000)
+    body = b"{" + b" " * 2000 + b"}"
+    status, reply = await sidecar.post(body, {"Authorization": sign(body)})
+    assert status == 413
+    assert reply["error"] == "too_large"
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="too_large") == 1
+    await assert_still_counts(sidecar, 0)
+
+
+async def test_too_large_chunked(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(max_body_bytes=1000)
+
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 500
+
+    async with sidecar.http.post(sidecar.url + "/webhook", data=chunks(),
+                                 headers={"Authorization": "x.y.z"}) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "too_large"
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="too_large") == 1
+    await assert_still_counts(sidecar, 0)
+
+
+async def test_unknown_event_is_counted_and_ignored(sidecar: RunningMonitor) -> None:
+    event = Room().event("participant_did_a_dance", time.time())
+    status, reply = await sidecar.send(event)
+    assert (status, reply) == (200, {"status": "ignored"})
+    assert await sidecar.value("avatar_monitor_webhooks_total", event="other") == 1
+    await assert_still_counts(sidecar, 0)
+
+
+async def test_bearer_prefix_is_accepted(sidecar: RunningMonitor) -> None:
+    body, headers = good_event()
+    status, _ = await sidecar.post(body, {"Authorization": "Bearer " + headers["Authorization"]})
+    assert status == 200
+    assert await sidecar.value("avatar_calls_started_total") == 1
+
+
+async def test_health_and_wrong_method(sidecar: RunningMonitor) -> None:
+    async with sidecar.http.get(sidecar.url + "/healthz") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+    async with sidecar.http.get(sidecar.url + "/webhook") as resp:
+        assert resp.status == 405
