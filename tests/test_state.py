@@ -1,0 +1,161 @@
+"""The call state machine alone: typed events in, transitions out, no network."""
+
+from __future__ import annotations
+
+import time
+
+from livekit.protocol import models
+
+from monitor.events import parse_event
+from monitor.roles import Role, RoleClassifier
+from monitor.state import CallListener, CallState, CallTracker, TrackerSettings
+from tests.webhooks import Room, agent, avatar, encode, participant, user
+
+R = models.DisconnectReason
+
+
+class Recorder(CallListener):
+    """Keeps every transition as (name, details)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def call_started(self, call):
+        self.seen.append(("started", call.room_sid))
+
+    def avatar_joined(self, call, latency):
+        self.seen.append(("avatar_joined", round(latency, 3)))
+
+    def startup_failed(self, call, cause):
+        self.seen.append(("startup_failed", cause))
+
+    def call_abandoned(self, call):
+        self.seen.append(("abandoned",))
+
+    def avatar_left(self, call, departure, session_seconds):
+        self.seen.append(("avatar_left", departure.value))
+
+    def call_ended(self, call, at):
+        self.seen.append(("ended",))
+
+    def call_evicted(self, call):
+        self.seen.append(("evicted", call.room_sid))
+
+
+def make(**settings: float) -> tuple[CallTracker, Recorder]:
+    recorder = Recorder()
+    tracker = CallTracker(RoleClassifier(["lemonslice-avatar-agent", "*-avatar"]),
+                          TrackerSettings(**settings), [recorder])
+    return tracker, recorder
+
+
+def apply(tracker: CallTracker, *events, now: float | None = None) -> None:
+    for event in events:
+        tracker.apply(parse_event(encode(event)), time.time() if now is None else now)
+
+
+def test_roles() -> None:
+    roles = RoleClassifier(["lemonslice-avatar-agent", "*-avatar"])
+    ev = lambda p: parse_event(encode(Room().joined(p))).participant  # noqa: E731
+    t = time.time()
+    assert roles.role_of(ev(avatar(t))) is Role.AVATAR
+    assert roles.role_of(ev(participant("acme-avatar", t))) is Role.AVATAR  # glob
+    assert roles.role_of(ev(avatar(t, identity="other-provider"))) is Role.AVATAR  # on behalf
+    assert roles.role_of(ev(agent(t))) is Role.AGENT
+    assert roles.role_of(ev(user(t))) is Role.USER
+    assert roles.role_of(ev(participant("phone", t, models.ParticipantInfo.SIP))) is Role.USER
+    assert roles.role_of(ev(participant("rec", t, models.ParticipantInfo.EGRESS))) is Role.OTHER
+
+
+def test_deadline_fires_once_at_its_server_time() -> None:
+    tracker, recorder = make(join_timeout=30)
+    t0 = 1_000_000.0
+    room = Room(created_at=t0)
+    apply(tracker, room.joined(user(t0)), now=t0 + 1)
+    tracker.expire(t0 + 29.9)
+    assert ("startup_failed", "join_timeout") not in recorder.seen
+    tracker.expire(t0 + 30)
+    tracker.expire(t0 + 60)
+    assert recorder.seen.count(("startup_failed", "join_timeout")) == 1
+    assert tracker.counts[CallState.FAILED] == 1
+
+
+def test_room_finished_waits_for_the_avatars_leave() -> None:
+    tracker, recorder = make(linger=10)
+    t0 = time.time()
+    room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
+    apply(tracker, room.joined(caller), room.joined(face), room.finished(t0 + 50), now=t0)
+    assert tracker.counts[CallState.ACTIVE] == 1  # still waiting for the avatar's leave
+    apply(tracker, room.left(face, t0 + 49, R.ROOM_DELETED), now=t0 + 1)
+    assert ("avatar_left", "server") in recorder.seen
+    assert tracker.counts[CallState.ACTIVE] == 0
+
+
+def test_room_finished_without_the_avatars_leave_ends_after_linger() -> None:
+    tracker, recorder = make(linger=10)
+    t0 = time.time()
+    room = Room(created_at=t0)
+    apply(tracker, room.joined(user(t0)), room.joined(avatar(t0 + 1)), room.finished(t0 + 50),
+          now=t0)
+    tracker.expire(t0 + 5)
+    assert tracker.counts[CallState.ACTIVE] == 1
+    tracker.expire(t0 + 11)
+    assert ("avatar_left", "unknown") in recorder.seen
+    assert tracker.counts[CallState.ACTIVE] == 0
+    tracker.expire(t0 + 30)
+    assert room.sid not in tracker.calls  # evicted after lingering
+
+
+def test_ended_calls_are_evicted_after_linger_and_ignore_late_events() -> None:
+    tracker, recorder = make(linger=10)
+    t0 = time.time()
+    room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
+    apply(tracker, room.joined(caller), room.joined(face), room.left(caller, t0 + 20),
+          room.left(face, t0 + 21), now=t0)
+    assert room.sid in tracker.calls
+    apply(tracker, room.joined(caller), now=t0 + 1)  # a late retry of the user's join
+    assert recorder.seen.count(("started", room.sid)) == 1
+    tracker.expire(t0 + 11)
+    assert room.sid not in tracker.calls
+    assert sum(tracker.counts.values()) == 0
+
+
+def test_a_new_user_after_the_call_ended_starts_a_new_call() -> None:
+    tracker, recorder = make()
+    t0 = time.time()
+    room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
+    apply(tracker, room.joined(caller), room.joined(face), room.left(caller, t0 + 20),
+          room.left(face, t0 + 21), room.joined(user(t0 + 30)))
+    assert recorder.seen.count(("started", room.sid)) == 2
+    assert tracker.counts[CallState.RINGING] == 1
+
+
+def test_leave_after_the_deadline_is_a_startup_failure_not_an_abandon() -> None:
+    tracker, recorder = make(join_timeout=30)
+    t0 = time.time() - 100
+    room, caller = Room(created_at=t0), user(t0)
+    # The leave is delivered before the deadline check ran, but happened after the deadline.
+    apply(tracker, room.joined(caller), room.left(caller, t0 + 40), now=t0 + 1)
+    assert ("startup_failed", "join_timeout") in recorder.seen
+    assert ("abandoned",) not in recorder.seen
+
+
+def test_eviction_counts_only_live_calls() -> None:
+    tracker, recorder = make(max_calls=2)
+    t0 = time.time()
+    first = Room(created_at=t0)
+    caller = user(t0)
+    apply(tracker, first.joined(caller), first.left(caller, t0 + 1))  # abandoned, lingering
+    apply(tracker, Room().joined(user(t0)), Room().joined(user(t0)), Room().joined(user(t0)))
+    evicted = [entry for entry in recorder.seen if entry[0] == "evicted"]
+    assert len(evicted) == 1 and len(tracker.calls) == 2
+
+
+def test_a_second_avatar_does_not_replace_the_first() -> None:
+    tracker, recorder = make()
+    t0 = time.time()
+    room = Room(created_at=t0)
+    apply(tracker, room.joined(user(t0)), room.joined(avatar(t0 + 1)),
+          room.joined(avatar(t0 + 5, identity="spare-avatar")))
+    assert recorder.seen.count(("avatar_joined", 1.0)) == 1
+    assert len([s for s in recorder.seen if s[0] == "avatar_joined"]) == 1
