@@ -1,0 +1,23 @@
+# avatar-monitor: a small image that runs `avatar-monitor serve`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    AVATAR_MONITOR_PORT=9465
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY monitor ./monitor
+RUN pip install . \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin monitor
+
+USER 10001
+EXPOSE 9465
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['AVATAR_MONITOR_PORT'] + '/healthz', timeout=2)"]
+
+# LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be given at run time (docker run -e ...).
+ENTRYPOINT ["avatar-monitor"]
+CMD ["serve"]
