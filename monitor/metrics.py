@@ -114,21 +114,23 @@ class Metrics(CallListener):
     def avatar_joined(self, call: Call, latency: float) -> None:
         self.join_latency.observe(latency)
 
-    def startup_failed(self, call: Call, cause: str) -> None:
+    def startup_failed(self, call: Call, cause: str, at: float) -> None:
         self.startup_failures.labels(cause).inc()
         if cause == "join_timeout":
             self.timeouts.labels("join").inc()
 
-    def call_abandoned(self, call: Call) -> None:
+    def call_abandoned(self, call: Call, at: float) -> None:
         self.abandoned.inc()
 
-    def first_track(self, call: Call, kind: str, delay: float) -> None:
+    def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
         self.first_track_delay.labels(kind).observe(delay)
 
-    def participant_left(self, call: Call | None, role: Role, participant: Participant) -> None:
+    def participant_left(self, call: Call | None, role: Role, participant: Participant,
+                         at: float) -> None:
         self.disconnects.labels(role.value, participant.disconnect_reason).inc()
 
-    def avatar_left(self, call: Call, departure: Departure, session_seconds: float) -> None:
+    def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
+                    at: float) -> None:
         self.departures.labels(departure.value).inc()
         self.session_duration.observe(session_seconds)
         timeout = _TIMEOUT_OF_DEPARTURE.get(departure)

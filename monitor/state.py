@@ -56,21 +56,27 @@ class Call:
     users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
     user_left_first: bool = False
     room_finished: bool = False
+    trace_id: int = 0  # set by the tracer when tracing is on; exemplars name it
 
 
 _TRACK_BIT = {"audio": 1, "video": 2}
 
 
 class CallListener:
-    """Receives call transitions. Subclasses override what they need; every method is a no-op."""
+    """Receives call transitions. Subclasses override what they need; every method is a no-op.
+    Times (`at`, `call.started_at`, `call.avatar_joined_at`) are server unix seconds."""
 
     def call_started(self, call: Call) -> None: ...
+    def participant_joined(self, call: Call, role: Role, participant: Participant,
+                           at: float) -> None: ...
     def avatar_joined(self, call: Call, latency: float) -> None: ...
-    def startup_failed(self, call: Call, cause: str) -> None: ...
-    def call_abandoned(self, call: Call) -> None: ...
-    def first_track(self, call: Call, kind: str, delay: float) -> None: ...
-    def participant_left(self, call: Call | None, role: Role, participant: Participant) -> None: ...
-    def avatar_left(self, call: Call, departure: Departure, session_seconds: float) -> None: ...
+    def startup_failed(self, call: Call, cause: str, at: float) -> None: ...
+    def call_abandoned(self, call: Call, at: float) -> None: ...
+    def first_track(self, call: Call, kind: str, delay: float, at: float) -> None: ...
+    def participant_left(self, call: Call | None, role: Role, participant: Participant,
+                         at: float) -> None: ...
+    def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
+                    at: float) -> None: ...
     def call_ended(self, call: Call, at: float) -> None: ...
     def call_evicted(self, call: Call) -> None: ...
 
@@ -160,6 +166,10 @@ class CallTracker:
             call = self._call_for(event)
             if call is not None:
                 self._avatar_joined(call, participant, event.created_at)
+        call = self.calls.get(event.room_sid)
+        if call is not None and call.started_at is not None:
+            self._emit("participant_joined", call, role, participant,
+                       participant.joined_at or event.created_at)
 
     def _user_joined(self, event: Event, participant: Participant) -> None:
         call = self.calls.get(event.room_sid)
@@ -198,9 +208,10 @@ class CallTracker:
             self._activate(call, call.avatar_joined_at - call.started_at)
 
     def _fail(self, call: Call, cause: str) -> None:
+        at = call.deadline if call.deadline is not None else self._now
         call.deadline = None
         self._set_state(call, CallState.FAILED)
-        self._emit("startup_failed", call, cause)
+        self._emit("startup_failed", call, cause, at)
 
     def _activate(self, call: Call, latency: float) -> None:
         call.deadline = None
@@ -213,7 +224,7 @@ class CallTracker:
             return
         role = self.roles.role_of(participant)
         call = self.calls.get(event.room_sid)
-        self._emit("participant_left", call, role, participant)
+        self._emit("participant_left", call, role, participant, event.created_at)
         if role is Role.USER:
             if call is not None and call.state is CallState.ENDED:
                 return
@@ -235,7 +246,7 @@ class CallTracker:
             self._fail(call, "join_timeout")  # the deadline passed before the leave (server time)
             self._end(call, at)
         elif call.state is CallState.RINGING:
-            self._emit("call_abandoned", call)
+            self._emit("call_abandoned", call, at)
             self._end(call, at)
         elif call.state is CallState.FAILED:
             self._end(call, at)
@@ -262,7 +273,7 @@ class CallTracker:
             timeout_tolerance=self.settings.timeout_tolerance,
         )
         if call.state is CallState.ACTIVE:
-            self._emit("avatar_left", call, classify(facts), session)
+            self._emit("avatar_left", call, classify(facts), session, at)
             self._end(call, at)
         elif call.state is CallState.PENDING:
             self._end(call, at)  # the avatar came and went before any user: no call happened
@@ -278,7 +289,8 @@ class CallTracker:
         call.tracks_seen |= bit
         published = event.track_published_at or event.created_at
         joined = call.avatar_joined_at or published
-        self._emit("first_track", call, kind, max(published - joined, 0.0))
+        delay = max(published - joined, 0.0)
+        self._emit("first_track", call, kind, delay, joined + delay)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -305,7 +317,7 @@ class CallTracker:
         facts = DepartureFacts("unknown_reason", None, call.user_left_first,
                                self.settings.session_timeout, self.settings.timeout_tolerance)
         if call.state is CallState.ACTIVE:
-            self._emit("avatar_left", call, classify(facts), 0.0)
+            self._emit("avatar_left", call, classify(facts), 0.0, self._now)
         self._end(call, self._now)
 
     def _end(self, call: Call, at: float) -> None:

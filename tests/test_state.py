@@ -26,13 +26,13 @@ class Recorder(CallListener):
     def avatar_joined(self, call, latency):
         self.seen.append(("avatar_joined", round(latency, 3)))
 
-    def startup_failed(self, call, cause):
+    def startup_failed(self, call, cause, at):
         self.seen.append(("startup_failed", cause))
 
-    def call_abandoned(self, call):
+    def call_abandoned(self, call, at):
         self.seen.append(("abandoned",))
 
-    def avatar_left(self, call, departure, session_seconds):
+    def avatar_left(self, call, departure, session_seconds, at):
         self.seen.append(("avatar_left", departure.value))
 
     def call_ended(self, call, at):
