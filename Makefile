@@ -29,3 +29,7 @@ docs: deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: dashboards
+dashboards: deps
+	$(BIN)/python -m dashboards

@@ -1,0 +1,208 @@
+"""The "Avatar calls" dashboard: is the avatar joining, staying and speaking in calls?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards import guide as g
+from dashboards import promql as p
+from dashboards.base import dashboard
+from dashboards.config import THRESHOLDS as T
+from dashboards.panels import Q, distribution, row, series, single, warn_at
+
+UID = "avatar-calls"
+
+
+def _rec(r: p.Recording, by: str) -> str:
+    return f"sum by ({by}) ({p.sel(r.record)})"
+
+
+def _quantiles(metric: str) -> list[Q]:
+    b = f"rate({p.sel(metric + '_bucket')}[{p.RATE}])"
+    return [
+        Q(f"histogram_quantile({q}, sum by (le, kind) ({b}))", f"p{round(q * 100)} {{{{kind}}}}")
+        for q in (0.5, 0.95)
+    ]
+
+
+def build() -> db.Dashboard:
+    """Calls from start to departure, in the order the guide's sections follow a call."""
+    inc = f"[{p.RATE}]"
+    return (
+        dashboard(
+            "Avatar calls",
+            UID,
+            "Video-avatar calls in LiveKit rooms, as avatar-monitor sees them from webhooks: "
+            "ringing until the avatar joins, active until it leaves, and why it left.",
+        )
+        .with_row(row("Calls now"))
+        .with_panel(
+            series(
+                "Calls started",
+                [g.NEVER_CONNECTS, g.EMPTY_ROOM],
+                "Calls per minute that a user started (first user in a room). The baseline "
+                "the failure and abandon panels below are read against.",
+                "cpm",
+                [Q(f"sum(rate({p.sel('avatar_calls_started_total')}{inc})) * 60", "started")],
+            )
+        )
+        .with_panel(
+            single(
+                "Ringing now",
+                [g.EMPTY_ROOM, g.NEVER_CONNECTS],
+                "Calls waiting for the avatar to join: the user sees the ringing state "
+                "(or a black screen if the UI does not wait for ParticipantConnected).",
+                "short",
+                Q(f"sum({p.sel('avatar_calls_in_progress', state='ringing')})", "ringing"),
+            )
+        )
+        .with_panel(
+            single(
+                "Active now",
+                [g.DISAPPEARS],
+                "Calls in which the avatar is in the room. A sudden drop with no matching "
+                "drop in users means avatars are leaving.",
+                "short",
+                Q(f"sum({p.sel('avatar_calls_in_progress', state='active')})", "active"),
+            )
+        )
+        .with_panel(
+            series(
+                "Calls in progress by state",
+                [g.EMPTY_ROOM, g.DISAPPEARS],
+                "Ringing and active calls over time. Ringing that grows while active does "
+                "not means avatars are not joining.",
+                "short",
+                [Q(f"sum by (state) ({p.sel('avatar_calls_in_progress')})", "{{state}}")],
+                width=24,
+            )
+        )
+        .with_row(row("Avatar joining"))
+        .with_panel(
+            series(
+                "Join latency p50 / p95 / p99",
+                [g.EMPTY_ROOM, g.DELAYED],
+                "Time from call start to the avatar joining the room (ParticipantConnected), "
+                f"over {T.join_latency_window}. The dashed line is the p95 alert threshold; "
+                "exemplars are on the heatmap beside it.",
+                "s",
+                [
+                    Q(_rec(p.JOIN_P50, "job, instance"), "p50 {{instance}}"),
+                    Q(_rec(p.JOIN_P95, "job, instance"), "p95 {{instance}}"),
+                    Q(_rec(p.JOIN_P99, "job, instance"), "p99 {{instance}}"),
+                ],
+                threshold=T.join_latency_p95_seconds,
+            )
+        )
+        .with_panel(
+            distribution(
+                "Join latency distribution",
+                [g.EMPTY_ROOM, g.DELAYED],
+                "Every avatar join by latency bucket; exemplars link a slow join to its room.",
+                f"sum by (le) (increase({p.sel('avatar_join_latency_seconds_bucket')}{inc}))",
+            )
+        )
+        .with_panel(
+            series(
+                "Startup failures by cause",
+                [g.NEVER_CONNECTS, g.FAILS_TO_JOIN],
+                f"Calls whose avatar never joined, per {T.startup_failures_window}: "
+                "join_timeout (no avatar within the join timeout) or message (the agent "
+                "published a startup_failure room message). Any failure pages.",
+                "short",
+                [Q(_rec(p.STARTUP_FAILURES, "cause"), "{{cause}}")],
+                bars=True,
+                width=9,
+            )
+        )
+        .with_panel(
+            single(
+                f"Startup failure ratio ({T.startup_failure_ratio_window})",
+                [g.NEVER_CONNECTS, g.FAILS_TO_JOIN],
+                "Startup failures per call started; red at the alert threshold.",
+                "percentunit",
+                Q(f"max({p.sel(p.STARTUP_FAILURE_RATIO.record)})", "ratio"),
+                colors=warn_at(T.startup_failure_ratio),
+            )
+        )
+        .with_panel(
+            series(
+                "Abandoned calls",
+                [g.NEVER_CONNECTS, g.EMPTY_ROOM],
+                "Calls the user left while still ringing, before the avatar joined.",
+                "short",
+                [
+                    Q(
+                        f"sum(increase({p.sel('avatar_calls_abandoned_total')}{inc}))",
+                        "abandoned",
+                    )
+                ],
+                bars=True,
+                width=9,
+            )
+        )
+        .with_row(row("During the call"))
+        .with_panel(
+            series(
+                "Time to first track",
+                [g.NO_MEDIA, g.DELAYED],
+                "Time from the avatar joining to its first published audio and video track "
+                "(p50, p95). Slow or missing video with audio flowing is the guide's "
+                "no-video symptom.",
+                "s",
+                _quantiles("avatar_time_to_first_track_seconds"),
+            )
+        )
+        .with_panel(
+            distribution(
+                "Session duration",
+                [g.SAME_MINUTES, g.SUDDEN_EXIT],
+                "Avatar time in the room (joined to left). A bright band at one duration "
+                "means calls end after the same number of minutes: a timeout.",
+                f"sum by (le) (increase({p.sel('avatar_session_duration_seconds_bucket')}{inc}))",
+            )
+        )
+        .with_panel(
+            series(
+                "Departures by cause",
+                [g.DISAPPEARS, g.SUDDEN_EXIT, g.SAME_MINUTES],
+                f"Why avatars left calls, per {T.departures_window}: user_hangup is normal; "
+                "session_timeout, removed, server and network are not.",
+                "short",
+                [Q(_rec(p.DEPARTURES, "cause"), "{{cause}}")],
+                bars=True,
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Disconnect reasons by role",
+                [g.CRASHED, g.FAILS_TO_JOIN],
+                "LiveKit DisconnectReason of each participant that left, by role. "
+                "client_initiated is a clean leave; anything else is a room error.",
+                "short",
+                [
+                    Q(
+                        f"sum by (role, reason) (increase({p.sel('avatar_disconnects_total')}"
+                        f"{inc}))",
+                        "{{role}}: {{reason}}",
+                    )
+                ],
+                bars=True,
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Timeouts by kind",
+                [g.SUDDEN_EXIT, g.SAME_MINUTES, g.NEVER_CONNECTS],
+                f"Timeouts per {T.departures_window}: join (avatar never joined), idle "
+                "(LemonSlice idle_timeout, default 60 s), session (session/GPU limit, "
+                "default 30 min).",
+                "short",
+                [Q(_rec(p.TIMEOUTS, "timeout"), "{{timeout}}")],
+                bars=True,
+                width=8,
+            )
+        )
+    )

@@ -1,0 +1,220 @@
+"""Prometheus recording and alerting rules for avatar-monitor."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from dashboards import config
+from dashboards import guide as g
+from dashboards import promql as p
+from dashboards.config import FOR
+from dashboards.config import THRESHOLDS as T
+from dashboards.guide import Symptom
+from dashboards.yamlout import dump
+
+RECORDING_GROUP = "avatar-monitor.recording"
+ALERT_GROUP = "avatar-monitor.alerts"
+RULES_FILE = "alerts/avatar-monitor.rules.yml"
+
+_UP = f'up{{job="{config.SIDECAR_JOB}"}}'
+_COUNT = '{{ $value | printf "%.0f" }}'
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alerting rule; annotations cite the guide and link the runbook section."""
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    symptoms: tuple[Symptom, ...]
+    summary: str
+    details: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def anchor(self) -> str:
+        """The runbook heading is the alert name; this is its Markdown anchor."""
+        return self.name.lower()
+
+    def annotations(self, runbook_base: str = config.RUNBOOK_BASE_URL) -> dict[str, str]:
+        """summary, description and runbook_url, as Prometheus templates."""
+        return {
+            "summary": self.summary,
+            "description": f"{g.answers(*self.symptoms)} {self.details}",
+            "runbook_url": f"{runbook_base}#{self.anchor}",
+        }
+
+    def rule(self, runbook_base: str, for_override: str | None) -> dict[str, object]:
+        """The rule as it appears in the rule file."""
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": for_override or self.for_,
+            "labels": {"severity": self.severity, **self.labels},
+            "annotations": self.annotations(runbook_base),
+        }
+
+
+def _max_of(*vectors: str) -> str:
+    """Largest of series with different label sets, per sidecar."""
+    return "max by (job, instance) (\n  " + "\n  or\n  ".join(vectors) + "\n)"
+
+
+ALERTS: tuple[Alert, ...] = (
+    Alert(
+        "AvatarStartupFailures",
+        f"{p.STARTUP_FAILURES.record} > 0",
+        FOR.startup_failures,
+        "page",
+        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
+        "Avatar failed to join a call ({{ $labels.cause }}) on {{ $labels.instance }}",
+        f"{_COUNT} call(s) in the last {T.startup_failures_window} stayed ringing until they "
+        "failed with cause {{ $labels.cause }} (join_timeout: no avatar joined within the "
+        "join timeout; message: the agent published a startup_failure room message).",
+    ),
+    Alert(
+        "AvatarStartupFailureRatioHigh",
+        f"{p.STARTUP_FAILURE_RATIO.record} > {T.startup_failure_ratio}\n"
+        f"and on (job, instance) {p.CALLS_STARTED_RATIO_WINDOW.record} "
+        f">= {T.startup_failure_ratio_min_calls}",
+        FOR.startup_failure_ratio,
+        "page",
+        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
+        "{{ $value | humanizePercentage }} of avatar calls fail to start on {{ $labels.instance }}",
+        f"More than {T.startup_failure_ratio:.0%} of the calls started in the last "
+        f"{T.startup_failure_ratio_window} ended without the avatar joining: a systematic "
+        "failure (avatar service, credentials, agent dispatch), not a rare one.",
+    ),
+    Alert(
+        "AvatarJoinLatencyHigh",
+        f"{p.JOIN_P95.record} > {T.join_latency_p95_seconds:g}",
+        FOR.join_latency_high,
+        "warning",
+        (g.EMPTY_ROOM, g.DELAYED),
+        f"Avatars take {_COUNT}s (p95) to join calls on {{{{ $labels.instance }}}}",
+        f"The 95th percentile of call start to avatar joined over {T.join_latency_window} is "
+        f"above {T.join_latency_p95_seconds:g}s: users stay on the ringing screen (or see an "
+        "empty room) that long.",
+    ),
+    Alert(
+        "AvatarPipelineErrorsUnrecoverable",
+        "sum by (job, instance, component) (\n"
+        '  increase(avatar_pipeline_errors_total{recoverable="false"}'
+        f"[{T.pipeline_errors_window}])\n) > 0",
+        FOR.pipeline_errors,
+        "page",
+        (g.NO_SPEECH, g.SESSION_DIES),
+        "Unrecoverable {{ $labels.component }} pipeline errors on {{ $labels.instance }}",
+        f"{_COUNT} error(s) with recoverable=false from {{{{ $labels.component }}}} in the "
+        f"last {T.pipeline_errors_window}: the agent pipeline of those sessions is dead.",
+    ),
+    Alert(
+        "AvatarSessionTimeoutBurst",
+        _max_of(
+            f'{p.DEPARTURES.record}{{cause="session_timeout"}}',
+            f'{p.TIMEOUTS.record}{{timeout="session"}}',
+        )
+        + f" >= {T.session_timeout_burst}",
+        FOR.session_timeout_burst,
+        "warning",
+        (g.SAME_MINUTES, g.SUDDEN_EXIT),
+        f"{_COUNT} avatar sessions hit a session timeout on {{{{ $labels.instance }}}}",
+        f"At least {T.session_timeout_burst} avatars left on a session timeout in the last "
+        f"{T.departures_window}: calls end after the same number of minutes.",
+    ),
+    Alert(
+        "AvatarIdleTimeoutSpike",
+        _max_of(
+            f'{p.TIMEOUTS.record}{{timeout="idle"}}',
+            f'{p.DEPARTURES.record}{{cause="idle_timeout"}}',
+        )
+        + f" >= {T.idle_timeout_spike}",
+        FOR.idle_timeout_spike,
+        "warning",
+        (g.SUDDEN_EXIT, g.NO_SPEECH),
+        f"{_COUNT} avatars left on the idle timeout on {{{{ $labels.instance }}}}",
+        f"At least {T.idle_timeout_spike} sessions ended on the LemonSlice idle timeout in "
+        f"the last {T.departures_window}: the avatar was silent for the whole idle_timeout.",
+    ),
+    Alert(
+        "AvatarWebhooksUnauthorized",
+        f'{p.REJECTIONS.record}{{reason="unauthorized"}} > {T.unauthorized_webhooks}',
+        FOR.webhooks_unauthorized,
+        "warning",
+        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
+        "avatar-monitor rejects webhooks with a bad signature on {{ $labels.instance }}",
+        f"{_COUNT} webhook(s) in the last {T.rejections_window} failed signature checks: "
+        "forged or unsigned traffic, or LiveKit signs with a key the sidecar does not have "
+        "(then every call goes unseen).",
+    ),
+    Alert(
+        "AvatarMonitorDown",
+        f"{_UP} == 0",
+        FOR.sidecar_down,
+        "page",
+        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN, g.DISAPPEARS),
+        "avatar-monitor {{ $labels.instance }} is down",
+        "Prometheus cannot scrape the sidecar: no call is observed and no other avatar "
+        "alert can fire.",
+    ),
+    Alert(
+        "AvatarMonitorNoWebhooks",
+        f"{_UP} == 1\nunless on (job, instance)\n"
+        "  sum by (job, instance) "
+        f"(increase(avatar_monitor_webhooks_total[{T.no_webhooks_window}])) > 0",
+        FOR.no_webhooks,
+        "warning",
+        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN, g.DISAPPEARS),
+        "avatar-monitor {{ $labels.instance }} received no webhooks",
+        f"The sidecar is up but has accepted no LiveKit webhook in any {T.no_webhooks_window} "
+        f"window for {FOR.no_webhooks}: either there are no calls, or LiveKit does not "
+        "deliver webhooks to it.",
+    ),
+)
+
+
+def groups(
+    runbook_base: str = config.RUNBOOK_BASE_URL, for_override: str | None = None
+) -> dict[str, object]:
+    """The rule file as data; `for_override` replaces every `for:` (test copies)."""
+    return {
+        "groups": [
+            {
+                "name": RECORDING_GROUP,
+                "rules": [{"record": r.record, "expr": r.expr} for r in p.RECORDINGS],
+            },
+            {
+                "name": ALERT_GROUP,
+                "rules": [a.rule(runbook_base, for_override) for a in ALERTS],
+            },
+        ]
+    }
+
+
+def render(runbook_base: str = config.RUNBOOK_BASE_URL, for_override: str | None = None) -> str:
+    """The rule file's text."""
+    head = "# Generated by `make dashboards` from dashboards/rules.py: edit that, not this.\n"
+    return head + dump(groups(runbook_base, for_override)) + "\n"
+
+
+_TEMPLATE = re.compile(r"\{\{ (.+?) \}\}")
+
+
+def expand(template: str, labels: dict[str, str], value: float) -> str:
+    """Expand the template subset the annotations use, as Prometheus does."""
+
+    def one(m: re.Match[str]) -> str:
+        body = m.group(1)
+        if body.startswith("$labels."):
+            return labels.get(body.removeprefix("$labels."), "")
+        if body == "$value | humanizePercentage":
+            return f"{value * 100:.4g}%"
+        fmt = re.fullmatch(r'\$value \| printf "(%\.\df)"', body)
+        if fmt:
+            return fmt.group(1) % value
+        raise ValueError(f"template not supported by expand(): {body}")
+
+    return _TEMPLATE.sub(one, template)

@@ -1,0 +1,86 @@
+"""The "avatar-monitor itself" dashboard: can the call panels be trusted right now?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards import guide as g
+from dashboards import promql as p
+from dashboards.base import dashboard
+from dashboards.config import THRESHOLDS as T
+from dashboards.panels import Q, row, series, single, thresholds
+
+UID = "avatar-monitor-self"
+
+# Every call panel is built from webhooks; without them no symptom is visible.
+_BLIND = [g.NEVER_CONNECTS, g.FAILS_TO_JOIN, g.DISAPPEARS]
+
+
+def build() -> db.Dashboard:
+    """Webhook intake, rejections and call-table evictions of the sidecar."""
+    inc = f"[{p.RATE}]"
+    return (
+        dashboard(
+            "avatar-monitor itself",
+            UID,
+            "Health of the avatar-monitor sidecar: if webhooks stop or are rejected, the "
+            "Avatar calls dashboard and its alerts go blind.",
+        )
+        .with_row(row("Webhook intake"))
+        .with_panel(
+            single(
+                "Sidecar up",
+                _BLIND,
+                "1 while Prometheus scrapes the sidecar. At 0 no call panel or page works.",
+                "bool_yes_no",
+                Q('min(up{job=~"$job", instance=~"$instance"})', "up"),
+                colors=thresholds((None, "red"), (1, "green")),
+            )
+        )
+        .with_panel(
+            series(
+                "Webhooks by event",
+                _BLIND,
+                "LiveKit webhooks accepted per second by event. participant_joined and "
+                "participant_left drive ringing, active and departures; no traffic for long "
+                "while calls happen means a webhook URL or key is wrong.",
+                "reqps",
+                [
+                    Q(
+                        f"sum by (event) (rate({p.sel('avatar_monitor_webhooks_total')}{inc}))",
+                        "{{event}}",
+                    )
+                ],
+                width=18,
+            )
+        )
+        .with_panel(
+            series(
+                "Rejected webhooks by reason",
+                _BLIND,
+                f"Webhooks refused per {T.rejections_window}: unauthorized (bad signature: "
+                "forged traffic or a wrong API key/secret), malformed, too_large, duplicate "
+                "(LiveKit retries; harmless).",
+                "short",
+                [Q(f"sum by (reason) ({p.sel(p.REJECTIONS.record)})", "{{reason}}")],
+                bars=True,
+            )
+        )
+        .with_panel(
+            series(
+                "Calls evicted",
+                [g.STALE_CALLS],
+                "Calls dropped from the sidecar's table without a finishing webhook (stale "
+                "calls: a room that never finished, or the table limit). Their outcome is "
+                "unknown to every other panel.",
+                "short",
+                [
+                    Q(
+                        f"sum(increase({p.sel('avatar_monitor_calls_evicted_total')}{inc}))",
+                        "evicted",
+                    )
+                ],
+                bars=True,
+            )
+        )
+    )
