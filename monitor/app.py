@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -17,8 +18,12 @@ from monitor.config import Config
 from monitor.intake import WebhookIntake
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
-from monitor.state import CallTracker, TrackerSettings
+from monitor.state import CallListener, CallTracker, TrackerSettings
 from monitor.verify import WebhookVerifier
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("monitor.app")
 
@@ -36,36 +41,71 @@ class Monitor:
     tracker: CallTracker
     intake: WebhookIntake
     clock: Callable[[], float]
+    tracer_provider: TracerProvider | None = None
 
 
 MONITOR = web.AppKey("monitor", Monitor)
 
 
-def build_monitor(config: Config, clock: Callable[[], float] = time.time) -> Monitor:
+def build_monitor(config: Config, clock: Callable[[], float] = time.time,
+                  span_exporter: SpanExporter | None = None) -> Monitor:
+    """Wire intake -> call state -> metrics (and spans, when an OTLP endpoint or an exporter
+    is given)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    listeners: list[CallListener] = [metrics]
+    provider = None
+    if span_exporter is None and config.otlp_endpoint:
+        from monitor.span_export import otlp_exporter
+
+        span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
+    if span_exporter is not None:
+        provider, tracer = _tracing(config, span_exporter, metrics)
+        listeners.insert(0, tracer)  # first, so exemplars can name the call's trace
     settings = TrackerSettings(
         join_timeout=config.avatar_join_timeout,
         session_timeout=config.session_timeout,
         timeout_tolerance=config.timeout_tolerance,
         max_calls=config.max_calls,
     )
-    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, [metrics])
+    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
-    return Monitor(config, registry, metrics, tracker, intake, clock)
+    return Monitor(config, registry, metrics, tracker, intake, clock, provider)
 
 
-def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
-    monitor = build_monitor(config, clock)
+def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
+             ) -> tuple[TracerProvider, CallListener]:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from monitor.span_export import BoundedSpanProcessor
+    from monitor.traces import CallTracer
+
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: config.service_name}))
+    provider.add_span_processor(
+        BoundedSpanProcessor(exporter, metrics.span_dropped, metrics.span_exported))
+    return provider, CallTracer(provider.get_tracer("avatar-monitor"))
+
+
+def create_app(config: Config, clock: Callable[[], float] = time.time,
+               span_exporter: SpanExporter | None = None) -> web.Application:
+    monitor = build_monitor(config, clock, span_exporter)
     app = web.Application(client_max_size=config.max_body_bytes)
     app[MONITOR] = monitor
     app.router.add_post("/webhook", monitor.intake.handle)
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_deadline_clock)
+    app.on_cleanup.append(_stop_tracing)
     return app
+
+
+async def _stop_tracing(app: web.Application) -> None:
+    provider = app[MONITOR].tracer_provider
+    if provider is not None:
+        await asyncio.get_running_loop().run_in_executor(None, provider.shutdown)
 
 
 def _metrics_handler(registry: CollectorRegistry):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class Config:
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     log_json: bool = False
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "http/protobuf"
+    service_name: str = "avatar-monitor"
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -96,6 +100,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "AVATAR_MONITOR_MAX_BODY_BYTES; default %(default)s)")
     add("--log-level", choices=LOG_LEVELS, default=_env("AVATAR_MONITOR_LOG_LEVEL", d.log_level),
         help="(env AVATAR_MONITOR_LOG_LEVEL; default %(default)s)")
+    add("--otlp-endpoint", default=_env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        help="send one trace per call to this OTLP collector base URL, e.g. "
+             "http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT; tracing is off when empty)")
+    add("--otlp-protocol", choices=OTLP_PROTOCOLS,
+        default=_env("OTEL_EXPORTER_OTLP_PROTOCOL", d.otlp_protocol),
+        help="(env OTEL_EXPORTER_OTLP_PROTOCOL; default %(default)s)")
     add("--log-json", action="store_true",
         default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
         help="log one JSON object per line (env AVATAR_MONITOR_LOG_JSON=1)")
@@ -118,6 +128,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ]
     if not identities:
         raise ConfigError("--avatar-identity must not be empty")
+    if args.otlp_protocol not in OTLP_PROTOCOLS:
+        raise ConfigError(f"--otlp-protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
+    if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
+        raise ConfigError("--otlp-endpoint must be an http:// or https:// URL")
     if args.log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     return Config(
@@ -134,4 +148,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,
         log_json=args.log_json,
+        otlp_endpoint=args.otlp_endpoint,
+        otlp_protocol=args.otlp_protocol,
+        service_name=_env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor",
     )

@@ -32,6 +32,7 @@ STARTUP_FAILURE_CAUSES = ("join_timeout", "message")
 TIMEOUTS = ("join", "idle", "session")
 REJECTION_REASONS = ("unauthorized", "malformed", "too_large", "duplicate")
 TRACK_KINDS = ("audio", "video")
+SPAN_DROP_REASONS = ("queue_full", "export_failed")
 WEBHOOK_EVENTS = (*sorted(KNOWN_EVENTS), "other")
 _TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session"}
 
@@ -81,6 +82,13 @@ class Metrics(CallListener):
             "avatar_monitor_calls_evicted",
             "Live calls dropped from tracking because --max-calls was reached.",
             registry=registry)
+        self.spans_exported = Counter(
+            "avatar_monitor_spans_exported", "Spans sent to the OTLP collector.",
+            registry=registry)
+        self.spans_dropped = Counter(
+            "avatar_monitor_spans_dropped",
+            "Spans dropped: export queue full, or the collector failed or was unreachable.",
+            ["reason"], registry=registry)
         self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
         self._initialise_label_sets()
 
@@ -99,6 +107,8 @@ class Metrics(CallListener):
             self.timeouts.labels(timeout)
         for reason in REJECTION_REASONS:
             self.rejections.labels(reason)
+        for reason in SPAN_DROP_REASONS:
+            self.spans_dropped.labels(reason)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
@@ -112,7 +122,7 @@ class Metrics(CallListener):
         self.calls_started.inc()
 
     def avatar_joined(self, call: Call, latency: float) -> None:
-        self.join_latency.observe(latency)
+        self.join_latency.observe(latency, _exemplar(call))
 
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
         self.startup_failures.labels(cause).inc()
@@ -123,7 +133,7 @@ class Metrics(CallListener):
         self.abandoned.inc()
 
     def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
-        self.first_track_delay.labels(kind).observe(delay)
+        self.first_track_delay.labels(kind).observe(delay, _exemplar(call))
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
                          at: float) -> None:
@@ -132,13 +142,24 @@ class Metrics(CallListener):
     def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
                     at: float) -> None:
         self.departures.labels(departure.value).inc()
-        self.session_duration.observe(session_seconds)
+        self.session_duration.observe(session_seconds, _exemplar(call))
         timeout = _TIMEOUT_OF_DEPARTURE.get(departure)
         if timeout is not None:
             self.timeouts.labels(timeout).inc()
 
     def call_evicted(self, call: Call) -> None:
         self.evictions.inc()
+
+    def span_dropped(self, reason: str, count: int) -> None:
+        self.spans_dropped.labels(reason).inc(count)
+
+    def span_exported(self, count: int) -> None:
+        self.spans_exported.inc(count)
+
+
+def _exemplar(call: Call) -> dict[str, str] | None:
+    """Links a histogram observation to the call's trace, when tracing is on."""
+    return {"trace_id": f"{call.trace_id:032x}"} if call.trace_id else None
 
 
 class CallStateCollector(Collector):

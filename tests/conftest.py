@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from livekit.protocol import webhook
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from monitor.app import MONITOR, Monitor, create_app
 from monitor.config import Config
@@ -35,8 +36,9 @@ class RunningMonitor:
         async with self.http.post(self.url + "/webhook", data=body, headers=headers) as resp:
             return resp.status, await resp.json()
 
-    async def scrape(self) -> str:
-        async with self.http.get(self.url + "/metrics") as resp:
+    async def scrape(self, accept: str = "") -> str:
+        headers = {"Accept": accept} if accept else {}
+        async with self.http.get(self.url + "/metrics", headers=headers) as resp:
             assert resp.status == 200
             return await resp.text()
 
@@ -65,9 +67,10 @@ async def start_monitor() -> AsyncIterator[StartMonitor]:
     runners: list[web.AppRunner] = []
     http = aiohttp.ClientSession()
 
-    async def start(**overrides: object) -> RunningMonitor:
+    async def start(span_exporter: SpanExporter | None = None, **overrides: object
+                    ) -> RunningMonitor:
         config = Config(KEY, SECRET, host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
-        app = create_app(config)
+        app = create_app(config, span_exporter=span_exporter)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
