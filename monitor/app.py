@@ -64,6 +64,7 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
         listeners.insert(0, tracer)  # first, so exemplars can name the call's trace
     settings = TrackerSettings(
         join_timeout=config.avatar_join_timeout,
+        idle_timeout=config.idle_timeout,
         session_timeout=config.session_timeout,
         timeout_tolerance=config.timeout_tolerance,
         max_calls=config.max_calls,

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 class Departure(StrEnum):
     USER_HANGUP = "user_hangup"
+    PIPELINE_ERROR = "pipeline_error"
+    IDLE_TIMEOUT = "idle_timeout"
     SESSION_TIMEOUT = "session_timeout"
     REMOVED = "removed"
     SERVER = "server"
@@ -35,6 +37,14 @@ class DepartureFacts:
     user_left_first: bool
     session_timeout: float
     timeout_tolerance: float
+    # From the room observer; None when the call was not observed.
+    silence_seconds: float | None = None
+    idle_timeout: float = 60.0
+    unrecoverable_error_age: float | None = None  # seconds from the last such error to leaving
+
+
+# An unrecoverable pipeline error this long before the avatar left is taken as the reason.
+PIPELINE_ERROR_WINDOW = 30.0
 
 
 Rule = Callable[[DepartureFacts], Departure | None]
@@ -52,6 +62,18 @@ def user_hangup(facts: DepartureFacts) -> Departure | None:
     return Departure.USER_HANGUP if facts.user_left_first else None
 
 
+def pipeline_error(facts: DepartureFacts) -> Departure | None:
+    age = facts.unrecoverable_error_age
+    return Departure.PIPELINE_ERROR if age is not None and age <= PIPELINE_ERROR_WINDOW else None
+
+
+def idle_timeout(facts: DepartureFacts) -> Departure | None:
+    if facts.silence_seconds is None or facts.unrecoverable_error_age is not None:
+        return None
+    near = abs(facts.silence_seconds - facts.idle_timeout) <= facts.timeout_tolerance
+    return Departure.IDLE_TIMEOUT if near else None
+
+
 def session_timeout(facts: DepartureFacts) -> Departure | None:
     if facts.session_seconds is None or facts.session_timeout <= 0:
         return None
@@ -63,9 +85,11 @@ def network(facts: DepartureFacts) -> Departure | None:
     return Departure.NETWORK if facts.disconnect_reason in NETWORK_REASONS else None
 
 
-# Server-side removals first (they say why outright), then the user hanging up, then the avatar's
-# own timeouts (a process killed at its session limit may still look like a network drop).
-RULES: tuple[Rule, ...] = (removed, server, user_hangup, session_timeout, network)
+# Server-side removals first (they say why outright), then the user hanging up, then a dead
+# pipeline, then the avatar's own timeouts (a process killed at its session limit may still look
+# like a network drop).
+RULES: tuple[Rule, ...] = (
+    removed, server, user_hangup, pipeline_error, idle_timeout, session_timeout, network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

@@ -15,6 +15,13 @@ from prometheus_client.registry import Collector
 from monitor.departures import Departure
 from monitor.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
 from monitor.roles import Role
+from monitor.signals import (
+    CLOSE_REASONS,
+    COMPONENTS,
+    EVENT_TYPES,
+    LEMONSLICE_TYPES,
+    PipelineError,
+)
 from monitor.state import Call, CallListener, CallState, CallTracker
 
 # `_created` series double the output for no use in dashboards or alerts.
@@ -34,7 +41,11 @@ REJECTION_REASONS = ("unauthorized", "malformed", "too_large", "duplicate")
 TRACK_KINDS = ("audio", "video")
 SPAN_DROP_REASONS = ("queue_full", "export_failed")
 WEBHOOK_EVENTS = (*sorted(KNOWN_EVENTS), "other")
-_TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session"}
+_TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session", Departure.IDLE_TIMEOUT: "idle"}
+# Avatars greet within seconds once generate_reply() runs on join; 60 s is the idle timeout.
+FIRST_SPEECH_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
+POOR_QUALITIES = ("poor", "lost")
+OBSERVER_SKIP_REASONS = ("limit",)
 
 
 class Metrics(CallListener):
@@ -82,6 +93,37 @@ class Metrics(CallListener):
             "avatar_monitor_calls_evicted",
             "Live calls dropped from tracking because --max-calls was reached.",
             registry=registry)
+        self.first_speech_delay = Histogram(
+            "avatar_time_to_first_speech_seconds",
+            "Avatar joined to the first time it is an active speaker (room observer).",
+            buckets=FIRST_SPEECH_BUCKETS, registry=registry)
+        self.pipeline_errors = Counter(
+            "avatar_pipeline_errors",
+            "Voice pipeline errors reported on avatar-monitor/events, by component.",
+            ["component", "recoverable"], registry=registry)
+        self.sessions_closed = Counter(
+            "avatar_agent_sessions_closed",
+            "Agent sessions closed, as reported on avatar-monitor/events, by reason.",
+            ["reason"], registry=registry)
+        self.poor_quality_time = Counter(
+            "avatar_poor_connection_seconds",
+            "Time the avatar's connection quality was poor or lost (room observer).",
+            ["quality"], registry=registry)
+        self.data_messages = Counter(
+            "avatar_data_messages",
+            "Data-channel messages read by the room observer, by topic and type.",
+            ["topic", "type"], registry=registry)
+        self.observer_disconnects = Counter(
+            "avatar_monitor_observer_disconnects",
+            "Room observer disconnections, by LiveKit disconnect reason.",
+            ["reason"], registry=registry)
+        self.observer_reconnects = Counter(
+            "avatar_monitor_observer_reconnects",
+            "Room observer reconnection attempts after losing a room.", registry=registry)
+        self.observer_skipped = Counter(
+            "avatar_monitor_observer_rooms_skipped",
+            "Rooms not observed because --observe-max-rooms was reached.",
+            ["reason"], registry=registry)
         self.spans_exported = Counter(
             "avatar_monitor_spans_exported", "Spans sent to the OTLP collector.",
             registry=registry)
@@ -109,6 +151,21 @@ class Metrics(CallListener):
             self.rejections.labels(reason)
         for reason in SPAN_DROP_REASONS:
             self.spans_dropped.labels(reason)
+        for component in COMPONENTS:
+            for recoverable in ("true", "false"):
+                self.pipeline_errors.labels(component, recoverable)
+        for reason in CLOSE_REASONS:
+            self.sessions_closed.labels(reason)
+        for quality in POOR_QUALITIES:
+            self.poor_quality_time.labels(quality)
+        for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),
+                             ("avatar-monitor", (*EVENT_TYPES, "other", "malformed"))):
+            for kind in types:
+                self.data_messages.labels(topic, kind)
+        for reason in DISCONNECT_REASONS:
+            self.observer_disconnects.labels(reason)
+        for reason in OBSERVER_SKIP_REASONS:
+            self.observer_skipped.labels(reason)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
@@ -149,6 +206,21 @@ class Metrics(CallListener):
 
     def call_evicted(self, call: Call) -> None:
         self.evictions.inc()
+
+    def first_speech(self, call: Call, delay: float, at: float) -> None:
+        self.first_speech_delay.observe(delay, _exemplar(call))
+
+    def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None:
+        self.pipeline_errors.labels(error.component, "true" if error.recoverable else "false").inc()
+
+    def session_closed(self, call: Call, reason: str, at: float) -> None:
+        self.sessions_closed.labels(reason).inc()
+
+    def poor_quality(self, call: Call, quality: str, seconds: float) -> None:
+        self.poor_quality_time.labels(quality).inc(seconds)
+
+    def data_message(self, topic: str, kind: str) -> None:
+        self.data_messages.labels(topic, kind).inc()
 
     def span_dropped(self, reason: str, count: int) -> None:
         self.spans_dropped.labels(reason).inc(count)

@@ -23,6 +23,7 @@ from enum import StrEnum
 from monitor.departures import Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
+from monitor.signals import PipelineError, SessionClosed, Signal, StartupFailureMessage
 
 log = logging.getLogger("monitor.state")
 
@@ -57,6 +58,15 @@ class Call:
     user_left_first: bool = False
     room_finished: bool = False
     trace_id: int = 0  # set by the tracer when tracing is on; exemplars name it
+    startup_failure_counted: bool = False
+    # From the room observer (local clock, unix seconds); unknown until it watches the room.
+    observed: bool = False
+    speaking: bool = False
+    first_speech_at: float | None = None
+    last_speech_at: float | None = None
+    unrecoverable_error_at: float | None = None
+    poor_quality_since: float | None = None
+    poor_quality: str = ""
 
 
 _TRACK_BIT = {"audio": 1, "video": 2}
@@ -79,11 +89,17 @@ class CallListener:
                     at: float) -> None: ...
     def call_ended(self, call: Call, at: float) -> None: ...
     def call_evicted(self, call: Call) -> None: ...
+    def call_tracked(self, call: Call) -> None: ...
+    def first_speech(self, call: Call, delay: float, at: float) -> None: ...
+    def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None: ...
+    def session_closed(self, call: Call, reason: str, at: float) -> None: ...
+    def poor_quality(self, call: Call, quality: str, seconds: float) -> None: ...
 
 
 @dataclass(slots=True, frozen=True)
 class TrackerSettings:
     join_timeout: float = 30.0
+    idle_timeout: float = 60.0
     session_timeout: float = 1800.0
     timeout_tolerance: float = 5.0
     max_calls: int = 50_000
@@ -207,10 +223,13 @@ class CallTracker:
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
             self._activate(call, call.avatar_joined_at - call.started_at)
 
-    def _fail(self, call: Call, cause: str) -> None:
-        at = call.deadline if call.deadline is not None else self._now
-        call.deadline = None
-        self._set_state(call, CallState.FAILED)
+    def _fail(self, call: Call, cause: str, at: float | None = None) -> None:
+        if at is None:
+            at = call.deadline if call.deadline is not None else self._now
+        call.startup_failure_counted = True
+        if call.state is CallState.RINGING:
+            call.deadline = None
+            self._set_state(call, CallState.FAILED)
         self._emit("startup_failed", call, cause, at)
 
     def _activate(self, call: Call, latency: float) -> None:
@@ -265,13 +284,8 @@ class CallTracker:
                 return  # another avatar is the call's
         call.avatar_left = True
         session = max(at - (call.avatar_joined_at or at), 0.0)
-        facts = DepartureFacts(
-            disconnect_reason=participant.disconnect_reason,
-            session_seconds=session,
-            user_left_first=call.user_left_first,
-            session_timeout=self.settings.session_timeout,
-            timeout_tolerance=self.settings.timeout_tolerance,
-        )
+        self._end_poor_quality(call, at)
+        facts = self._facts(call, participant.disconnect_reason, session, at)
         if call.state is CallState.ACTIVE:
             self._emit("avatar_left", call, classify(facts), session, at)
             self._end(call, at)
@@ -292,6 +306,59 @@ class CallTracker:
         delay = max(published - joined, 0.0)
         self._emit("first_track", call, kind, delay, joined + delay)
 
+    # -- observer input (local clock) -------------------------------------------------------
+
+    def observing(self, room_sid: str) -> None:
+        """The observer now watches this call's room: silence can be measured."""
+        call = self.calls.get(room_sid)
+        if call is not None:
+            call.observed = True
+
+    def signal(self, room_sid: str, signal: Signal, at: float) -> None:
+        """A message from the room's data channel."""
+        call = self.calls.get(room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if isinstance(signal, StartupFailureMessage):
+            if not call.startup_failure_counted:
+                self._fail(call, "message", at)
+        elif isinstance(signal, PipelineError):
+            if not signal.recoverable:
+                call.unrecoverable_error_at = at
+            self._emit("pipeline_error", call, signal, at)
+        elif isinstance(signal, SessionClosed):
+            self._emit("session_closed", call, signal.reason, at)
+
+    def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
+        """The avatar started or stopped being an active speaker."""
+        call = self.calls.get(room_sid)
+        if call is None or call.avatar_joined_at is None or call.avatar_left:
+            return
+        if speaking and call.first_speech_at is None:
+            call.first_speech_at = at
+            delay = max(at - call.avatar_joined_at, 0.0)
+            self._emit("first_speech", call, delay, at)
+        if speaking or call.speaking:
+            call.last_speech_at = at
+        call.speaking = speaking
+
+    def avatar_quality(self, room_sid: str, quality: str, at: float) -> None:
+        """The avatar's connection quality changed (excellent, good, poor, lost)."""
+        call = self.calls.get(room_sid)
+        if call is None or call.avatar_joined_at is None or call.avatar_left:
+            return
+        if quality == call.poor_quality:
+            return
+        self._end_poor_quality(call, at)
+        if quality in ("poor", "lost"):
+            call.poor_quality, call.poor_quality_since = quality, at
+
+    def _end_poor_quality(self, call: Call, at: float) -> None:
+        if call.poor_quality_since is not None:
+            seconds = max(at - call.poor_quality_since, 0.0)
+            self._emit("poor_quality", call, call.poor_quality, seconds)
+        call.poor_quality, call.poor_quality_since = "", None
+
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _call_for(self, event: Event, replace_ended: bool = False) -> Call | None:
@@ -310,12 +377,32 @@ class CallTracker:
         call = Call(event.room_sid, event.room_name, event.room_created_at)
         self.calls[call.room_sid] = call
         self.counts[CallState.PENDING] += 1
+        self._emit("call_tracked", call)
         return call
+
+    def _facts(self, call: Call, reason: str, session: float | None, at: float
+               ) -> DepartureFacts:
+        silence = None
+        if call.observed:
+            since = call.last_speech_at or call.avatar_joined_at or at
+            silence = 0.0 if call.speaking else max(at - since, 0.0)
+        error_age = None
+        if call.unrecoverable_error_at is not None:
+            error_age = max(at - call.unrecoverable_error_at, 0.0)
+        return DepartureFacts(
+            disconnect_reason=reason,
+            session_seconds=session,
+            user_left_first=call.user_left_first,
+            session_timeout=self.settings.session_timeout,
+            timeout_tolerance=self.settings.timeout_tolerance,
+            silence_seconds=silence,
+            idle_timeout=self.settings.idle_timeout,
+            unrecoverable_error_age=error_age,
+        )
 
     def _finish_without_departure(self, call: Call) -> None:
         """The room finished and the avatar's leave never arrived."""
-        facts = DepartureFacts("unknown_reason", None, call.user_left_first,
-                               self.settings.session_timeout, self.settings.timeout_tolerance)
+        facts = self._facts(call, "unknown_reason", None, self._now)
         if call.state is CallState.ACTIVE:
             self._emit("avatar_left", call, classify(facts), 0.0, self._now)
         self._end(call, self._now)

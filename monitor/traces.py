@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from monitor.departures import Departure
 from monitor.events import Participant
 from monitor.roles import Role
+from monitor.signals import PipelineError
 from monitor.state import Call, CallListener
 
 CALL_SPAN, RINGING_SPAN, SESSION_SPAN = "avatar.call", "avatar.ringing", "avatar.session"
@@ -117,6 +118,29 @@ class CallTracer(CallListener):
             spans.session.set_attribute("avatar.departure", departure.value)
             spans.session.end(_ns(max(at, spans.start)))
             spans.session = None
+
+    def first_speech(self, call: Call, delay: float, at: float) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            target = spans.session or spans.root
+            target.add_event("first_speech", {"delay_seconds": delay}, _ns(at))
+
+    def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is None:
+            return
+        attributes = {"component": error.component, "recoverable": error.recoverable}
+        spans.root.add_event("pipeline_error", attributes, _ns(at))
+        if not error.recoverable:
+            status = Status(StatusCode.ERROR, f"pipeline_error: {error.component}")
+            spans.root.set_status(status)
+            if spans.session is not None:
+                spans.session.set_status(status)
+
+    def session_closed(self, call: Call, reason: str, at: float) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            spans.root.add_event("session_closed", {"reason": reason}, _ns(at))
 
     def call_ended(self, call: Call, at: float) -> None:
         spans = self._open.pop(call.room_sid, None)
