@@ -1,0 +1,112 @@
+"""A day in the life of the sidecar, as signed LiveKit webhooks: every dashboard panel gets data.
+
+The sidecar runs with `--avatar-join-timeout 1` and `--max-calls 2`: each new room evicts the
+oldest tracked one, so evictions happen too, and each call finishes before the next begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+from livekit.protocol import models, webhook
+
+from tests.scrape import value
+from tests.webhooks import KEY, Room, agent, avatar, sign, signed, user
+
+R = models.DisconnectReason
+AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
+SIDECAR_FLAGS = ("--avatar-join-timeout", "1", "--max-calls", "2", "--max-body-bytes", "4096")
+
+
+class Driver:
+    """Posts webhooks to a sidecar and reads its /metrics."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base = http, base
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> int:
+        async with self.http.post(self.base + "/webhook", data=body, headers=headers) as resp:
+            return resp.status
+
+    async def send(self, *events: webhook.WebhookEvent) -> None:
+        for event in events:
+            status = await self.post(*signed(event))
+            assert status == 200, f"{event.event} got HTTP {status}"
+
+    async def metric(self, name: str, **labels: str) -> float | None:
+        async with self.http.get(self.base + "/metrics") as resp:
+            return value(await resp.text(), name, **labels)
+
+    async def wait_metric(self, name: str, expected: float, timeout: float = 10, **labels: str
+                          ) -> None:
+        deadline = time.monotonic() + timeout
+        while (current := await self.metric(name, **labels)) != expected:
+            assert time.monotonic() < deadline, f"{name}{labels} = {current}, not {expected}"
+            await asyncio.sleep(0.1)
+
+
+async def startup_failure(d: Driver) -> None:
+    """A user calls, no avatar ever joins: a join_timeout startup failure after 1 s."""
+    room = Room()
+    await d.send(room.started(), room.joined(user(time.time())))
+    await d.wait_metric("avatar_startup_failures_total", 1, cause="join_timeout")
+
+
+async def padding_rooms(d: Driver) -> None:
+    """Rooms nobody joins; with --max-calls 2 the third evicts the first."""
+    rooms = [Room() for _ in range(3)]
+    await d.send(*(r.started() for r in rooms))
+    await d.wait_metric("avatar_monitor_calls_evicted_total", 1)
+
+
+async def answered_call(d: Driver, end: bool, avatar_reason: int = R.CLIENT_INITIATED) -> None:
+    """User, agent and avatar join, the avatar publishes audio and video; then (if `end`) the
+    user hangs up, or the avatar drops with `avatar_reason` while the user stays."""
+    t = time.time()
+    room = Room(created_at=t - 0.5)
+    caller, bot, face = user(t), agent(t + 0.2), avatar(t + 0.8)
+    await d.send(room.started(), room.joined(caller), room.joined(bot), room.joined(face),
+                 room.track(face, AUDIO, t + 1.0), room.track(face, VIDEO, t + 1.3))
+    if not end:
+        return
+    if avatar_reason == R.CLIENT_INITIATED:
+        await d.send(room.left(caller, t + 40), room.left(bot, t + 41), room.left(face, t + 41))
+    else:
+        await d.send(room.left(face, t + 25, avatar_reason), room.left(bot, t + 26),
+                     room.left(caller, t + 27))
+    await d.send(room.finished(t + 50))
+
+
+async def abandoned_call(d: Driver) -> None:
+    """The user hangs up while still ringing."""
+    t = time.time()
+    room = Room()
+    caller = user(t)
+    await d.send(room.started(), room.joined(caller), room.left(caller, t + 0.3))
+
+
+async def bad_webhooks(d: Driver) -> None:
+    """One of each rejection: forged signature, garbage body, oversized body, a retry."""
+    room = Room()
+    event = room.started()
+    body, headers = signed(event)
+    assert await d.post(body, {**headers, "Authorization": sign(body, KEY, "x" * 40)}) == 401
+    junk = b"{not json"
+    assert await d.post(junk, {**headers, "Authorization": sign(junk)}) == 400
+    big = b"{" + b" " * 5000 + b"}"
+    assert await d.post(big, {**headers, "Authorization": sign(big)}) == 413
+    await d.send(event)
+    assert await d.post(body, headers) == 200  # the retry is counted as a duplicate
+
+
+async def run(d: Driver) -> None:
+    """Everything, in an order where no live call is evicted before its outcome is counted."""
+    await padding_rooms(d)
+    await startup_failure(d)
+    await answered_call(d, end=True)
+    await answered_call(d, end=True, avatar_reason=R.SIGNAL_CLOSE)
+    await abandoned_call(d)
+    await bad_webhooks(d)
+    await answered_call(d, end=False)  # still active while Prometheus is queried

@@ -1,0 +1,205 @@
+"""End to end on real components: sidecar -> Prometheus (committed rule file) -> Alertmanager ->
+a webhook receiver in this test; then every dashboard query through Prometheus' HTTP API.
+
+The committed rules are loaded unchanged: the startup-failure page has `for: 0s` by design (the
+join timeout has already elapsed when a failure is counted), so it fires on the first rule
+evaluation after the scrape that sees the failure. Other alerts keep their `for:` and do not fire
+here; their firing is proven by the promtool unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from dashboards import config
+from dashboards.promql import RECORDINGS
+from dashboards.rules import ALERTS, RULES_FILE
+from tests.alerts import scenario
+from tests.alerts.stack import (
+    LOOPBACK,
+    Process,
+    Receiver,
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+    start_sidecar,
+    wait_ready,
+)
+from tests.webhooks import KEY, SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Grafana's variables as the dashboards would resolve them for this one sidecar.
+RATE_INTERVAL = "1m"
+
+
+@dataclass
+class Stack:
+    http: aiohttp.ClientSession
+    prometheus: str
+    receiver: Receiver
+    sidecar_instance: str
+    processes: list[Process]
+
+    async def query(self, expr: str) -> list[dict[str, object]]:
+        """An instant query; fails on any API error."""
+        async with self.http.get(self.prometheus + "/api/v1/query", params={"query": expr}) as r:
+            body = await r.json()
+        assert body.get("status") == "success", f"{expr}: {body}"
+        return list(body["data"]["result"])
+
+    async def api(self, path: str, **params: str) -> dict[str, object]:
+        async with self.http.get(self.prometheus + path, params=params) as r:
+            body = await r.json()
+        assert body.get("status") == "success", f"{path}: {body}"
+        return dict(body["data"])
+
+    def logs(self) -> str:
+        return "\n".join(p.tail() for p in self.processes)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """All components up, the scenario driven through the sidecar, and one scrape after it."""
+    work = tmp_path_factory.mktemp("e2e")
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    receiver = Receiver()
+    await receiver.start()
+    processes: list[Process] = []
+    try:
+        sidecar_port, prom_port, am_port = free_port(), free_port(), free_port()
+        sidecar = start_sidecar(work, sidecar_port, KEY, SECRET, *scenario.SIDECAR_FLAGS)
+        processes.append(sidecar)
+        am = start_alertmanager(work, am_port, receiver.url)
+        processes.append(am)
+        prom = start_prometheus(work, prom_port, sidecar_port, am_port, ROOT / RULES_FILE)
+        processes.append(prom)
+        sidecar_url = f"http://{LOOPBACK}:{sidecar_port}"
+        await wait_ready(http, sidecar_url + "/healthz", sidecar)
+        await wait_ready(http, f"http://{LOOPBACK}:{am_port}/-/ready", am)
+        await wait_ready(http, f"http://{LOOPBACK}:{prom_port}/-/ready", prom)
+        s = Stack(http, f"http://{LOOPBACK}:{prom_port}", receiver,
+                  f"{LOOPBACK}:{sidecar_port}", processes)
+        await _wait_for_scrape(s)
+        await scenario.run(scenario.Driver(http, sidecar_url))
+        yield s
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+        await receiver.stop()
+        await http.close()
+
+
+async def _wait_for_scrape(s: Stack, timeout: float = 20) -> None:
+    """Until Prometheus has scraped the sidecar successfully."""
+    deadline = time.monotonic() + timeout
+    while not await s.query(f'up{{job="{config.SIDECAR_JOB}"}} == 1'):
+        assert time.monotonic() < deadline, f"sidecar never scraped\n{s.logs()}"
+        await asyncio.sleep(0.2)
+
+
+async def test_startup_failure_pages_through_alertmanager(stack: Stack) -> None:
+    alert = await stack.receiver.wait_for("AvatarStartupFailures", timeout=30)
+    labels, annotations = alert["labels"], alert["annotations"]
+    assert isinstance(labels, dict) and isinstance(annotations, dict)
+    assert labels["severity"] == "page"
+    assert labels["cause"] == "join_timeout"
+    assert labels["job"] == config.SIDECAR_JOB
+    assert labels["instance"] == stack.sidecar_instance
+    assert annotations["runbook_url"] == f"{config.RUNBOOK_BASE_URL}#avatarstartupfailures"
+    assert "The call never connects" in annotations["description"]
+    assert re.search(r"\b1 call\(s\) in the last 5m\b", annotations["description"])
+
+
+async def test_rules_load_and_evaluate_cleanly(stack: Stack) -> None:
+    data = await stack.api("/api/v1/rules")
+    rules = [r for g in data["groups"] for r in g["rules"]]  # type: ignore[index, union-attr]
+    names = {r.get("name") for r in rules}
+    assert names == {a.name for a in ALERTS} | {r.record for r in RECORDINGS}
+    broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not broken, broken
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard file, panel title, expr) of every panel target in the committed dashboards."""
+    out = []
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                out.append((path.name, panel["title"], target["expr"]))
+    return out
+
+
+def resolve(expr: str, instance: str) -> str:
+    """Substitute the Grafana variables the panels use."""
+    return (expr.replace("$__rate_interval", RATE_INTERVAL)
+            .replace("$job", config.SIDECAR_JOB)
+            # A regex inside a PromQL string literal: the backslashes are escaped, as Grafana does.
+            .replace("$instance", re.escape(instance).replace("\\", "\\\\")))
+
+
+async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 15
+    assert not [q for q in queries if "$" in resolve(q[2], stack.sidecar_instance)]
+    # Recorded series need a rule evaluation after the scrape that saw the scenario's end.
+    deadline = time.monotonic() + 15
+    while True:
+        empty = [(f, title, expr) for f, title, expr in queries
+                 if not await stack.query(resolve(expr, stack.sidecar_instance))]
+        if not empty or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not empty, "\n".join(f"{f} / {t}: {e}" for f, t, e in empty)
+
+
+async def test_dashboard_queries_show_the_scenario(stack: Stack) -> None:
+    """Beyond non-empty: what the scenario did shows as positive values (one sidecar only)."""
+    positive = {
+        'sum by (cause) (instance_cause:avatar_startup_failures:increase5m{cause="join_timeout"})',
+        'sum by (cause) (instance_cause:avatar_departures:increase15m{cause="user_hangup"})',
+        'sum by (cause) (instance_cause:avatar_departures:increase15m{cause="network"})',
+        'sum by (timeout) (instance_timeout:avatar_timeouts:increase15m{timeout="join"})',
+        "max(instance:avatar_startup_failures:ratio15m)",
+        'sum(avatar_calls_in_progress{state="active"})',
+        f"sum(increase(avatar_calls_abandoned_total[{RATE_INTERVAL}]))",
+        f"sum(increase(avatar_monitor_calls_evicted_total[{RATE_INTERVAL}]))",
+        f"sum(increase(avatar_disconnects_total{{role=\"avatar\", reason=\"signal_close\"}}"
+        f"[{RATE_INTERVAL}]))",
+        f"sum(increase(avatar_session_duration_seconds_count[{RATE_INTERVAL}]))",
+        f"sum(increase(avatar_time_to_first_track_seconds_count{{kind=\"video\"}}"
+        f"[{RATE_INTERVAL}]))",
+        "min(instance:avatar_join_latency_seconds:p50_5m)",
+    } | {
+        f'sum by (reason) (instance_reason:avatar_monitor_webhooks_rejected:increase5m'
+        f'{{reason="{reason}"}})'
+        for reason in ("unauthorized", "malformed", "too_large", "duplicate")
+    }
+    deadline = time.monotonic() + 15
+    while True:
+        zero = []
+        for expr in sorted(positive):
+            result = await stack.query(expr)
+            if not result or not float(result[0]["value"][1]) > 0:  # type: ignore[index]
+                zero.append(expr)
+        if not zero or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not zero, zero
+
+
+async def test_dashboard_variables_resolve(stack: Stack) -> None:
+    jobs = await stack.http.get(stack.prometheus + "/api/v1/label/job/values",
+                                params={"match[]": config.VARIABLE_METRIC})
+    assert config.SIDECAR_JOB in (await jobs.json())["data"]

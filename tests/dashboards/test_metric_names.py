@@ -1,0 +1,100 @@
+"""Every metric and label value that dashboards and rules use is one the sidecar exports.
+
+Checked twice: against the metric contract of the issue (below), and against docs/metrics.md,
+which the sidecar generates from its registry.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dashboards import config
+from dashboards.promql import RECORDINGS, metric_names
+from tests.dashboards.exprs import ROOT, base_name, dashboard_exprs, rule_exprs, selectors
+
+# name -> {label: allowed values}; None means any value (an open set).
+CONTRACT: dict[str, dict[str, set[str] | None]] = {
+    "avatar_calls_started_total": {},
+    "avatar_calls_in_progress": {"state": {"ringing", "active"}},
+    "avatar_join_latency_seconds": {},
+    "avatar_startup_failures_total": {"cause": {"join_timeout", "message"}},
+    "avatar_calls_abandoned_total": {},
+    "avatar_time_to_first_track_seconds": {"kind": {"audio", "video"}},
+    "avatar_session_duration_seconds": {},
+    "avatar_disconnects_total": {"role": {"avatar", "agent", "user", "other"}, "reason": None},
+    "avatar_departures_total": {
+        "cause": {"user_hangup", "session_timeout", "removed", "server", "network", "unknown"}
+    },
+    "avatar_timeouts_total": {"timeout": {"join", "idle", "session"}},
+    "avatar_monitor_webhooks_total": {"event": None},
+    "avatar_monitor_webhooks_rejected_total": {
+        "reason": {"unauthorized", "malformed", "too_large", "duplicate"}
+    },
+    "avatar_monitor_calls_evicted_total": {},
+}
+NOT_EXPORTED = {"up"}  # Prometheus' own series
+
+
+def used(exprs: list[str]) -> set[str]:
+    return {base_name(m) for e in exprs for m in metric_names(e)} - NOT_EXPORTED
+
+
+def documented() -> dict[str, dict[str, set[str]]]:
+    """docs/metrics.md: name -> {label: values}."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    out: dict[str, dict[str, set[str]]] = {}
+    for row in re.findall(r"^\| `(\w+)` \| \w+ \| ([^|]*) \|", text, re.M):
+        name, labels = row
+        out[name] = {
+            label: {v.strip() for v in values.split(",") if v.strip()}
+            for label, values in re.findall(r"`(\w+)` = ([^`]*)", labels)
+        }
+    return out
+
+
+def used_label_values() -> set[tuple[str, str, str]]:
+    """(metric, label, value) of every equality matcher on an exported series."""
+    records = {r.record: r.expr for r in RECORDINGS}
+    out = set()
+    for expr in dashboard_exprs() + rule_exprs():
+        for metric, matchers in selectors(expr):
+            sources = metric_names(records[metric]) if metric in records else {metric}
+            for label, (op, value) in matchers.items():
+                if op == "=" and label not in ("job", "instance"):
+                    out |= {(base_name(s), label, value) for s in sources - NOT_EXPORTED}
+    return out
+
+
+def test_dashboards_use_only_contract_metrics_that_exist_now() -> None:
+    names = used(dashboard_exprs())
+    assert names <= set(CONTRACT), names - set(CONTRACT)
+    assert not names & set(config.PENDING_METRICS)
+
+
+def test_rules_use_contract_or_pending_metrics() -> None:
+    names = used(rule_exprs())
+    assert names <= set(CONTRACT) | set(config.PENDING_METRICS)
+
+
+def test_label_values_are_in_the_contract() -> None:
+    for metric, label, value in used_label_values():
+        pending = config.PENDING_LABEL_VALUES.get((metric, label), ())
+        if metric in config.PENDING_METRICS or value in pending:
+            continue
+        allowed = CONTRACT[metric][label]
+        assert allowed is None or value in allowed, (metric, label, value)
+
+
+def test_every_metric_used_is_in_metrics_doc() -> None:
+    docs = documented()
+    names = used(dashboard_exprs() + rule_exprs()) - set(config.PENDING_METRICS)
+    assert names - set(docs) == set(), "missing from docs/metrics.md"
+
+
+def test_every_label_value_used_is_in_metrics_doc() -> None:
+    docs = documented()
+    for metric, label, value in used_label_values():
+        pending = config.PENDING_LABEL_VALUES.get((metric, label), ())
+        if metric in config.PENDING_METRICS or value in pending:
+            continue
+        assert value in docs[metric][label], (metric, label, value)
