@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from monitor.observer import RoomObserver
+
 log = logging.getLogger("monitor.app")
 
 # How often passed join deadlines are checked: the precision of "recorded on time".
@@ -42,6 +44,7 @@ class Monitor:
     intake: WebhookIntake
     clock: Callable[[], float]
     tracer_provider: TracerProvider | None = None
+    observer: RoomObserver | None = None
 
 
 MONITOR = web.AppKey("monitor", Monitor)
@@ -70,10 +73,25 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
         max_calls=config.max_calls,
     )
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
+    observer = _observer(config, tracker, metrics, clock) if config.livekit_url else None
+    if observer is not None:
+        tracker.listeners.append(observer)
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
-    return Monitor(config, registry, metrics, tracker, intake, clock, provider)
+    return Monitor(config, registry, metrics, tracker, intake, clock, provider, observer)
+
+
+def _observer(config: Config, tracker: CallTracker, metrics: Metrics,
+              clock: Callable[[], float]) -> RoomObserver:
+    from monitor.observer import ObserverSettings, RoomObserver
+
+    shard, shards = config.shard
+    settings = ObserverSettings(
+        url=config.livekit_url, api_key=config.api_key, api_secret=config.api_secret,
+        max_rooms=config.observe_max_rooms, shard=shard, shards=shards,
+        discovery_interval=config.observe_interval)
+    return RoomObserver(settings, tracker, metrics, clock)
 
 
 def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
@@ -99,8 +117,18 @@ def create_app(config: Config, clock: Callable[[], float] = time.time,
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_deadline_clock)
+    app.cleanup_ctx.append(_room_observer)
     app.on_cleanup.append(_stop_tracing)
     return app
+
+
+async def _room_observer(app: web.Application) -> AsyncIterator[None]:
+    observer = app[MONITOR].observer
+    if observer is not None:
+        await observer.start()
+    yield
+    if observer is not None:
+        await observer.stop()
 
 
 async def _stop_tracing(app: web.Application) -> None:

@@ -27,6 +27,10 @@ class Config:
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     log_json: bool = False
+    livekit_url: str = ""
+    observe_max_rooms: int = 200
+    shard: tuple[int, int] = (0, 1)
+    observe_interval: float = 30.0
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
     service_name: str = "avatar-monitor"
@@ -59,6 +63,17 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be 1..65535, got {text}")
     return int(value)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard, shards = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/3, got {text!r}") from None
+    if shards < 1 or not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r}")
+    return shard, shards
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +115,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "AVATAR_MONITOR_MAX_BODY_BYTES; default %(default)s)")
     add("--log-level", choices=LOG_LEVELS, default=_env("AVATAR_MONITOR_LOG_LEVEL", d.log_level),
         help="(env AVATAR_MONITOR_LOG_LEVEL; default %(default)s)")
+    add("--livekit-url", default=_env("LIVEKIT_URL", ""),
+        help="LiveKit server URL (ws://, wss://, http:// or https://) for the room observer, a "
+             "hidden participant in each call's room (env LIVEKIT_URL; observer off when empty)")
+    add("--observe-max-rooms", type=_positive(int),
+        default=_env("AVATAR_MONITOR_OBSERVE_MAX_ROOMS", str(d.observe_max_rooms)),
+        help="rooms observed at once; more are skipped and counted (env "
+             "AVATAR_MONITOR_OBSERVE_MAX_ROOMS; default %(default)s)")
+    add("--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
+        help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
+             "rooms (env AVATAR_MONITOR_SHARD; default %(default)s)")
+    add("--observe-interval", type=_positive(float),
+        default=_env("AVATAR_MONITOR_OBSERVE_INTERVAL", str(d.observe_interval)),
+        help="seconds between RoomService room listings that find calls in progress (env "
+             "AVATAR_MONITOR_OBSERVE_INTERVAL; default %(default)s)")
     add("--otlp-endpoint", default=_env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         help="send one trace per call to this OTLP collector base URL, e.g. "
              "http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT; tracing is off when empty)")
@@ -128,6 +157,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ]
     if not identities:
         raise ConfigError("--avatar-identity must not be empty")
+    if args.livekit_url and not args.livekit_url.startswith(("ws://", "wss://", "http://",
+                                                             "https://")):
+        raise ConfigError("--livekit-url must be a ws://, wss://, http:// or https:// URL")
     if args.otlp_protocol not in OTLP_PROTOCOLS:
         raise ConfigError(f"--otlp-protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
     if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
@@ -148,6 +180,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,
         log_json=args.log_json,
+        livekit_url=args.livekit_url,
+        observe_max_rooms=args.observe_max_rooms,
+        shard=args.shard,
+        observe_interval=args.observe_interval,
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,
         service_name=_env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor",

@@ -39,6 +39,11 @@ DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
 PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 
 
+def disconnect_reason_name(value: int) -> str:
+    """A DisconnectReason number as its lower-case label (livekit-rtc uses the same numbers)."""
+    return _REASON_NAME.get(value, "unknown_reason")
+
+
 class MalformedEvent(Exception):
     """The body is not a LiveKit WebhookEvent; the message is a short reason."""
 
@@ -53,6 +58,7 @@ class Participant:
     joined_at: float | None
     disconnect_reason: str  # DisconnectReason in lower case, "unknown_reason" when absent
     publishes_on_behalf: bool
+    hidden: bool = False  # a hidden participant (a recorder, an observer): never a caller
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,6 +160,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         attributes = participant_doc.get("attributes") or {}
         if type(attributes) is not dict:
             raise _NotCanonical
+        permission = _obj(participant_doc, "permission") or {}
         participant = Participant(
             sid=_str(participant_doc, "sid"),
             identity=_str(participant_doc, "identity"),
@@ -162,6 +169,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
             disconnect_reason=_enum(participant_doc, "disconnectReason", _REASON_BY_NAME,
                                     _REASON_NAME, "unknown_reason"),
             publishes_on_behalf=bool(attributes.get(PUBLISH_ON_BEHALF)),
+            hidden=permission.get("hidden") is True,
         )
     track_kind = track_published_at = None
     if track is not None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -117,6 +123,9 @@ class Metrics(CallListener):
             "avatar_monitor_observer_disconnects",
             "Room observer disconnections, by LiveKit disconnect reason.",
             ["reason"], registry=registry)
+        self.observer_rooms = Gauge(
+            "avatar_monitor_observer_rooms", "Rooms the room observer is watching now.",
+            registry=registry)
         self.observer_reconnects = Counter(
             "avatar_monitor_observer_reconnects",
             "Room observer reconnection attempts after losing a room.", registry=registry)

@@ -20,7 +20,8 @@ class Role(StrEnum):
 class RoleClassifier:
     """Avatar: identity matches a glob, or an AGENT publishing on behalf of another agent
     (`lk.publish_on_behalf`, set by every livekit-agents avatar plugin). Agent: other AGENTs.
-    User: STANDARD or SIP. Other: egress, ingress, connectors, ..."""
+    User: STANDARD or SIP, unless hidden. Other: hidden participants (such as the room
+    observer), egress, ingress, connectors, ..."""
 
     def __init__(self, avatar_identity_globs: Iterable[str]) -> None:
         pattern = "|".join(fnmatch.translate(glob) for glob in avatar_identity_globs)
@@ -32,6 +33,8 @@ class RoleClassifier:
             return Role.AVATAR
         if kind == "AGENT":
             return Role.AVATAR if participant.publishes_on_behalf else Role.AGENT
+        if participant.hidden:
+            return Role.OTHER
         if kind in ("STANDARD", "SIP"):
             return Role.USER
         return Role.OTHER

@@ -60,7 +60,7 @@ class Call:
     trace_id: int = 0  # set by the tracer when tracing is on; exemplars name it
     startup_failure_counted: bool = False
     # From the room observer (local clock, unix seconds); unknown until it watches the room.
-    observed: bool = False
+    observed_at: float | None = None
     speaking: bool = False
     first_speech_at: float | None = None
     last_speech_at: float | None = None
@@ -308,11 +308,23 @@ class CallTracker:
 
     # -- observer input (local clock) -------------------------------------------------------
 
-    def observing(self, room_sid: str) -> None:
+    def observing(self, room_sid: str, at: float) -> None:
         """The observer now watches this call's room: silence can be measured."""
         call = self.calls.get(room_sid)
-        if call is not None:
-            call.observed = True
+        if call is not None and call.observed_at is None:
+            call.observed_at = at
+
+    def room_gone(self, room_sid: str, at: float) -> None:
+        """The server no longer has the room (it restarted, or the room closed unseen)."""
+        call = self.calls.get(room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if call.state is CallState.ACTIVE and not call.avatar_left:
+            call.avatar_left = True
+            self._end_poor_quality(call, at)
+            session = max(at - (call.avatar_joined_at or at), 0.0)
+            self._emit("avatar_left", call, Departure.SERVER, session, at)
+        self._end(call, at)
 
     def signal(self, room_sid: str, signal: Signal, at: float) -> None:
         """A message from the room's data channel."""
@@ -383,8 +395,10 @@ class CallTracker:
     def _facts(self, call: Call, reason: str, session: float | None, at: float
                ) -> DepartureFacts:
         silence = None
-        if call.observed:
-            since = call.last_speech_at or call.avatar_joined_at or at
+        if call.observed_at is not None:
+            # Silence since the last speech; a call watched from mid-session and silent since
+            # then counts from when the watch began (a lower bound).
+            since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
             silence = 0.0 if call.speaking else max(at - since, 0.0)
         error_age = None
         if call.unrecoverable_error_at is not None:

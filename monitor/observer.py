@@ -1,0 +1,279 @@
+"""The room observer: a hidden participant in each call's room, for what webhooks cannot see.
+
+It joins with a hidden, subscribe-nothing, publish-nothing token and reports to the call
+tracker: data-channel messages (`lemonslice/message`, `avatar-monitor/events`), when the avatar
+speaks (active speakers), and the avatar's connection quality. Rooms are discovered from the
+tracker (a webhook named them) and from RoomService `list_rooms` at start-up and periodically,
+so a restarted sidecar picks up calls in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from livekit import api, rtc
+
+from monitor.events import Event, Participant, disconnect_reason_name
+from monitor.metrics import Metrics
+from monitor.roles import Role
+from monitor.signals import parse_message
+from monitor.state import Call, CallListener, CallTracker
+
+log = logging.getLogger("monitor.observer")
+
+OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
+_KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
+               6: "BRIDGE"}
+_QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
+
+
+@dataclass(frozen=True, slots=True)
+class ObserverSettings:
+    url: str
+    api_key: str
+    api_secret: str
+    max_rooms: int = 200
+    shard: int = 0
+    shards: int = 1
+    discovery_interval: float = 30.0
+    max_backoff: float = 30.0
+
+
+def in_shard(room_name: str, shard: int, shards: int) -> bool:
+    """Stable across processes and restarts (unlike hash()), so replicas split rooms evenly."""
+    return zlib.crc32(room_name.encode()) % shards == shard
+
+
+@dataclass(slots=True)
+class _Watch:
+    """One observed room."""
+
+    name: str
+    sid: str
+    room: rtc.Room | None = None
+    task: asyncio.Task | None = None
+    closing: bool = False
+    avatar_identities: set[str] = field(default_factory=set)
+
+
+class RoomObserver(CallListener):
+    """Watches the rooms of tracked calls; a CallListener so calls start and stop its watches."""
+
+    def __init__(self, settings: ObserverSettings, tracker: CallTracker, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._tracker = tracker
+        self._metrics = metrics
+        self._clock = clock
+        self._identity = f"{OBSERVER_IDENTITY_PREFIX}-{uuid.uuid4().hex[:8]}"
+        self._watches: dict[str, _Watch] = {}
+        self._api: api.LiveKitAPI | None = None
+        self._discovery: asyncio.Task | None = None
+        metrics.observer_rooms.set_function(lambda: len(self._watches))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._api = api.LiveKitAPI(s.url, s.api_key, s.api_secret)
+        self._discovery = asyncio.create_task(self._discover_forever())
+
+    async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
+        await asyncio.gather(*(self._close(watch) for watch in list(self._watches.values())))
+        if self._api is not None:
+            await self._api.aclose()
+
+    @property
+    def watched(self) -> dict[str, _Watch]:
+        return self._watches
+
+    # -- call transitions ------------------------------------------------------------------
+
+    def call_tracked(self, call: Call) -> None:
+        self._watch(call.room_name, call.room_sid)
+
+    def call_ended(self, call: Call, at: float) -> None:
+        self._unwatch(call.room_sid)
+
+    def call_evicted(self, call: Call) -> None:
+        self._unwatch(call.room_sid)
+
+    # -- discovery -------------------------------------------------------------------------
+
+    async def _discover_forever(self) -> None:
+        while True:
+            try:
+                await self.discover()
+            except Exception as exc:  # the server may be down: try again next round
+                log.warning("room discovery failed: %s", exc)
+            await asyncio.sleep(self.settings.discovery_interval)
+
+    async def discover(self) -> None:
+        """List the server's rooms; replay the participants of calls not yet tracked."""
+        assert self._api is not None
+        listed = await self._api.room.list_rooms(api.ListRoomsRequest())
+        for room in listed.rooms:
+            if room.sid in self._tracker.calls or not self._mine(room.name):
+                continue
+            participants = await self._api.room.list_participants(
+                api.ListParticipantsRequest(room=room.name))
+            now = self._clock()
+            self._tracker.apply(_room_event("room_started", room, None, now), now)
+            for info in sorted(participants.participants, key=lambda p: p.joined_at_ms):
+                self._tracker.apply(_room_event("participant_joined", room, info, now), now)
+            log.info("recovered room %s with %d participants", room.name,
+                     len(participants.participants))
+
+    def _mine(self, room_name: str) -> bool:
+        return in_shard(room_name, self.settings.shard, self.settings.shards)
+
+    # -- watching --------------------------------------------------------------------------
+
+    def _watch(self, name: str, sid: str) -> None:
+        if sid in self._watches or not name or not self._mine(name):
+            return
+        if len(self._watches) >= self.settings.max_rooms:
+            self._metrics.observer_skipped.labels("limit").inc()
+            return
+        watch = _Watch(name, sid)
+        self._watches[sid] = watch
+        watch.task = asyncio.get_running_loop().create_task(self._keep_watching(watch))
+
+    def _unwatch(self, sid: str) -> None:
+        watch = self._watches.get(sid)
+        if watch is not None and not watch.closing:
+            asyncio.get_running_loop().create_task(self._close(watch))
+
+    async def _close(self, watch: _Watch) -> None:
+        watch.closing = True
+        self._watches.pop(watch.sid, None)
+        if watch.task is not None and watch.task is not asyncio.current_task():
+            watch.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch.task
+        if watch.room is not None:
+            with contextlib.suppress(Exception):
+                await watch.room.disconnect()
+
+    async def _keep_watching(self, watch: _Watch) -> None:
+        """Connect, and after each loss reconnect with capped backoff while the room lives."""
+        attempt = 0
+        while not watch.closing:
+            if attempt:
+                self._metrics.observer_reconnects.inc()
+                delay = min(self.settings.max_backoff, 0.5 * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                if not await self._room_exists(watch):
+                    return
+            attempt += 1
+            lost = asyncio.Event()
+            try:
+                await self._connect(watch, lost)
+            except Exception as exc:
+                log.warning("observer could not join room %s: %s", watch.name, exc)
+                continue
+            attempt = 1
+            await lost.wait()
+
+    async def _room_exists(self, watch: _Watch) -> bool:
+        """Before rejoining (which would create the room anew), check that it still exists."""
+        assert self._api is not None
+        try:
+            listed = await self._api.room.list_rooms(api.ListRoomsRequest(names=[watch.name]))
+        except Exception as exc:
+            log.warning("cannot check room %s: %s", watch.name, exc)
+            return True  # the server may be restarting: keep trying
+        if any(room.sid == watch.sid for room in listed.rooms):
+            return True
+        log.info("room %s is gone; closing its call", watch.name)
+        self._watches.pop(watch.sid, None)
+        watch.closing = True
+        self._tracker.room_gone(watch.sid, self._clock())
+        return False
+
+    async def _connect(self, watch: _Watch, lost: asyncio.Event) -> None:
+        room = rtc.Room()
+        watch.room = room
+        room.on("data_received", lambda packet: self._on_data(watch, packet))
+        room.on("active_speakers_changed", lambda speakers: self._on_speakers(watch, speakers))
+        room.on("connection_quality_changed",
+                lambda participant, quality: self._on_quality(watch, participant, quality))
+        room.on("disconnected", lambda reason: self._on_disconnected(watch, reason, lost))
+        await room.connect(self.settings.url, self._token(watch.name),
+                           rtc.RoomOptions(auto_subscribe=False))
+        self._tracker.observing(watch.sid, self._clock())
+        log.info("observing room %s", watch.name)
+
+    def _token(self, room_name: str) -> str:
+        s = self.settings
+        grants = api.VideoGrants(room_join=True, room=room_name, hidden=True, can_publish=False,
+                                 can_publish_data=False, can_subscribe=True)
+        return (api.AccessToken(s.api_key, s.api_secret).with_identity(self._identity)
+                .with_name("avatar-monitor").with_grants(grants).to_jwt())
+
+    # -- room events -----------------------------------------------------------------------
+
+    def _on_data(self, watch: _Watch, packet: rtc.DataPacket) -> None:
+        message = parse_message(packet.topic or "", packet.data)
+        if message is None:
+            return
+        self._metrics.data_message(message.topic, message.type)
+        if message.signal is not None:
+            self._tracker.signal(watch.sid, message.signal, self._clock())
+
+    def _on_speakers(self, watch: _Watch, speakers: list[rtc.Participant]) -> None:
+        speaking = any(self._is_avatar(p) for p in speakers)
+        self._tracker.avatar_speaking(watch.sid, speaking, self._clock())
+
+    def _on_quality(self, watch: _Watch, participant: rtc.Participant | None,
+                    quality: rtc.ConnectionQuality) -> None:
+        if participant is not None and self._is_avatar(participant):
+            self._tracker.avatar_quality(watch.sid, _QUALITY_NAMES.get(quality, "unknown"),
+                                         self._clock())
+
+    def _on_disconnected(self, watch: _Watch, reason: int, lost: asyncio.Event) -> None:
+        label = disconnect_reason_name(reason)
+        if not watch.closing:
+            self._metrics.observer_disconnects.labels(label).inc()
+            log.info("observer left room %s: %s", watch.name, label)
+        lost.set()
+
+    def _is_avatar(self, participant: rtc.Participant) -> bool:
+        return self._tracker.roles.role_of(_participant(participant)) is Role.AVATAR
+
+
+def _participant(p: rtc.Participant) -> Participant:
+    return Participant(
+        sid=p.sid, identity=p.identity, kind=_KIND_NAMES.get(int(p.kind), "STANDARD"),
+        joined_at=None, disconnect_reason="unknown_reason",
+        publishes_on_behalf=bool(p.attributes.get("lk.publish_on_behalf")))
+
+
+def _room_event(name: str, room: api.Room, info: api.ParticipantInfo | None, now: float
+                ) -> Event:
+    """A webhook-equivalent event built from RoomService answers (server timestamps)."""
+    participant = None
+    if info is not None:
+        participant = Participant(
+            sid=info.sid, identity=info.identity,
+            kind=api.ParticipantInfo.Kind.Name(info.kind),
+            joined_at=(info.joined_at_ms / 1000) or float(info.joined_at) or None,
+            disconnect_reason="unknown_reason",
+            publishes_on_behalf=bool(info.attributes.get("lk.publish_on_behalf")),
+            hidden=info.permission.hidden)
+    created = (room.creation_time_ms / 1000) or float(room.creation_time) or None
+    return Event(name=name, id="", created_at=now, room_sid=room.sid, room_name=room.name,
+                 room_created_at=created, participant=participant, track_kind=None,
+                 track_published_at=None)
