@@ -17,10 +17,13 @@ def _rec(r: p.Recording, by: str) -> str:
     return f"sum by ({by}) ({p.sel(r.record)})"
 
 
-def _quantiles(metric: str) -> list[Q]:
+def _quantiles(metric: str, by: str = "") -> list[Q]:
+    """p50 and p95 of a histogram, per `by` label if given."""
     b = f"rate({p.sel(metric + '_bucket')}[{p.RATE}])"
+    group = f"le, {by}" if by else "le"
+    legend = f" {{{{{by}}}}}" if by else ""
     return [
-        Q(f"histogram_quantile({q}, sum by (le, kind) ({b}))", f"p{round(q * 100)} {{{{kind}}}}")
+        Q(f"histogram_quantile({q}, sum by ({group}) ({b}))", f"p{round(q * 100)}{legend}")
         for q in (0.5, 0.95)
     ]
 
@@ -150,7 +153,7 @@ def build() -> db.Dashboard:
                 "(p50, p95). Slow or missing video with audio flowing is the guide's "
                 "no-video symptom.",
                 "s",
-                _quantiles("avatar_time_to_first_track_seconds"),
+                _quantiles("avatar_time_to_first_track_seconds", "kind"),
             )
         )
         .with_panel(
@@ -203,6 +206,35 @@ def build() -> db.Dashboard:
                 [Q(_rec(p.TIMEOUTS, "timeout"), "{{timeout}}")],
                 bars=True,
                 width=8,
+            )
+        )
+        .with_row(row("Agent pipeline (room observer)"))
+        .with_panel(
+            series(
+                "Time to first speech",
+                [g.DELAYED, g.NO_SPEECH],
+                "Time from the avatar joining to it first being an active speaker (p50, p95), "
+                "seen by the room observer. High when the agent does not call "
+                "generate_reply() as the avatar joins.",
+                "s",
+                _quantiles("avatar_time_to_first_speech_seconds"),
+            )
+        )
+        .with_panel(
+            series(
+                "Pipeline errors by component",
+                [g.NO_SPEECH, g.SESSION_DIES],
+                f"STT, LLM, TTS and realtime errors the agent reported, per "
+                f"{T.pipeline_errors_window}. recoverable=false means the pipeline is dead "
+                "and pages.",
+                "short",
+                [
+                    Q(
+                        _rec(p.PIPELINE_ERRORS, "component, recoverable"),
+                        "{{component}} recoverable={{recoverable}}",
+                    )
+                ],
+                bars=True,
             )
         )
     )

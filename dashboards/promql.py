@@ -66,6 +66,11 @@ REJECTIONS = Recording(
     "sum by (job, instance, reason) "
     f"(increase(avatar_monitor_webhooks_rejected_total[{T.rejections_window}]))",
 )
+PIPELINE_ERRORS = Recording(
+    f"instance_component_recoverable:avatar_pipeline_errors:increase{T.pipeline_errors_window}",
+    "sum by (job, instance, component, recoverable) "
+    f"(increase(avatar_pipeline_errors_total[{T.pipeline_errors_window}]))",
+)
 
 RECORDINGS: tuple[Recording, ...] = (
     JOIN_P50,
@@ -77,6 +82,7 @@ RECORDINGS: tuple[Recording, ...] = (
     DEPARTURES,
     TIMEOUTS,
     REJECTIONS,
+    PIPELINE_ERRORS,
 )
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -101,9 +101,8 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "AvatarPipelineErrorsUnrecoverable",
-        "sum by (job, instance, component) (\n"
-        '  increase(avatar_pipeline_errors_total{recoverable="false"}'
-        f"[{T.pipeline_errors_window}])\n) > 0",
+        "sum by (job, instance, component) "
+        f'({p.PIPELINE_ERRORS.record}{{recoverable="false"}}) > 0',
         FOR.pipeline_errors,
         "page",
         (g.NO_SPEECH, g.SESSION_DIES),

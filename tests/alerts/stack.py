@@ -142,21 +142,28 @@ def start_alertmanager(workdir: Path, port: int, receiver_url: str) -> Process:
 
 @dataclass
 class Receiver:
-    """The Alertmanager webhook receiver: collects every alert it is sent."""
+    """The Alertmanager webhook receiver (`url`): collects every alert it is sent. Also a
+    stand-in OTLP collector (`base` + /v1/traces) so the sidecar traces calls and exemplars."""
 
     alerts: list[dict[str, object]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
-    url: str = ""
+    base: str = ""
+    spans_posts: int = 0
+
+    @property
+    def url(self) -> str:
+        return self.base + "/alerts"
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/alerts", self._handle)
+        app.router.add_post("/v1/traces", self._traces)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, LOOPBACK, 0).start()
         port = self.runner.addresses[0][1]
-        self.url = f"http://{LOOPBACK}:{port}/alerts"
+        self.base = f"http://{LOOPBACK}:{port}"
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -167,6 +174,11 @@ class Receiver:
         self.alerts.extend(payload.get("alerts", []))
         self.arrived.set()
         return web.Response(text="ok")
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.spans_posts += 1
+        return web.Response(body=b"", content_type="application/x-protobuf")
 
     async def wait_for(self, alertname: str, timeout: float) -> dict[str, object]:
         """The first received alert named `alertname`."""

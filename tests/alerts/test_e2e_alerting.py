@@ -65,6 +65,12 @@ class Stack:
         assert body.get("status") == "success", f"{path}: {body}"
         return dict(body["data"])
 
+    async def api_list(self, path: str, **params: str) -> list[dict]:
+        async with self.http.get(self.prometheus + path, params=params) as r:
+            body = await r.json()
+        assert body.get("status") == "success", f"{path}: {body}"
+        return list(body["data"] or [])
+
     def logs(self) -> str:
         return "\n".join(p.tail() for p in self.processes)
 
@@ -79,7 +85,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     processes: list[Process] = []
     try:
         sidecar_port, prom_port, am_port = free_port(), free_port(), free_port()
-        sidecar = start_sidecar(work, sidecar_port, KEY, SECRET, *scenario.SIDECAR_FLAGS)
+        sidecar = start_sidecar(work, sidecar_port, KEY, SECRET, *scenario.SIDECAR_FLAGS,
+                                "--otlp-endpoint", receiver.base)
         processes.append(sidecar)
         am = start_alertmanager(work, am_port, receiver.url)
         processes.append(am)
@@ -203,3 +210,21 @@ async def test_dashboard_variables_resolve(stack: Stack) -> None:
     jobs = await stack.http.get(stack.prometheus + "/api/v1/label/job/values",
                                 params={"match[]": config.VARIABLE_METRIC})
     assert config.SIDECAR_JOB in (await jobs.json())["data"]
+
+
+async def test_histogram_panels_show_exemplars(stack: Stack) -> None:
+    """The exemplars the dashboards ask for exist: each links an observation to a call trace."""
+    bucket_exprs = {expr for _, _, expr in dashboard_queries() if "_bucket{" in expr}
+    observed = ("avatar_join_latency_seconds", "avatar_time_to_first_track_seconds",
+                "avatar_session_duration_seconds")  # the room observer's are not driven here
+    now = time.time()
+    for metric in observed:
+        expr = next(e for e in bucket_exprs if f"{metric}_bucket" in e)
+        deadline = time.monotonic() + 15
+        while not (found := await stack.api_list(
+                "/api/v1/query_exemplars", query=resolve(expr, stack.sidecar_instance),
+                start=str(now - 600), end=str(time.time() + 60))):
+            assert time.monotonic() < deadline, f"no exemplars for {metric}"
+            await asyncio.sleep(0.5)
+        labels = [e["labels"] for series in found for e in series["exemplars"]]
+        assert all(re.fullmatch(r"[0-9a-f]{32}", lab["trace_id"]) for lab in labels), labels

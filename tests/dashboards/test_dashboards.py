@@ -35,6 +35,7 @@ HISTOGRAMS = (
     "avatar_join_latency_seconds",
     "avatar_time_to_first_track_seconds",
     "avatar_session_duration_seconds",
+    "avatar_time_to_first_speech_seconds",
 )
 
 
