@@ -21,7 +21,7 @@ test-deps:
 	scripts/install-test-deps.sh
 
 test: deps test-deps
-	$(BIN)/ruff check monitor tests benchmarks
+	$(BIN)/ruff check monitor tests benchmarks dashboards
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 
 docs: deps

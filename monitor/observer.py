@@ -1,10 +1,11 @@
 """The room observer: a hidden participant in each call's room, for what webhooks cannot see.
 
-It joins with a hidden, subscribe-nothing, publish-nothing token and reports to the call
-tracker: data-channel messages (`lemonslice/message`, `avatar-monitor/events`), when the avatar
-speaks (active speakers), and the avatar's connection quality. Rooms are discovered from the
-tracker (a webhook named them) and from RoomService `list_rooms` at start-up and periodically,
-so a restarted sidecar picks up calls in progress.
+It joins hidden, publishes nothing and subscribes only to the avatar's audio (LiveKit sends
+active-speaker updates to a track's subscribers only). It reports to the call tracker: data
+messages (`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the
+avatar's connection quality. Rooms are discovered from the tracker (a webhook named them) and
+from RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls
+in progress. It leaves when the call ends or the room has nobody else in it.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class RoomObserver(CallListener):
         assert self._api is not None
         listed = await self._api.room.list_rooms(api.ListRoomsRequest())
         for room in listed.rooms:
-            if room.sid in self._tracker.calls or not self._mine(room.name):
+            if (room.sid in self._tracker.calls or not room.num_participants
+                    or not self._mine(room.name)):
                 continue
             participants = await self._api.room.list_participants(
                 api.ListParticipantsRequest(room=room.name))
@@ -211,9 +213,15 @@ class RoomObserver(CallListener):
         room.on("connection_quality_changed",
                 lambda participant, quality: self._on_quality(watch, participant, quality))
         room.on("disconnected", lambda reason: self._on_disconnected(watch, reason, lost))
+        room.on("track_published", self._subscribe_to_avatar_audio)
+        room.on("participant_disconnected", lambda _: self._leave_if_empty(watch))
         await room.connect(self.settings.url, self._token(watch.name),
                            rtc.RoomOptions(auto_subscribe=False))
+        for participant in room.remote_participants.values():
+            for publication in participant.track_publications.values():
+                self._subscribe_to_avatar_audio(publication, participant)
         self._tracker.observing(watch.sid, self._clock())
+        self._leave_if_empty(watch)
         log.info("observing room %s", watch.name)
 
     def _token(self, room_name: str) -> str:
@@ -224,6 +232,18 @@ class RoomObserver(CallListener):
                 .with_name("avatar-monitor").with_grants(grants).to_jwt())
 
     # -- room events -----------------------------------------------------------------------
+
+    def _leave_if_empty(self, watch: _Watch) -> None:
+        """Never be the one who keeps a room open: LiveKit closes a room once it is empty."""
+        if watch.room is not None and not watch.room.remote_participants:
+            self._unwatch(watch.sid)
+
+    def _subscribe_to_avatar_audio(self, publication: rtc.RemoteTrackPublication,
+                                   participant: rtc.RemoteParticipant) -> None:
+        """LiveKit sends speaker updates only to subscribers of the speaker's audio: take the
+        avatar's audio, and nothing else."""
+        if publication.kind == rtc.TrackKind.KIND_AUDIO and self._is_avatar(participant):
+            publication.set_subscribed(True)
 
     def _on_data(self, watch: _Watch, packet: rtc.DataPacket) -> None:
         message = parse_message(packet.topic or "", packet.data)

@@ -87,7 +87,7 @@ class CallListener:
                          at: float) -> None: ...
     def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
                     at: float) -> None: ...
-    def call_ended(self, call: Call, at: float) -> None: ...
+    def call_ended(self, call: Call, at: float) -> None: ...  # also calls that never started
     def call_evicted(self, call: Call) -> None: ...
     def call_tracked(self, call: Call) -> None: ...
     def first_speech(self, call: Call, delay: float, at: float) -> None: ...
@@ -285,7 +285,10 @@ class CallTracker:
         call.avatar_left = True
         session = max(at - (call.avatar_joined_at or at), 0.0)
         self._end_poor_quality(call, at)
-        facts = self._facts(call, participant.disconnect_reason, session, at)
+        # createdAt has whole seconds: the leave happened in [at, at + 1). For the silence, which
+        # the observer timed on this machine's clock, arrival narrows that down.
+        facts = self._facts(call, participant.disconnect_reason, session,
+                            min(max(self._now, at), at + 1.0))
         if call.state is CallState.ACTIVE:
             self._emit("avatar_left", call, classify(facts), session, at)
             self._end(call, at)
@@ -424,10 +427,8 @@ class CallTracker:
     def _end(self, call: Call, at: float) -> None:
         if call.state is CallState.ENDED:
             return
-        was_started = call.started_at is not None
         self._set_state(call, CallState.ENDED)
-        if was_started:
-            self._emit("call_ended", call, at)
+        self._emit("call_ended", call, at)
         self._lingering.append((self._now + self.settings.linger, call.room_sid))
 
     def _forget(self, call: Call) -> None:
