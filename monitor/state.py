@@ -284,11 +284,11 @@ class CallTracker:
                 return  # another avatar is the call's
         call.avatar_left = True
         session = max(at - (call.avatar_joined_at or at), 0.0)
-        self._end_poor_quality(call, at)
-        # createdAt has whole seconds: the leave happened in [at, at + 1). For the silence, which
-        # the observer timed on this machine's clock, arrival narrows that down.
-        facts = self._facts(call, participant.disconnect_reason, session,
-                            min(max(self._now, at), at + 1.0))
+        # createdAt has whole seconds: the leave happened in [at, at + 1). For what the observer
+        # timed on this machine's clock (silence, poor quality), arrival narrows that down.
+        left = min(max(self._now, at), at + 1.0)
+        self._end_poor_quality(call, left)
+        facts = self._facts(call, participant.disconnect_reason, session, left)
         if call.state is CallState.ACTIVE:
             self._emit("avatar_left", call, classify(facts), session, at)
             self._end(call, at)
