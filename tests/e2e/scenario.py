@@ -1,0 +1,58 @@
+"""Drive one avatar call in one room: user, voice agent and avatar join and leave on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tests.e2e.participants import (
+    AVATAR_IDENTITY,
+    AvatarMedia,
+    Participant,
+    Server,
+    agent_token,
+    avatar_token,
+    join,
+    user_token,
+)
+
+
+class CallDriver:
+    """Participants of one room; whoever is still connected is disconnected by close()."""
+
+    def __init__(self, server: Server, room: str) -> None:
+        self.server = server
+        self.room = room
+        self.participants: list[Participant] = []
+        self.media: list[AvatarMedia] = []
+
+    async def user(self, identity: str = "user") -> Participant:
+        return self._track(await join(self.server, user_token(self.server, self.room, identity),
+                                      identity))
+
+    async def agent(self, identity: str = "voice-agent") -> Participant:
+        return self._track(await join(self.server, agent_token(self.server, self.room, identity),
+                                      identity))
+
+    async def avatar(self, agent_identity: str = "voice-agent", identity: str = AVATAR_IDENTITY,
+                     publish: bool = True) -> tuple[Participant, AvatarMedia | None]:
+        """The avatar joins; with `publish` it then publishes its audio and video tracks."""
+        token = avatar_token(self.server, self.room, agent_identity, identity)
+        avatar = self._track(await join(self.server, token, identity))
+        if not publish:
+            return avatar, None
+        media = AvatarMedia()
+        self.media.append(media)
+        await media.publish(avatar)
+        return avatar, media
+
+    def _track(self, participant: Participant) -> Participant:
+        self.participants.append(participant)
+        return participant
+
+    async def close(self) -> None:
+        for media in self.media:
+            await media.stop()
+        for participant in self.participants:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(participant.room.disconnect(), 10)
