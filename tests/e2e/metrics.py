@@ -48,6 +48,25 @@ class Snapshot:
         return {labels: v for (n, labels), v in self.samples.items() if n == name}
 
 
+@dataclass(frozen=True)
+class Expect:
+    """An expected sample value."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def mismatch(self, snapshot: Snapshot) -> str | None:
+        got = snapshot.get(self.name, **dict(self.labels))
+        if got == self.value:
+            return None
+        return f"{self.name}{dict(self.labels)} = {got}, expected {self.value}"
+
+
+def expect(name: str, value: float, **labels: str) -> Expect:
+    return Expect(name, value, tuple(sorted(labels.items())))
+
+
 class MetricsClient:
     """Reads one sidecar's /metrics."""
 
@@ -70,6 +89,23 @@ class MetricsClient:
         """Scrape until the sample equals `expected`."""
         return await self.wait_for(lambda s: s.get(name, **labels) == expected,
                                    f"{name}{labels} == {expected}", timeout)
+
+    async def wait_all(self, *expected: Expect, timeout: float = 10.0) -> Snapshot:
+        """Scrape until every expected sample has its value; the failure names the ones off."""
+        last: list[Snapshot] = []
+
+        async def probe() -> Snapshot:
+            last[:] = [await self.scrape()]
+            return last[0]
+
+        def settled(snapshot: Snapshot) -> bool:
+            return all(e.mismatch(snapshot) is None for e in expected)
+
+        try:
+            return await poll_until(probe, settled, "expected samples", timeout)
+        except AssertionError:
+            off = [m for e in expected if (m := e.mismatch(last[0])) is not None]
+            raise AssertionError(f"after {timeout:.1f}s: " + "; ".join(off)) from None
 
 
 async def poll_until(probe: Callable[[], Awaitable[T]], condition: Callable[[T], bool],
