@@ -33,3 +33,7 @@ clean:
 .PHONY: dashboards
 dashboards: deps
 	$(BIN)/python -m dashboards
+
+.PHONY: demo
+demo: deps
+	$(BIN)/python scripts/demo.py

@@ -46,6 +46,7 @@ class LiveKitServer:
     webhook_urls: list[str] = field(default_factory=list)
     departure_timeout: int = 1
     empty_timeout: int = 10
+    development: bool = False  # livekit-server's dev mode: no warning for short secrets
     port: int = field(default_factory=procs.free_port)
     rtc_tcp_port: int = field(default_factory=procs.free_port)
     rtc_udp_port: int = field(default_factory=lambda: procs.free_port(socket.SOCK_DGRAM))
@@ -91,6 +92,8 @@ class LiveKitServer:
                      "departure_timeout": self.departure_timeout},
             "logging": {"level": "info", "json": False},
         }
+        if self.development:
+            config["development"] = True
         if self.webhook_urls:
             config["webhook"] = {"api_key": self.api_key, "urls": self.webhook_urls}
         return config

@@ -89,11 +89,12 @@ class Participant:
         await self.room.disconnect()
 
 
-async def join(server: Server, token: str, identity: str) -> Participant:
+async def join(server: Server, token: str, identity: str, subscribe: bool = True
+               ) -> Participant:
     """Connect a participant; returns once livekit-rtc reports it connected."""
     room = rtc.Room()
     participant = Participant(identity, room)
-    await room.connect(server.url, token, rtc.RoomOptions(auto_subscribe=True))
+    await room.connect(server.url, token, rtc.RoomOptions(auto_subscribe=subscribe))
     return participant
 
 

@@ -20,25 +20,26 @@ from tests.e2e.participants import (
 class CallDriver:
     """Participants of one room; whoever is still connected is disconnected by close()."""
 
-    def __init__(self, server: Server, room: str) -> None:
+    def __init__(self, server: Server, room: str, subscribe: bool = True) -> None:
         self.server = server
         self.room = room
+        self.subscribe = subscribe  # False: nobody receives media (saves CPU in the demo)
         self.participants: list[Participant] = []
         self.media: list[AvatarMedia] = []
 
     async def user(self, identity: str = "user") -> Participant:
-        return self._track(await join(self.server, user_token(self.server, self.room, identity),
-                                      identity))
+        token = user_token(self.server, self.room, identity)
+        return self._track(await join(self.server, token, identity, self.subscribe))
 
     async def agent(self, identity: str = "voice-agent") -> Participant:
-        return self._track(await join(self.server, agent_token(self.server, self.room, identity),
-                                      identity))
+        token = agent_token(self.server, self.room, identity)
+        return self._track(await join(self.server, token, identity, self.subscribe))
 
     async def avatar(self, agent_identity: str = "voice-agent", identity: str = AVATAR_IDENTITY,
                      publish: bool = True) -> tuple[Participant, AvatarMedia | None]:
         """The avatar joins; with `publish` it then publishes its audio and video tracks."""
         token = avatar_token(self.server, self.room, agent_identity, identity)
-        avatar = self._track(await join(self.server, token, identity))
+        avatar = self._track(await join(self.server, token, identity, self.subscribe))
         if not publish:
             return avatar, None
         media = AvatarMedia()

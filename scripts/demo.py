@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""`make demo`: a local livekit-server (dev keys devkey/secret), avatar-monitor fed by its
+webhooks, and simulated avatar calls (healthy ones, avatars that never join, removed avatars)
+until Ctrl-C.
+
+livekit-rtc sends media only over non-loopback interfaces, so the server, the sidecar and the
+calls run in a private network namespace (tests/e2e/netns.py; needs root). The sidecar's
+/metrics and /healthz are relayed to 127.0.0.1:--port on the host, from a socket bound before
+entering the namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import socket
+import sys
+import tempfile
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+from livekit import api  # noqa: E402
+
+from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
+from tests.e2e.netns import NetnsError, private_network  # noqa: E402
+from tests.e2e.participants import AVATAR_IDENTITY, Server  # noqa: E402
+from tests.e2e.scenario import CallDriver  # noqa: E402
+from tests.e2e.sidecar import Sidecar  # noqa: E402
+
+DEV_KEY, DEV_SECRET = "devkey", "secret"
+JOIN_TIMEOUT = 5.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=9465,
+                        help="host port for /metrics on 127.0.0.1 (default %(default)s)")
+    parser.add_argument("--calls-at-once", type=int, default=3,
+                        help="simulated calls in progress at most (default %(default)s)")
+    return parser.parse_args()
+
+
+async def healthy_call(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+    user = await call.user()
+    await call.agent()
+    await asyncio.sleep(random.uniform(0.5, 3.0))  # the avatar takes a moment to start
+    avatar, _ = await call.avatar()
+    await asyncio.sleep(random.uniform(8, 20))
+    await user.leave()
+    await asyncio.sleep(random.uniform(0.2, 1.0))
+    await avatar.leave()
+    return "healthy: user hung up"
+
+
+async def avatar_never_joins(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+    user = await call.user()
+    await call.agent()
+    await asyncio.sleep(JOIN_TIMEOUT + random.uniform(1, 4))
+    await user.leave()
+    return "avatar never joined: startup failure (join_timeout)"
+
+
+async def avatar_removed(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+    await call.user()
+    await call.agent()
+    await call.avatar()
+    await asyncio.sleep(random.uniform(4, 8))
+    await lkapi.room.remove_participant(
+        api.RoomParticipantIdentity(room=call.room, identity=AVATAR_IDENTITY))
+    await asyncio.sleep(1)
+    return "avatar removed with RoomService"
+
+
+Scenario = Callable[[CallDriver, api.LiveKitAPI], Awaitable[str]]
+FIRST_ROUND: list[Scenario] = [healthy_call, avatar_never_joins, healthy_call, avatar_removed,
+                               healthy_call, avatar_never_joins]
+MIX: list[tuple[Scenario, float]] = [(healthy_call, 0.7), (avatar_never_joins, 0.2),
+                                     (avatar_removed, 0.1)]
+
+
+async def run_call(server: Server, lkapi: api.LiveKitAPI, scenario: Scenario) -> None:
+    room = f"demo-{uuid.uuid4().hex[:8]}"
+    call = CallDriver(server, room, subscribe=False)
+    try:
+        outcome = await scenario(call, lkapi)
+        print(f"  {room}: {outcome}", flush=True)
+    except Exception as exc:  # a failed simulated call must not stop the demo
+        print(f"  {room}: simulation error: {exc!r}", flush=True)
+    finally:
+        await call.close()
+
+
+async def simulate(server: Server, lkapi: api.LiveKitAPI, at_once: int) -> None:
+    """Start calls a few seconds apart, at most `at_once` in progress, forever."""
+    slots = asyncio.Semaphore(at_once)
+    tasks: set[asyncio.Task[None]] = set()
+    round_ = iter(FIRST_ROUND)
+    try:
+        while True:
+            await slots.acquire()
+            scenario = next(round_, None) or random.choices(
+                [s for s, _ in MIX], [w for _, w in MIX])[0]
+
+            async def one(scenario: Scenario = scenario) -> None:
+                try:
+                    await run_call(server, lkapi, scenario)
+                finally:
+                    slots.release()
+
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            await asyncio.sleep(random.uniform(2, 5))
+    finally:
+        # Calls in progress hang up before the server goes away.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def relay_app(target: str) -> web.Application:
+    """GET /metrics and /healthz answered from the sidecar inside the namespace."""
+    async def relay(request: web.Request) -> web.Response:
+        session: aiohttp.ClientSession = request.app["http"]
+        headers = {k: v for k, v in request.headers.items() if k.lower() == "accept"}
+        async with session.get(target + request.path, headers=headers) as resp:
+            return web.Response(status=resp.status, body=await resp.read(),
+                                headers={"Content-Type": resp.headers["Content-Type"]})
+
+    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        app["http"] = aiohttp.ClientSession()
+        yield
+        await app["http"].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_get("/metrics", relay)
+    app.router.add_get("/healthz", relay)
+    return app
+
+
+async def main(args: argparse.Namespace, host_socket: socket.socket, workdir: Path,
+               binary: Path) -> None:
+    sidecar = Sidecar(workdir / "sidecar", DEV_KEY, DEV_SECRET, avatar_join_timeout=JOIN_TIMEOUT)
+    sidecar.start()
+    lk = LiveKitServer(binary, workdir / "livekit", DEV_KEY, DEV_SECRET,
+                       webhook_urls=[sidecar.webhook_url], development=True)
+    runner = web.AppRunner(relay_app(sidecar.url), access_log=None)
+    try:
+        lk.start()
+        await runner.setup()
+        await web.SockSite(runner, host_socket).start()
+        print(f"metrics:  http://127.0.0.1:{args.port}/metrics  (and /healthz)")
+        print(f"logs:     {sidecar.log_path}\n          {lk.log_path}")
+        print(f"livekit-server {lk.url} (keys {DEV_KEY}/{DEV_SECRET}) runs in the demo's own "
+              "network namespace. Ctrl-C stops everything.\nSimulated calls:", flush=True)
+        server = Server(lk.url, DEV_KEY, DEV_SECRET)
+        async with api.LiveKitAPI(lk.http_url, DEV_KEY, DEV_SECRET) as lkapi:
+            await simulate(server, lkapi, args.calls_at_once)
+    finally:
+        await runner.cleanup()
+        lk.stop()
+        sidecar.stop()
+
+
+def run() -> int:
+    args = parse_args()
+    logging.getLogger("livekit").setLevel(logging.CRITICAL)  # teardown chatter of the FFI
+    warnings.filterwarnings("ignore", message="The HMAC key is")  # the dev secret is short
+    binary = server_binary()  # build (or find) it before leaving the host's network
+    print(f"livekit-server: {binary}", flush=True)
+    host_socket = socket.create_server(("127.0.0.1", args.port))
+    workdir = Path(tempfile.mkdtemp(prefix="avatar-monitor-demo-"))
+    try:
+        with private_network():
+            loop = asyncio.new_event_loop()
+            task = loop.create_task(main(args, host_socket, workdir, binary))
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
+            loop.close()
+    except NetnsError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    print("\nstopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
