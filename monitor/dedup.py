@@ -23,5 +23,8 @@ class RecentIds:
             self._ids.discard(self._order.popleft())
         return False
 
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
     def __len__(self) -> int:
         return len(self._ids)

@@ -124,7 +124,7 @@ class Metrics(CallListener):
             "Room observer disconnections, by LiveKit disconnect reason.",
             ["reason"], registry=registry)
         self.observer_rooms = Gauge(
-            "avatar_monitor_observer_rooms", "Rooms the room observer is watching now.",
+            "avatar_monitor_observer_rooms", "Rooms the room observer is connected to now.",
             registry=registry)
         self.observer_reconnects = Counter(
             "avatar_monitor_observer_reconnects",

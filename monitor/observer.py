@@ -61,6 +61,7 @@ class _Watch:
     sid: str
     room: rtc.Room | None = None
     task: asyncio.Task | None = None
+    connected: bool = False
     closing: bool = False
     avatar_identities: set[str] = field(default_factory=set)
 
@@ -78,7 +79,8 @@ class RoomObserver(CallListener):
         self._watches: dict[str, _Watch] = {}
         self._api: api.LiveKitAPI | None = None
         self._discovery: asyncio.Task | None = None
-        metrics.observer_rooms.set_function(lambda: len(self._watches))
+        metrics.observer_rooms.set_function(
+            lambda: sum(watch.connected for watch in self._watches.values()))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,12 +124,18 @@ class RoomObserver(CallListener):
             await asyncio.sleep(self.settings.discovery_interval)
 
     async def discover(self) -> None:
-        """List the server's rooms; replay the participants of calls not yet tracked."""
+        """List the server's rooms; replay the participants of calls not yet tracked, and end
+        the calls whose room is gone (webhooks lost, or the server restarted)."""
         assert self._api is not None
+        asked_at = self._clock()
         listed = await self._api.room.list_rooms(api.ListRoomsRequest())
+        live = {room.sid for room in listed.rooms}
+        for sid, call in list(self._tracker.calls.items()):
+            if sid not in live and call.tracked_at < asked_at:
+                self._tracker.room_gone(sid, self._clock())
         for room in listed.rooms:
-            if (room.sid in self._tracker.calls or not room.num_participants
-                    or not self._mine(room.name)):
+            if (room.sid in self._tracker.calls or room.sid in self._tracker.ended_rooms
+                    or not room.num_participants or not self._mine(room.name)):
                 continue
             participants = await self._api.room.list_participants(
                 api.ListParticipantsRequest(room=room.name))
@@ -220,6 +228,7 @@ class RoomObserver(CallListener):
         for participant in room.remote_participants.values():
             for publication in participant.track_publications.values():
                 self._subscribe_to_avatar_audio(publication, participant)
+        watch.connected = True
         self._tracker.observing(watch.sid, self._clock())
         self._leave_if_empty(watch)
         log.info("observing room %s", watch.name)
@@ -264,6 +273,7 @@ class RoomObserver(CallListener):
                                          self._clock())
 
     def _on_disconnected(self, watch: _Watch, reason: int, lost: asyncio.Event) -> None:
+        watch.connected = False
         label = disconnect_reason_name(reason)
         if not watch.closing:
             self._metrics.observer_disconnects.labels(label).inc()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from monitor.dedup import RecentIds
 from monitor.departures import Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
@@ -29,6 +30,7 @@ log = logging.getLogger("monitor.state")
 
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
 MAX_USERS_PER_CALL = 32
+ENDED_ROOMS_REMEMBERED = 10_000
 
 
 class CallState(StrEnum):
@@ -47,6 +49,7 @@ class Call:
     room_name: str
     room_created_at: float | None
     state: CallState = CallState.PENDING
+    tracked_at: float = 0.0  # local clock: when this record was made
     started_at: float | None = None
     deadline: float | None = None
     avatar_sid: str | None = None
@@ -118,6 +121,8 @@ class CallTracker:
         self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
+        # Rooms whose call ended, remembered after eviction so discovery does not revive them.
+        self.ended_rooms = RecentIds(ENDED_ROOMS_REMEMBERED)
         self._now = 0.0
         self._handlers: dict[str, Callable[[Event], None]] = {
             "room_started": self._room_started,
@@ -290,6 +295,7 @@ class CallTracker:
         self._end_poor_quality(call, left)
         facts = self._facts(call, participant.disconnect_reason, session, left)
         if call.state is CallState.ACTIVE:
+            log.debug("avatar left %s: %s", call.room_name, facts)
             self._emit("avatar_left", call, classify(facts), session, at)
             self._end(call, at)
         elif call.state is CallState.PENDING:
@@ -389,7 +395,7 @@ class CallTracker:
             if oldest.state is not CallState.ENDED:
                 self._emit("call_evicted", oldest)
             self._forget(oldest)
-        call = Call(event.room_sid, event.room_name, event.room_created_at)
+        call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now)
         self.calls[call.room_sid] = call
         self.counts[CallState.PENDING] += 1
         self._emit("call_tracked", call)
@@ -428,6 +434,7 @@ class CallTracker:
         if call.state is CallState.ENDED:
             return
         self._set_state(call, CallState.ENDED)
+        self.ended_rooms.seen(call.room_sid)
         self._emit("call_ended", call, at)
         self._lingering.append((self._now + self.settings.linger, call.room_sid))
 

@@ -1,0 +1,200 @@
+"""The room observer against a real livekit-server: speech and idle timeouts, data-channel
+messages, a restarted sidecar and a restarted server.
+
+The sidecar here runs with `--livekit-url`, so the server's port is chosen before either starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit import rtc
+
+from tests.e2e import procs
+from tests.e2e.conftest import _register_log
+from tests.e2e.livekit_server import LiveKitServer
+from tests.e2e.metrics import MetricsClient, expect
+from tests.e2e.participants import SAMPLE_RATE, Participant, _tone_frame
+from tests.e2e.scenario import CallDriver
+from tests.e2e.sidecar import Sidecar
+
+pytestmark = pytest.mark.e2e
+
+IDLE_TIMEOUT = 4.0
+LEMONSLICE, EVENTS = "lemonslice/message", "avatar-monitor/events"
+
+
+@pytest.fixture
+def livekit_port() -> int:
+    return procs.free_port()
+
+
+@pytest.fixture
+def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str],
+            livekit_port: int) -> Iterator[Sidecar]:
+    """The sidecar with its room observer pointed at the test's livekit-server."""
+    marker = request.node.get_closest_marker("sidecar_args")
+    extra = [str(a) for a in marker.args] if marker else []
+    args = ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1",
+            "--idle-timeout", str(IDLE_TIMEOUT), "--timeout-tolerance", "1.5", *extra]
+    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=args)
+    _register_log(request, "avatar-monitor", proc.log_path)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
+            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
+            ) -> Iterator[LiveKitServer]:
+    server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
+                           webhook_urls=[sidecar.webhook_url], port=livekit_port)
+    _register_log(request, "livekit-server", server.log_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Voice:
+    """The avatar's audio: a tone while speaking, digital silence otherwise."""
+
+    def __init__(self) -> None:
+        # A short queue, so that silence starts within 50 ms of `speaking = False`.
+        self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=50)
+        self.speaking = True
+        self._tone = _tone_frame()
+        self._silence = rtc.AudioFrame(bytes(len(self._tone.data) * 2), SAMPLE_RATE, 1,
+                                       self._tone.samples_per_channel)
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self, avatar: Participant) -> None:
+        track = rtc.LocalAudioTrack.create_audio_track("avatar-voice", self.source)
+        self._task = asyncio.create_task(self._feed())
+        await avatar.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+
+    async def _feed(self) -> None:
+        while True:
+            await self.source.capture_frame(self._tone if self.speaking else self._silence)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def observed_active_call(call: CallDriver, metrics: MetricsClient
+                               ) -> tuple[Participant, Participant, Participant]:
+    """User and agent join, the observer is in the room, then the avatar joins (no media)."""
+    user = await call.user()
+    agent = await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
+                           expect("avatar_calls_in_progress", 1, state="ringing"))
+    avatar, _ = await call.avatar(publish=False)
+    await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
+    return user, agent, avatar
+
+
+async def send(participant: Participant, topic: str, payload: bytes | dict) -> None:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    await participant.room.local_participant.publish_data(data, reliable=True, topic=topic)
+
+
+async def test_idle_timeout_after_the_avatar_stops_speaking(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    _, _, avatar = await observed_active_call(call, metrics)
+    voice = Voice()
+    await voice.publish(avatar)
+    try:
+        await metrics.wait_all(expect("avatar_time_to_first_speech_seconds_count", 1),
+                               timeout=15)
+        voice.speaking = False
+        # The avatar's own idle timer: silence until the timeout, then it leaves. The wait is
+        # the behaviour under test, not synchronisation.
+        await asyncio.sleep(IDLE_TIMEOUT)
+        await avatar.leave()
+    finally:
+        await voice.stop()
+    snapshot = await metrics.wait_all(
+        expect("avatar_departures_total", 1, cause="idle_timeout"),
+        expect("avatar_timeouts_total", 1, timeout="idle"),
+        expect("avatar_calls_in_progress", 0, state="active"), timeout=15)
+    assert snapshot.count("avatar_time_to_first_speech_seconds") == 1
+    assert 0 <= snapshot.sum("avatar_time_to_first_speech_seconds") < 5
+
+
+async def test_startup_failure_message_from_the_backend(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    await call.user()
+    agent = await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
+                           expect("avatar_calls_in_progress", 1, state="ringing"))
+    await send(agent, LEMONSLICE, {"type": "startup_failure",
+                                   "message": "Avatar failed to become active"})
+    await metrics.wait_all(
+        expect("avatar_startup_failures_total", 1, cause="message"),
+        expect("avatar_data_messages_total", 1, topic="lemonslice", type="startup_failure"),
+        expect("avatar_calls_in_progress", 0, state="ringing"))
+
+
+async def test_unrecoverable_pipeline_error_then_the_avatar_leaves(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    _, agent, avatar = await observed_active_call(call, metrics)
+    await send(agent, EVENTS, {"v": 1, "type": "pipeline_error", "component": "tts",
+                               "recoverable": False})
+    await metrics.wait_all(
+        expect("avatar_pipeline_errors_total", 1, component="tts", recoverable="false"))
+    await avatar.leave()
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="pipeline_error"),
+                           expect("avatar_calls_in_progress", 0, state="active"))
+
+
+async def test_malformed_data_is_counted_and_the_next_good_event_still_counts(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    _, agent, _ = await observed_active_call(call, metrics)
+    await send(agent, LEMONSLICE, b"{not json")
+    await send(agent, EVENTS, b"\xff\xfe")
+    await send(agent, EVENTS, {"v": 99, "type": "pipeline_error"})
+    await send(agent, EVENTS, {"v": 1, "type": "pipeline_error", "component": "llm",
+                               "recoverable": True})
+    await metrics.wait_all(
+        expect("avatar_data_messages_total", 1, topic="lemonslice", type="malformed"),
+        expect("avatar_data_messages_total", 2, topic="avatar-monitor", type="malformed"),
+        expect("avatar_pipeline_errors_total", 1, component="llm", recoverable="true"),
+        expect("avatar_monitor_observer_rooms", 1))
+
+
+async def test_sidecar_restart_recovers_the_call_in_progress(
+        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar) -> None:
+    user, _, avatar = await observed_active_call(call, metrics)
+    sidecar.stop()
+    sidecar.start()  # same port: livekit-server's webhooks reach the new process
+    await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"),
+                           expect("avatar_monitor_observer_rooms", 1), timeout=15)
+    await user.leave()
+    await avatar.leave()
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="user_hangup"),
+                           expect("avatar_calls_in_progress", 0, state="active"),
+                           expect("avatar_session_duration_seconds_count", 1))
+
+
+async def test_livekit_server_restart_closes_the_call_cleanly(
+        call: CallDriver, metrics: MetricsClient, livekit: LiveKitServer,
+        sidecar: Sidecar) -> None:
+    await observed_active_call(call, metrics)
+    livekit.stop()
+    livekit.start()  # same ports, no memory of the room: the call's room is gone
+    # The room is found gone (by the observer's rejoin check or the next room listing) and its
+    # call ends as a server-side departure; nothing is left ringing or active for it.
+    snapshot = await metrics.wait_all(
+        expect("avatar_departures_total", 1, cause="server"),
+        expect("avatar_session_duration_seconds_count", 1), timeout=40)
+    assert snapshot.value("avatar_startup_failures_total", cause="join_timeout") == 0
+    assert sidecar.process is not None and sidecar.process.poll() is None
