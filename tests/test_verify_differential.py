@@ -18,7 +18,6 @@ from monitor.verify import Unauthorized, WebhookVerifier
 from tests.webhooks import KEY, SECRET, Room, encode, sign, user
 
 BODY = encode(Room().joined(user(time.time())))
-NOW = int(time.time())
 
 
 def b64url(data: bytes) -> str:
@@ -35,7 +34,8 @@ HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha
 def token(claims: dict | None = None, secret: str = SECRET, algorithm: str = "HS256",
           headers: dict | None = None, drop: tuple[str, ...] = ()) -> str:
     """A JWT signed by hand, so claims of any type can be made."""
-    base = {"iss": KEY, "nbf": NOW - 5, "exp": NOW + 300, "sha256": digest(BODY), "sub": ""}
+    now = int(time.time())
+    base = {"iss": KEY, "nbf": now - 5, "exp": now + 300, "sha256": digest(BODY), "sub": ""}
     base.update(claims or {})
     for name in drop:
         base.pop(name, None)
@@ -54,49 +54,53 @@ def tamper_claims(good: str, **changes: object) -> str:
     return ".".join([header, b64url(json.dumps(claims).encode()), signature])
 
 
-CASES: dict[str, tuple[bytes, str]] = {
-    "valid (livekit-api minted)": (BODY, sign(BODY)),
-    "valid (plain claims)": (BODY, token()),
-    "valid with iat and jti": (BODY, token({"iat": NOW, "jti": "x"})),
-    "valid with empty video grant": (BODY, token({"video": {}})),
-    "expired": (BODY, token({"exp": NOW - 3600})),
-    "expired within leeway": (BODY, token({"exp": NOW - 10})),
-    "not yet valid (nbf)": (BODY, token({"nbf": NOW + 3600})),
-    "not yet valid (iat)": (BODY, token({"iat": NOW + 3600})),
-    "no exp": (BODY, token(drop=("exp",))),
-    "exp as string": (BODY, token({"exp": str(NOW + 300)})),
-    "exp as float": (BODY, token({"exp": NOW + 300.5})),
-    "wrong key": (BODY, token({"iss": "someone-else"})),
-    "no iss": (BODY, token(drop=("iss",))),
-    "iss not a string": (BODY, token({"iss": 7})),
-    "wrong secret": (BODY, token(secret="not-the-secret-not-the-secret-1234")),
-    "wrong alg HS384": (BODY, token(algorithm="HS384")),
-    "wrong alg HS512": (BODY, token(algorithm="HS512")),
-    "alg none": (BODY, token(algorithm="none")),
-    "compact header (as PyJWT writes it)": (BODY, jwt.encode(
-        {"iss": KEY, "exp": NOW + 300, "sha256": digest(BODY)}, SECRET, algorithm="HS256")),
-    "extra header field": (BODY, token(headers={"kid": "k1"})),
-    "kid not a string": (BODY, token(headers={"kid": 5})),
-    "tampered body": (BODY + b" ", token()),
-    "tampered body content": (BODY.replace(b"participant_joined", b"participant_left"),
-                              token()),
-    "tampered claims (iss)": (BODY, tamper_claims(token(), iss="evil")),
-    "tampered claims (exp)": (BODY, tamper_claims(token(), exp=NOW + 99999)),
-    "tampered claims (sha256)": (BODY + b"x", tamper_claims(token(), sha256=digest(BODY + b"x"))),
-    "no sha256": (BODY, token(drop=("sha256",))),
-    "empty sha256": (BODY, token({"sha256": ""})),
-    "sha256 not base64": (BODY, token({"sha256": "!!!"})),
-    "sha256 of other body": (BODY, token({"sha256": digest(b"other")})),
-    "audience claim": (BODY, token({"aud": "someone"})),
-    "video grant not an object": (BODY, token({"video": "yes"})),
-    "room config claim": (BODY, token({"roomConfig": {"name": "x"}})),
-    "padded segments": (BODY, token() + "=="),
-    "two segments": (BODY, ".".join(token().split(".")[:2])),
-    "four segments": (BODY, token() + ".abc"),
-    "empty": (BODY, ""),
-    "junk": (BODY, "!!!.???.***"),
-    "non-canonical signature": (BODY, token()[:-1] + chr(ord(token()[-1]) ^ 1)),
-}
+def make_cases() -> dict[str, tuple[bytes, str]]:
+    """Every input class, with times relative to now (tokens age while other tests run)."""
+    now = int(time.time())
+    return {
+        "valid (livekit-api minted)": (BODY, sign(BODY)),
+        "valid (plain claims)": (BODY, token()),
+        "valid with iat and jti": (BODY, token({"iat": now, "jti": "x"})),
+        "valid with empty video grant": (BODY, token({"video": {}})),
+        "expired": (BODY, token({"exp": now - 3600})),
+        "expired within leeway": (BODY, token({"exp": now - 10})),
+        "not yet valid (nbf)": (BODY, token({"nbf": now + 3600})),
+        "not yet valid (iat)": (BODY, token({"iat": now + 3600})),
+        "no exp": (BODY, token(drop=("exp",))),
+        "exp as string": (BODY, token({"exp": str(now + 300)})),
+        "exp as float": (BODY, token({"exp": now + 300.5})),
+        "wrong key": (BODY, token({"iss": "someone-else"})),
+        "no iss": (BODY, token(drop=("iss",))),
+        "iss not a string": (BODY, token({"iss": 7})),
+        "wrong secret": (BODY, token(secret="not-the-secret-not-the-secret-1234")),
+        "wrong alg HS384": (BODY, token(algorithm="HS384")),
+        "wrong alg HS512": (BODY, token(algorithm="HS512")),
+        "alg none": (BODY, token(algorithm="none")),
+        "compact header (as PyJWT writes it)": (BODY, jwt.encode(
+            {"iss": KEY, "exp": now + 300, "sha256": digest(BODY)}, SECRET, algorithm="HS256")),
+        "extra header field": (BODY, token(headers={"kid": "k1"})),
+        "kid not a string": (BODY, token(headers={"kid": 5})),
+        "tampered body": (BODY + b" ", token()),
+        "tampered body content": (BODY.replace(b"participant_joined", b"participant_left"),
+                                  token()),
+        "tampered claims (iss)": (BODY, tamper_claims(token(), iss="evil")),
+        "tampered claims (exp)": (BODY, tamper_claims(token(), exp=now + 99999)),
+        "tampered claims (sha256)": (BODY + b"x",
+                                     tamper_claims(token(), sha256=digest(BODY + b"x"))),
+        "no sha256": (BODY, token(drop=("sha256",))),
+        "empty sha256": (BODY, token({"sha256": ""})),
+        "sha256 not base64": (BODY, token({"sha256": "!!!"})),
+        "sha256 of other body": (BODY, token({"sha256": digest(b"other")})),
+        "audience claim": (BODY, token({"aud": "someone"})),
+        "video grant not an object": (BODY, token({"video": "yes"})),
+        "room config claim": (BODY, token({"roomConfig": {"name": "x"}})),
+        "padded segments": (BODY, token() + "=="),
+        "two segments": (BODY, ".".join(token().split(".")[:2])),
+        "four segments": (BODY, token() + ".abc"),
+        "empty": (BODY, ""),
+        "junk": (BODY, "!!!.???.***"),
+        "non-canonical signature": (BODY, token()[:-1] + chr(ord(token()[-1]) ^ 1)),
+    }
 
 
 def reference_accepts(body: bytes, auth: str) -> bool:
@@ -116,15 +120,19 @@ def ours_accepts(verifier: WebhookVerifier, body: bytes, auth: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("case", list(CASES))
+CASE_NAMES = list(make_cases())
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
 def test_same_decision_as_webhook_receiver(case: str) -> None:
-    body, auth = CASES[case]
+    body, auth = make_cases()[case]
     verifier = WebhookVerifier(KEY, SECRET)
     assert ours_accepts(verifier, body, auth) == reference_accepts(body, auth)
 
 
 def test_the_input_classes_cover_accept_and_reject() -> None:
-    decisions = {case: reference_accepts(*CASES[case]) for case in CASES}
+    cases = make_cases()
+    decisions = {case: reference_accepts(*cases[case]) for case in cases}
     assert decisions["valid (livekit-api minted)"] and decisions["expired within leeway"]
     assert not decisions["expired"] and not decisions["wrong secret"]
 
@@ -134,7 +142,7 @@ def test_the_input_classes_cover_accept_and_reject() -> None:
                                   "tampered claims (iss)", "not yet valid (nbf)"])
 def test_livekit_shaped_tokens_take_the_fast_path(case: str) -> None:
     verifier = WebhookVerifier(KEY, SECRET)
-    ours_accepts(verifier, *CASES[case])
+    ours_accepts(verifier, *make_cases()[case])
     assert (verifier.fast_decisions, verifier.reference_decisions) == (1, 0)
 
 
