@@ -177,12 +177,12 @@ async def test_sidecar_restart_recovers_the_call_in_progress(
     sidecar.stop()
     sidecar.start()  # same port: livekit-server's webhooks reach the new process
     await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"),
-                           expect("avatar_monitor_observer_rooms", 1), timeout=15)
+                           expect("avatar_monitor_observer_rooms", 1), timeout=20)
     await user.leave()
     await avatar.leave()
     await metrics.wait_all(expect("avatar_departures_total", 1, cause="user_hangup"),
                            expect("avatar_calls_in_progress", 0, state="active"),
-                           expect("avatar_session_duration_seconds_count", 1))
+                           expect("avatar_session_duration_seconds_count", 1), timeout=20)
 
 
 async def test_livekit_server_restart_closes_the_call_cleanly(
