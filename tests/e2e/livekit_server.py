@@ -44,7 +44,10 @@ class LiveKitServer:
     api_key: str
     api_secret: str
     webhook_urls: list[str] = field(default_factory=list)
-    departure_timeout: int = 1
+    # Seconds the room stays open once only dependent participants (kind agent) are left; then
+    # it closes and disconnects them with ROOM_CLOSED. Checked every second on whole seconds,
+    # so the close comes 2 to 4 s after the last user left: longer than a test's next step.
+    departure_timeout: int = 3
     empty_timeout: int = 10
     development: bool = False  # livekit-server's dev mode: no warning for short secrets
     port: int = field(default_factory=procs.free_port)

@@ -169,32 +169,72 @@ async def test_room_deleted_during_call(call: CallDriver, metrics: MetricsClient
     assert_no_rejections(done)
 
 
-async def test_real_webhooks_accepted_and_forged_one_rejected(
-        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
-        http: aiohttp.ClientSession) -> None:
-    user = await call.user()
-    await call.agent()
-    await call.avatar()
+@pytest.mark.xfail(strict=True, reason="the sidecar ranks the server's ROOM_CLOSED above the "
+                   "user having left first, and counts cause=server")
+async def test_user_hangs_up_and_server_closes_room(call: CallDriver,
+                                                    metrics: MetricsClient) -> None:
+    """The avatar and agent stay after the user left: livekit-server closes the room after its
+    departure timeout and disconnects them (agents are dependent participants) with
+    ROOM_CLOSED. The user hung up: that is the call's departure, not the server."""
+    await start_active_call(call, metrics)
+    user = next(p for p in call.participants if p.identity == "user")
     await user.leave()
-    accepted = await metrics.wait_all(
-        expect("avatar_monitor_webhooks_total", 3, event="participant_joined"),
-        expect("avatar_monitor_webhooks_total", 2, event="track_published"),
-        expect("avatar_monitor_webhooks_total", 1, event="participant_left"))
-    assert_no_rejections(accepted)
+    reasons = await asyncio.wait_for(
+        asyncio.gather(*(p.disconnected for p in call.participants if p is not user)), 15)
+    assert set(reasons) == {rtc.DisconnectReason.ROOM_CLOSED}
 
-    body = json.dumps({"event": "participant_left", "id": "EV_forged", "createdAt": "1",
-                       "room": {"sid": "RM_forged", "name": call.room},
+    done = await metrics.wait_all(*idle_gauges(),
+                                  expect("avatar_session_duration_seconds_count", 1))
+    assert_disconnects(done, {("user", "client_initiated"): 1, ("avatar", "room_closed"): 1,
+                              ("agent", "room_closed"): 1})
+    departures = {dict(labels)["cause"]: value
+                  for labels, value in done.series("avatar_departures_total").items() if value}
+    assert departures == {"user_hangup": 1}
+
+
+def forged_leave(room: str) -> bytes:
+    """A participant_left for the avatar that livekit-server never sent."""
+    return json.dumps({"event": "participant_left", "id": "EV_forged", "createdAt": "1",
+                       "room": {"sid": "RM_forged", "name": room},
                        "participant": {"sid": "PA_forged", "identity": AVATAR_IDENTITY,
                                        "kind": "AGENT",
                                        "disconnectReason": "CLIENT_INITIATED"}}).encode()
+
+
+def signature(body: bytes, key: str, secret: str) -> str:
+    """The Authorization value livekit-server would send for `body` (a bare JWT)."""
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    forged = (api.AccessToken(sidecar.api_key, "not-the-secret-" + "x" * 32)
-              .with_sha256(digest).to_jwt())
-    headers = {"Authorization": forged, "Content-Type": "application/webhook+json"}
-    async with http.post(sidecar.webhook_url, data=body, headers=headers) as resp:
-        assert resp.status == 401
-    after = await metrics.wait_all(
-        expect("avatar_monitor_webhooks_rejected_total", 1, reason="unauthorized"))
-    assert after.value("avatar_monitor_webhooks_rejected_total", reason="malformed") == 0
-    assert after.value("avatar_monitor_webhooks_total", event="participant_left") == 1
-    assert after.value("avatar_departures_total", cause="user_hangup") == 0
+    return api.AccessToken(key, secret).with_sha256(digest).to_jwt()
+
+
+async def test_real_webhooks_accepted_and_forged_ones_rejected(
+        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
+        http: aiohttp.ClientSession) -> None:
+    await start_active_call(call, metrics)
+    accepted = await metrics.wait_all(
+        expect("avatar_monitor_webhooks_total", 1, event="room_started"),
+        expect("avatar_monitor_webhooks_total", 3, event="participant_joined"),
+        expect("avatar_monitor_webhooks_total", 2, event="track_published"))
+    assert_no_rejections(accepted)
+
+    body = forged_leave(call.room)
+    wrong_secret = signature(body, sidecar.api_key, "not-the-secret-" + "x" * 32)
+    tampered = signature(body.replace(b"CLIENT_INITIATED", b"PARTICIPANT_REMOVED"),
+                         sidecar.api_key, sidecar.api_secret)
+    for token in (wrong_secret, tampered):
+        headers = {"Authorization": token, "Content-Type": "application/webhook+json"}
+        async with http.post(sidecar.webhook_url, data=body, headers=headers) as resp:
+            assert resp.status == 401
+    forged = await metrics.wait_all(
+        expect("avatar_monitor_webhooks_rejected_total", 2, reason="unauthorized"))
+    assert forged.value("avatar_monitor_webhooks_total", event="participant_left") == 0
+    assert forged.value("avatar_calls_in_progress", state="active") == 1
+
+    for participant in call.participants:
+        await participant.leave()
+    done = await metrics.wait_all(
+        *idle_gauges(), expect("avatar_monitor_webhooks_total", 3, event="participant_left"),
+        expect("avatar_monitor_webhooks_total", 1, event="room_finished"), timeout=15)
+    assert done.value("avatar_monitor_webhooks_rejected_total", reason="unauthorized") == 2
+    for reason in ("malformed", "too_large", "duplicate"):
+        assert done.value("avatar_monitor_webhooks_rejected_total", reason=reason) == 0
