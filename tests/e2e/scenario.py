@@ -55,5 +55,7 @@ class CallDriver:
         for media in self.media:
             await media.stop()
         for participant in self.participants:
+            if participant.disconnected.done():
+                continue  # the server already sent it away
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(participant.room.disconnect(), 10)
