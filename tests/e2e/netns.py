@@ -59,7 +59,11 @@ def private_network() -> Iterator[str]:
         _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         try:
             for args in _SETUP:
-                done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+                try:
+                    done = subprocess.run(["ip", *args], capture_output=True, text=True,
+                                          check=False)
+                except FileNotFoundError:
+                    raise NetnsError("`ip` not found: install iproute2") from None
                 if done.returncode != 0:
                     raise NetnsError(f"ip {' '.join(args)}: {done.stderr.strip()}")
             yield current_namespace()
