@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager
-# (Debian packages) and livekit-server (built from the Go module proxy, cached).
+# and iproute2 (Debian packages) and livekit-server (built from the Go module proxy, cached).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v ip >/dev/null || need+=(iproute2)  # the e2e stage makes its own network namespace
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "missing ${need[*]}: install them (apt-get install prometheus prometheus-alertmanager) or run as root" >&2
+        echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # The packages start services we do not want; tests run their own instances.
     systemctl stop prometheus prometheus-alertmanager prometheus-node-exporter 2>/dev/null || true
 fi
