@@ -85,11 +85,12 @@ def network(facts: DepartureFacts) -> Departure | None:
     return Departure.NETWORK if facts.disconnect_reason in NETWORK_REASONS else None
 
 
-# Server-side removals first (they say why outright), then the user hanging up, then a dead
-# pipeline, then the avatar's own timeouts (a process killed at its session limit may still look
-# like a network drop).
+# Root causes first: a dead pipeline (the user may hang up on a mute avatar, the backend may then
+# remove it), then the user hanging up (after which livekit-server closes the room on the agents,
+# or the backend removes them). Then explicit server-side ends, then the avatar's own timeouts (a
+# process killed at its session limit may still look like a network drop).
 RULES: tuple[Rule, ...] = (
-    removed, server, user_hangup, pipeline_error, idle_timeout, session_timeout, network)
+    pipeline_error, user_hangup, removed, server, idle_timeout, session_timeout, network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

@@ -5,7 +5,7 @@ active-speaker updates to a track's subscribers only). It reports to the call tr
 messages (`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the
 avatar's connection quality. Rooms are discovered from the tracker (a webhook named them) and
 from RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls
-in progress. It leaves when the call ends or the room has nobody else in it.
+in progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class RoomObserver(CallListener):
 
     # -- call transitions ------------------------------------------------------------------
 
-    def call_tracked(self, call: Call) -> None:
+    def call_started(self, call: Call) -> None:
         self._watch(call.room_name, call.room_sid)
 
     def call_ended(self, call: Call, at: float) -> None:
@@ -222,7 +222,7 @@ class RoomObserver(CallListener):
                 lambda participant, quality: self._on_quality(watch, participant, quality))
         room.on("disconnected", lambda reason: self._on_disconnected(watch, reason, lost))
         room.on("track_published", self._subscribe_to_avatar_audio)
-        room.on("participant_disconnected", lambda _: self._leave_if_empty(watch))
+        room.on("participant_disconnected", lambda _: self._leave_without_users(watch))
         await room.connect(self.settings.url, self._token(watch.name),
                            rtc.RoomOptions(auto_subscribe=False))
         for participant in room.remote_participants.values():
@@ -230,7 +230,7 @@ class RoomObserver(CallListener):
                 self._subscribe_to_avatar_audio(publication, participant)
         watch.connected = True
         self._tracker.observing(watch.sid, self._clock())
-        self._leave_if_empty(watch)
+        self._leave_without_users(watch)
         log.info("observing room %s", watch.name)
 
     def _token(self, room_name: str) -> str:
@@ -242,9 +242,14 @@ class RoomObserver(CallListener):
 
     # -- room events -----------------------------------------------------------------------
 
-    def _leave_if_empty(self, watch: _Watch) -> None:
-        """Never be the one who keeps a room open: LiveKit closes a room once it is empty."""
-        if watch.room is not None and not watch.room.remote_participants:
+    def _leave_without_users(self, watch: _Watch) -> None:
+        """Leave once no user is left: the call is over, and LiveKit closes a room on its agents
+        only when no other participant (a hidden observer included) remains."""
+        if watch.room is None:
+            return
+        roles = (self._tracker.roles.role_of(_participant(p))
+                 for p in watch.room.remote_participants.values())
+        if Role.USER not in roles:
             self._unwatch(watch.sid)
 
     def _subscribe_to_avatar_audio(self, publication: rtc.RemoteTrackPublication,

@@ -114,7 +114,9 @@ async def test_avatar_before_user_measures_from_room_creation(sidecar: RunningMo
     [
         (R.PARTICIPANT_REMOVED, 60, False, "removed"),
         (R.ROOM_DELETED, 60, False, "server"),
-        (R.ROOM_CLOSED, 60, True, "server"),
+        (R.ROOM_CLOSED, 60, False, "server"),
+        (R.ROOM_CLOSED, 60, True, "user_hangup"),  # the server closes the room after the user
+        (R.PARTICIPANT_REMOVED, 60, True, "user_hangup"),  # the backend cleans up after the user
         (R.SERVER_SHUTDOWN, 60, False, "server"),
         (R.SIGNAL_CLOSE, 60, False, "network"),
         (R.CONNECTION_TIMEOUT, 60, False, "network"),

@@ -169,8 +169,6 @@ async def test_room_deleted_during_call(call: CallDriver, metrics: MetricsClient
     assert_no_rejections(done)
 
 
-@pytest.mark.xfail(strict=True, reason="the sidecar ranks the server's ROOM_CLOSED above the "
-                   "user having left first, and counts cause=server")
 async def test_user_hangs_up_and_server_closes_room(call: CallDriver,
                                                     metrics: MetricsClient) -> None:
     """The avatar and agent stay after the user left: livekit-server closes the room after its
