@@ -69,12 +69,24 @@ def api_keys() -> tuple[str, str]:
 
 
 @pytest.fixture
-def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str]
-            ) -> Iterator[Sidecar]:
+def livekit_port() -> int:
+    """Chosen before anything starts, so the sidecar's observer can be pointed at the server."""
+    return procs.free_port()
+
+
+@pytest.fixture
+def sidecar_base_args() -> list[str]:
+    """Arguments every sidecar of a test module gets; a module overrides this fixture."""
+    return []
+
+
+@pytest.fixture
+def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str],
+            sidecar_base_args: list[str]) -> Iterator[Sidecar]:
     """avatar-monitor under test; `@pytest.mark.sidecar_args(...)` adds CLI arguments."""
     marker = request.node.get_closest_marker("sidecar_args")
     extra = [str(a) for a in marker.args] if marker else []
-    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=extra)
+    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=[*sidecar_base_args, *extra])
     _register_log(request, "avatar-monitor", proc.log_path)
     proc.start()
     yield proc
@@ -83,10 +95,11 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str,
 
 @pytest.fixture
 def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
-            api_keys: tuple[str, str], sidecar: Sidecar) -> Iterator[LiveKitServer]:
+            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
+            ) -> Iterator[LiveKitServer]:
     """livekit-server whose webhooks go to the sidecar under test."""
     server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
-                           webhook_urls=[sidecar.webhook_url])
+                           webhook_urls=[sidecar.webhook_url], port=livekit_port)
     _register_log(request, "livekit-server", server.log_path)
     server.start()
     yield server

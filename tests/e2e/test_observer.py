@@ -9,14 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from livekit import rtc
 
-from tests.e2e import procs
-from tests.e2e.conftest import _register_log
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import MetricsClient, expect
 from tests.e2e.participants import SAMPLE_RATE, Participant, _tone_frame
@@ -30,35 +26,10 @@ LEMONSLICE, EVENTS = "lemonslice/message", "avatar-monitor/events"
 
 
 @pytest.fixture
-def livekit_port() -> int:
-    return procs.free_port()
-
-
-@pytest.fixture
-def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str],
-            livekit_port: int) -> Iterator[Sidecar]:
-    """The sidecar with its room observer pointed at the test's livekit-server."""
-    marker = request.node.get_closest_marker("sidecar_args")
-    extra = [str(a) for a in marker.args] if marker else []
-    args = ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1",
-            "--idle-timeout", str(IDLE_TIMEOUT), "--timeout-tolerance", "1.5", *extra]
-    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=args)
-    _register_log(request, "avatar-monitor", proc.log_path)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
-            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
-            ) -> Iterator[LiveKitServer]:
-    server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
-                           webhook_urls=[sidecar.webhook_url], port=livekit_port)
-    _register_log(request, "livekit-server", server.log_path)
-    server.start()
-    yield server
-    server.stop()
+def sidecar_base_args(livekit_port: int) -> list[str]:
+    """The room observer on, pointed at the test's livekit-server."""
+    return ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1",
+            "--idle-timeout", str(IDLE_TIMEOUT), "--timeout-tolerance", "1.5"]
 
 
 class Voice:
