@@ -1,0 +1,484 @@
+"""CPU and memory of the room observer per observed room, on a real livekit-server.
+
+    .venv/bin/python -m benchmarks.observer_rooms [--quick] [--max-rooms N] [--video]
+
+Inside a private network namespace (tests/e2e/netns.py) it starts livekit-server, the sidecar
+(`avatar-monitor serve --livekit-url ...`, webhooks from the server) and a driver process
+(benchmarks/observer_driver.py) that opens call rooms: a user and an avatar publishing a tone.
+It ramps 10 -> 50 -> 100 -> 200 rooms; at each step it waits until the sidecar's
+`avatar_monitor_observer_rooms` equals the rooms open, then measures over a window: CPU of the
+sidecar, livekit-server and driver from /proc/<pid>/stat (100% = one core), the sidecar's RSS,
+threads and file descriptors, and the time of a /metrics scrape. It reports; it does not gate:
+exit 0 whatever the figures, 2 when a component fails to start, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from benchmarks.machine import busy_seconds
+from tests.e2e import procs
+from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
+from tests.e2e.metrics import Snapshot
+from tests.e2e.netns import NetnsError, private_network
+from tests.e2e.sidecar import Sidecar
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS = (10, 50, 100, 200)
+QUICK_STEPS = (10, 50)
+TARGET_ROOMS = 200
+BUDGET_SECONDS = 330.0  # the whole run, start-up and shut-down included, stays under ~6 min
+OBSERVE_DEADLINE = 90.0  # seconds for the observer to be in every room once they are open
+SETTLE_SECONDS = 3.0  # after the observer count is reached: joins' one-off work dies down
+SCRAPES = 5  # timed /metrics scrapes per step (20 at the last)
+_TICKS = os.sysconf("SC_CLK_TCK")
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_CONFIG_ENV = ("AVATAR_MONITOR_", "OTEL_", "LIVEKIT_")
+_PY_PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) ")
+_GO_PROBLEM = re.compile(r"\t(WARN|ERROR|DPANIC|PANIC|FATAL)\t")
+
+
+class StartFailed(RuntimeError):
+    """A component did not come up: the run cannot measure anything."""
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (every thread), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def status_fields(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as status:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in status if ":\t" in line)
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class DriverProcess:
+    """benchmarks.observer_driver as a child: one JSON answer per command line."""
+
+    def __init__(self, server: LiveKitServer, log_path: Path, flags: Sequence[str]) -> None:
+        env = {**os.environ, "LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": server.api_key,
+               "LIVEKIT_API_SECRET": server.api_secret, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "benchmarks.observer_driver", *flags]
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=log,
+                                            start_new_session=True)
+        self._buffer = b""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ask(self, command: str, timeout: float) -> dict[str, object]:
+        """Send one command; its answer, or TimeoutError / RuntimeError (driver gone)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command.encode() + b"\n")
+        self.process.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"driver gave no answer to {command!r} in {timeout:.0f}s")
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError(f"driver exited ({self.process.poll()}); log "
+                                       f"{self.log_path}:\n{procs.tail(self.log_path, 3000)}")
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask it to disconnect everyone; kill its process group if it does not."""
+        if self.process.poll() is None:
+            with contextlib.suppress(Exception):
+                self.ask("quit", timeout)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    """What one step measured."""
+
+    rooms: int  # rooms the driver had open
+    observed: int  # avatar_monitor_observer_rooms at the end of the window
+    sidecar_cpu: float  # % of one core
+    rss_kib: int
+    server_cpu: float
+    driver_cpu: float
+    others_cpu: float  # everything else on the machine (this script included)
+    threads: int
+    fds: int
+    speech_seen: int  # calls whose avatar the observer has heard speak
+    scrape_ms: list[float] = field(default_factory=list)
+    scrape_bytes: int = 0
+    open_seconds: float = 0.0  # the driver opening this step's new rooms
+    observe_seconds: float = 0.0  # then until the observer was in all of them
+    problems: dict[str, int] = field(default_factory=dict)  # new log warnings and errors
+    note: str = ""
+
+
+class Bench:
+    """The three processes and how to read them."""
+
+    def __init__(self, sidecar: Sidecar, server: LiveKitServer, driver: DriverProcess) -> None:
+        assert sidecar.process is not None and server.process is not None
+        self.sidecar, self.server, self.driver = sidecar, server, driver
+        self.pids = {"sidecar": sidecar.process.pid, "server": server.process.pid,
+                     "driver": driver.pid}
+        self.logs = {"sidecar": (sidecar.log_path, _PY_PROBLEM),
+                     "server": (server.log_path, _GO_PROBLEM),
+                     "driver": (driver.log_path, _PY_PROBLEM)}
+        self._log_offsets = dict.fromkeys(self.logs, 0)
+        self.problem_samples: dict[str, list[str]] = {name: [] for name in self.logs}
+
+    def alive(self) -> str | None:
+        """The name of a process that has exited, if any."""
+        for name, process in (("sidecar", self.sidecar.process),
+                              ("livekit-server", self.server.process),
+                              ("driver", self.driver.process)):
+            if process is not None and process.poll() is not None:
+                return f"{name} exited with {process.returncode}"
+        return None
+
+    def scrape(self) -> tuple[Snapshot, float, int]:
+        """/metrics parsed, the milliseconds it took, and its size."""
+        start = time.perf_counter()
+        with _OPENER.open(self.sidecar.url + "/metrics", timeout=10) as response:
+            body = response.read()
+        elapsed = (time.perf_counter() - start) * 1e3
+        return Snapshot.parse(body.decode()), elapsed, len(body)
+
+    def wait_observed(self, rooms: int, timeout: float) -> tuple[int, float]:
+        """Poll until the observer is in `rooms` rooms; what it reached and when."""
+        start = time.monotonic()
+        observed = -1
+        while True:
+            with contextlib.suppress(OSError):
+                observed = int(self.scrape()[0].get("avatar_monitor_observer_rooms") or 0)
+            if observed == rooms or time.monotonic() - start >= timeout or self.alive():
+                return observed, time.monotonic() - start
+            time.sleep(0.5)
+
+    def measure(self, rooms: int, seconds: float, scrapes: int) -> Step:
+        """CPU over `seconds`, then memory, /metrics timings and the logs' new problems."""
+        before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        busy0, wall0 = busy_seconds(), time.monotonic()
+        time.sleep(seconds)
+        after = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        busy1, wall = busy_seconds(), time.monotonic() - wall0
+        pct = {name: 100 * (after[name] - before[name]) / wall for name in self.pids}
+        others = 100 * (busy1 - busy0) / wall - sum(pct.values())
+        status = status_fields(self.pids["sidecar"])
+        timings, size, snapshot = [], 0, Snapshot({})
+        for _ in range(scrapes):
+            with contextlib.suppress(OSError):
+                snapshot, elapsed, size = self.scrape()
+                timings.append(elapsed)
+        speech = snapshot.get("avatar_time_to_first_speech_seconds_count") or 0
+        return Step(
+            rooms=rooms, observed=int(snapshot.get("avatar_monitor_observer_rooms") or 0),
+            sidecar_cpu=pct["sidecar"], rss_kib=int(status["VmRSS"].split()[0]),
+            server_cpu=pct["server"], driver_cpu=pct["driver"], others_cpu=max(others, 0.0),
+            threads=int(status["Threads"]), fds=fd_count(self.pids["sidecar"]),
+            speech_seen=int(speech), scrape_ms=timings, scrape_bytes=size,
+            problems=self.new_problems())
+
+    def new_problems(self) -> dict[str, int]:
+        """Warning and error lines each log gained since the last call; keeps a few samples."""
+        counts = {}
+        for name, (path, pattern) in self.logs.items():
+            try:
+                with path.open("rb") as log:
+                    log.seek(self._log_offsets[name])
+                    text = log.read().decode(errors="replace")
+                    self._log_offsets[name] = log.tell()
+            except OSError:
+                continue
+            lines = [line for line in text.splitlines() if pattern.search(line)]
+            counts[name] = len(lines)
+            samples = self.problem_samples[name]
+            for line in lines:
+                if len(samples) >= 6:
+                    break
+                samples.append(line[:300])
+        return counts
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    steps: list[int]
+    seconds: float
+    video: bool
+    concurrency: int
+    source: str
+    keep_logs: bool
+
+    def driver_flags(self) -> list[str]:
+        return ["--concurrency", str(self.concurrency), "--source", self.source,
+                *(["--video"] if self.video else [])]
+
+
+def steps_for(max_rooms: int, quick: bool) -> list[int]:
+    """10/50/100/200 below `max_rooms`, then `max_rooms`; --quick stops at 50."""
+    base = QUICK_STEPS if quick else STEPS
+    top = min(max_rooms, base[-1]) if quick else max_rooms
+    return [s for s in base if s < top] + [top]
+
+
+@contextlib.contextmanager
+def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
+    """livekit-server, the sidecar and the driver in the calling thread's namespace; stopped
+    in reverse order whatever happens."""
+    stops: list[tuple[str, Callable[[], object]]] = []
+    try:
+        try:
+            livekit_port = procs.free_port()
+            sidecar = Sidecar(workdir / "sidecar", "APIbench", secrets.token_urlsafe(32),
+                              extra_args=["--livekit-url", f"ws://127.0.0.1:{livekit_port}",
+                                          "--observe-max-rooms", str(max(options.steps) + 50),
+                                          "--log-level", "info"],
+                              avatar_join_timeout=900.0)
+            stops.append(("sidecar", sidecar.stop))
+            sidecar.start()
+            server = LiveKitServer(binary, workdir / "livekit", sidecar.api_key,
+                                   sidecar.api_secret, webhook_urls=[sidecar.webhook_url],
+                                   port=livekit_port)
+            stops.append(("livekit-server", server.stop))
+            server.start()
+            driver = DriverProcess(server, workdir / "driver.log", options.driver_flags())
+            stops.append(("driver", driver.stop))
+        except (RuntimeError, OSError) as exc:
+            raise StartFailed(str(exc)) from exc
+        yield Bench(sidecar, server, driver)
+    finally:
+        for name, stop in reversed(stops):
+            try:
+                stop()
+            except Exception as exc:  # stop the others all the same
+                print(f"stopping {name} failed: {exc}", file=sys.stderr)
+
+
+def ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> str:
+    """Baseline, then each step; appends to `out`. Returns why it stopped early, or ''."""
+    time.sleep(SETTLE_SECONDS)
+    out.append(bench.measure(0, options.seconds, SCRAPES))
+    _progress(out[-1])
+    for index, rooms in enumerate(options.steps):
+        last = index == len(options.steps) - 1
+        per_step = options.seconds + SETTLE_SECONDS + 5
+        if time.monotonic() + per_step > deadline:
+            return f"time budget spent before the {rooms}-room step"
+        new = rooms - (out[-1].rooms if out else 0)
+        open_timeout = min(60 + 0.6 * new, deadline - time.monotonic() - per_step)
+        try:
+            answer = bench.driver.ask(f"grow {rooms}", open_timeout)
+        except TimeoutError as exc:
+            return f"{exc} (opening {new} rooms)"
+        except RuntimeError as exc:
+            if index == 0:
+                raise StartFailed(str(exc)) from exc
+            return str(exc)
+        opened = int(answer.get("rooms", 0))  # type: ignore[arg-type]
+        failed = int(answer.get("failed", 0))  # type: ignore[arg-type]
+        wait = min(OBSERVE_DEADLINE, max(deadline - time.monotonic() - per_step, 1.0))
+        observed, took = bench.wait_observed(opened, wait)
+        time.sleep(SETTLE_SECONDS)
+        try:
+            step = bench.measure(opened, options.seconds, 4 * SCRAPES if last else SCRAPES)
+        except OSError as exc:  # a process is gone
+            return f"measuring {rooms} rooms failed: {bench.alive() or exc}"
+        step.open_seconds = float(answer.get("seconds", 0.0))  # type: ignore[arg-type]
+        step.observe_seconds = took
+        notes = []
+        if failed:
+            notes.append(f"{failed} rooms failed to open: {answer.get('errors')}")
+        if observed != opened:
+            notes.append(f"observer reached {observed}/{opened} rooms in {took:.0f}s")
+        step.note = "; ".join(notes)
+        out.append(step)
+        _progress(step)
+        gone = bench.alive()
+        if gone:
+            return gone
+        if opened == 0:
+            return "the driver could not open any room"
+    return ""
+
+
+def _progress(step: Step) -> None:
+    print(f"  {step.rooms:>3} rooms: observer in {step.observed}, sidecar "
+          f"{step.sidecar_cpu:.1f}% CPU {step.rss_kib / 1024:.0f} MiB, livekit-server "
+          f"{step.server_cpu:.1f}%, driver {step.driver_cpu:.1f}%, others "
+          f"{step.others_cpu:.1f}%" + (f"  [{step.note}]" if step.note else ""), flush=True)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def table(steps: Sequence[Step]) -> str:
+    """The compact per-step table; per-room figures are over the 0-room baseline."""
+    head = (f"{'rooms':>5} {'observed':>8} {'sidecar':>8} {'RSS':>7} {'dRSS/room':>9} "
+            f"{'CPU/room':>8} {'server':>7} {'driver':>7} {'others':>7} {'threads':>7} "
+            f"{'fds':>5} {'speech':>6} {'scrape':>8}")
+    units = (f"{'':>5} {'':>8} {'CPU %':>8} {'MiB':>7} {'KiB':>9} {'CPU %':>8} {'CPU %':>7} "
+             f"{'CPU %':>7} {'CPU %':>7} {'':>7} {'':>5} {'seen':>6} {'ms p50':>8}")
+    lines = [head, units]
+    base = steps[0] if steps and steps[0].rooms == 0 else None
+    for s in steps:
+        per_rss = per_cpu = "-"
+        if base is not None and s.rooms:
+            per_rss = f"{(s.rss_kib - base.rss_kib) / s.rooms:.0f}"
+            per_cpu = f"{(s.sidecar_cpu - base.sidecar_cpu) / s.rooms:.3f}"
+        scrape = f"{statistics.median(s.scrape_ms):.1f}" if s.scrape_ms else "-"
+        lines.append(
+            f"{s.rooms:>5} {s.observed:>8} {s.sidecar_cpu:>8.1f} {s.rss_kib / 1024:>7.0f} "
+            f"{per_rss:>9} {per_cpu:>8} {s.server_cpu:>7.1f} {s.driver_cpu:>7.1f} "
+            f"{s.others_cpu:>7.1f} {s.threads:>7} {s.fds:>5} {s.speech_seen:>6} {scrape:>8}")
+    return "\n".join(lines)
+
+
+def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
+                 stopped: str) -> list[str]:
+    """Plain-language findings: the target, saturation, errors in the logs."""
+    found: list[str] = []
+    if stopped:
+        found.append(f"stopped early: {stopped}")
+    measured = [s for s in steps if s.rooms]
+    for s in measured:
+        if s.note:
+            found.append(f"{s.rooms} rooms: {s.note}")
+        total = s.sidecar_cpu + s.server_cpu + s.driver_cpu + s.others_cpu
+        if total >= 180:
+            who = max((("sidecar", s.sidecar_cpu), ("livekit-server", s.server_cpu),
+                       ("driver", s.driver_cpu), ("other processes", s.others_cpu)),
+                      key=lambda x: x[1])
+            found.append(f"{s.rooms} rooms: the machine is saturated ({total:.0f}% of 200%); "
+                         f"the biggest user is {who[0]} ({who[1]:.0f}%)")
+        if s.speech_seen < s.observed:
+            found.append(f"{s.rooms} rooms: the observer heard {s.speech_seen} of "
+                         f"{s.observed} avatars speak")
+    top = max((s.rooms for s in measured if s.observed == s.rooms), default=0)
+    target = TARGET_ROOMS if TARGET_ROOMS in options.steps else max(options.steps)
+    verdict = "met" if top >= target else "NOT met"
+    found.append(f"target {target} rooms observed in one sidecar process: {verdict} "
+                 f"(largest step fully observed: {top})")
+    last = measured[-1] if measured else None
+    if last and last.scrape_ms:
+        found.append(f"/metrics at {last.rooms} rooms: median "
+                     f"{statistics.median(last.scrape_ms):.1f} ms, max {max(last.scrape_ms):.1f} "
+                     f"ms over {len(last.scrape_ms)} scrapes, {last.scrape_bytes} bytes")
+    if not options.video:
+        found.append("avatars publish audio only (run with --video to add a 160x120 video "
+                     "track each; the observer never subscribes to video)")
+    if bench is not None:
+        totals = {name: sum(s.problems.get(name, 0) for s in steps) for name in bench.logs}
+        for name, count in totals.items():
+            if count:
+                found.append(f"{name} log: {count} warning/error lines during the steps, e.g.:")
+                found.extend(f"    {line}" for line in bench.problem_samples[name][:3])
+    return found
+
+
+def run(options: Options) -> int:
+    """The whole benchmark; the exit code."""
+    started_at = time.monotonic()
+    deadline = started_at + BUDGET_SECONDS - 30  # leave time to stop everything
+    for key in [k for k in os.environ if k.startswith(_CONFIG_ENV)]:
+        del os.environ[key]  # the sidecar's own settings from the environment would skew it
+    try:
+        binary = server_binary()
+    except BinaryUnavailable as exc:
+        print(f"no livekit-server: {exc}", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="observer-rooms-"))
+    steps: list[Step] = []
+    bench: Bench | None = None
+    stopped, code = "", 0
+    print(f"observer benchmark: steps {options.steps}, {options.seconds:.0f} s windows, "
+          f"logs in {workdir}", flush=True)
+    try:
+        with private_network(), started(workdir, binary, options) as bench:
+            stopped = ramp(bench, options, deadline, steps)
+    except (StartFailed, NetnsError) as exc:
+        print(f"a component failed to start: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        stopped, code = "interrupted", 130
+    print(f"\n{table(steps)}\n")
+    for line in observations(steps, bench, options, stopped):
+        print(line)
+    print(f"total {time.monotonic() - started_at:.0f} s")
+    if code == 0 and not options.keep_logs and not stopped:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs kept in {workdir}")
+    return code
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # the same clean-up as Ctrl-C
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-rooms", type=int, default=TARGET_ROOMS,
+                        help="the largest step (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="10 and 50 rooms only")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="measurement window per step (default %(default)s)")
+    parser.add_argument("--video", action="store_true",
+                        help="avatars publish a small video track too (costs driver CPU)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="rooms the driver opens at once (default %(default)s)")
+    parser.add_argument("--source", choices=("shared", "per-avatar"), default="shared",
+                        help="the driver feeds every avatar's audio track from one source, or "
+                             "each from its own (default %(default)s)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the processes' logs (they are kept anyway on failure)")
+    args = parser.parse_args(argv)
+    if args.max_rooms < 1 or args.seconds <= 0 or args.concurrency < 1:
+        parser.error("--max-rooms, --seconds and --concurrency must be positive")
+    signal.signal(signal.SIGTERM, _terminate)
+    return run(Options(steps_for(args.max_rooms, args.quick), args.seconds, args.video,
+                       args.concurrency, args.source, args.keep_logs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
