@@ -47,7 +47,7 @@ QUICK_STEPS = (10, 50)
 TARGET_ROOMS = 200
 BUDGET_SECONDS = 330.0  # the whole run, start-up and shut-down included, stays under ~6 min
 OBSERVE_DEADLINE = 90.0  # seconds for the observer to be in every room once they are open
-SETTLE_SECONDS = 3.0  # after the observer count is reached: joins' one-off work dies down
+SETTLE_SECONDS = 8.0  # after the observer count is reached: joins' one-off work dies down
 SCRAPES = 5  # timed /metrics scrapes per step (20 at the last)
 _TICKS = os.sysconf("SC_CLK_TCK")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -76,6 +76,21 @@ def status_fields(pid: int) -> dict[str, str]:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (threads of one name summed): where a process spends it."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                name = comm.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
 
 
 class DriverProcess:
@@ -150,7 +165,12 @@ class Step:
     open_seconds: float = 0.0  # the driver opening this step's new rooms
     observe_seconds: float = 0.0  # then until the observer was in all of them
     problems: dict[str, int] = field(default_factory=dict)  # new log warnings and errors
+    sidecar_threads: dict[str, float] = field(default_factory=dict)  # CPU % by thread name
     note: str = ""
+
+    def top_threads(self, count: int = 4) -> str:
+        top = sorted(self.sidecar_threads.items(), key=lambda x: -x[1])[:count]
+        return ", ".join(f"{name} {pct:.1f}%" for name, pct in top)
 
 
 class Bench:
@@ -197,14 +217,19 @@ class Bench:
 
     def measure(self, rooms: int, seconds: float, scrapes: int) -> Step:
         """CPU over `seconds`, then memory, /metrics timings and the logs' new problems."""
+        sidecar = self.pids["sidecar"]
+        threads0 = thread_seconds(sidecar)
         before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         busy0, wall0 = busy_seconds(), time.monotonic()
         time.sleep(seconds)
         after = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         busy1, wall = busy_seconds(), time.monotonic() - wall0
+        threads1 = thread_seconds(sidecar)
         pct = {name: 100 * (after[name] - before[name]) / wall for name in self.pids}
+        by_thread = {name: 100 * (used - threads0.get(name, 0.0)) / wall
+                     for name, used in threads1.items()}
         others = 100 * (busy1 - busy0) / wall - sum(pct.values())
-        status = status_fields(self.pids["sidecar"])
+        status = status_fields(sidecar)
         timings, size, snapshot = [], 0, Snapshot({})
         for _ in range(scrapes):
             with contextlib.suppress(OSError):
@@ -215,9 +240,15 @@ class Bench:
             rooms=rooms, observed=int(snapshot.get("avatar_monitor_observer_rooms") or 0),
             sidecar_cpu=pct["sidecar"], rss_kib=int(status["VmRSS"].split()[0]),
             server_cpu=pct["server"], driver_cpu=pct["driver"], others_cpu=max(others, 0.0),
-            threads=int(status["Threads"]), fds=fd_count(self.pids["sidecar"]),
+            threads=int(status["Threads"]), fds=fd_count(sidecar),
             speech_seen=int(speech), scrape_ms=timings, scrape_bytes=size,
-            problems=self.new_problems())
+            problems=self.new_problems(), sidecar_threads=by_thread)
+
+    def skip_logs(self) -> None:
+        """Start counting problems from here (start-up warnings are not the steps')."""
+        for name, (path, _) in self.logs.items():
+            with contextlib.suppress(OSError):
+                self._log_offsets[name] = path.stat().st_size
 
     def new_problems(self) -> dict[str, int]:
         """Warning and error lines each log gained since the last call; keeps a few samples."""
@@ -298,7 +329,14 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
 
 def ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> str:
     """Baseline, then each step; appends to `out`. Returns why it stopped early, or ''."""
+    why = _ramp(bench, options, deadline, out)
+    gone = bench.alive()
+    return f"{why}; {gone}" if why and gone and gone not in why else why
+
+
+def _ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> str:
     time.sleep(SETTLE_SECONDS)
+    bench.skip_logs()
     out.append(bench.measure(0, options.seconds, SCRAPES))
     _progress(out[-1])
     for index, rooms in enumerate(options.steps):
@@ -348,6 +386,8 @@ def _progress(step: Step) -> None:
           f"{step.sidecar_cpu:.1f}% CPU {step.rss_kib / 1024:.0f} MiB, livekit-server "
           f"{step.server_cpu:.1f}%, driver {step.driver_cpu:.1f}%, others "
           f"{step.others_cpu:.1f}%" + (f"  [{step.note}]" if step.note else ""), flush=True)
+    if step.rooms:
+        print(f"       sidecar threads: {step.top_threads()}", flush=True)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -407,7 +447,15 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
     if not options.video:
         found.append("avatars publish audio only (run with --video to add a 160x120 video "
                      "track each; the observer never subscribes to video)")
+    if last and last.sidecar_threads:
+        found.append(f"sidecar CPU by thread at {last.rooms} rooms: {last.top_threads(6)}")
     if bench is not None:
+        for name, (path, _) in bench.logs.items():
+            panics = [line for line in procs.tail(path, 10**7).splitlines()
+                      if line.startswith("FFI Panic")]
+            if panics:
+                found.append(f"{name}: livekit-rtc FFI panic, which SIGTERMs the process: "
+                             f"{panics[0][:200]}")
         totals = {name: sum(s.problems.get(name, 0) for s in steps) for name in bench.logs}
         for name, count in totals.items():
             if count:

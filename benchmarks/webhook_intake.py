@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -46,6 +47,7 @@ from benchmarks import load, machine, traffic  # noqa: E402
 from benchmarks.servers import HOST, SERVERS, Running, ServerFailed, serve  # noqa: E402
 
 KIB = 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class Plan:
 
 
 FULL = Plan(calls=16_000, rounds=3, seconds=4, connections=64, rate=1_000,
-            latency_seconds=8, live_calls=(10_000, 100_000), metrics_runs=200, retries=4)
+            latency_seconds=8, live_calls=(10_000, 100_000), metrics_runs=200, retries=3)
 QUICK = Plan(calls=2_000, rounds=1, seconds=2, connections=64, rate=1_000,
              latency_seconds=2, live_calls=(10_000, 20_000), metrics_runs=50, retries=0)
 
@@ -189,8 +191,15 @@ def throughput(plan: Plan, where: Cpus, path: Path, raws: list[bytes], use_wrk: 
     return results
 
 
+def _quiet(runs: list[T], busy: Callable[[T], float]) -> list[T]:
+    """The runs other processes left alone, or all of them if none was."""
+    return [run for run in runs if busy(run) <= machine.NOISY] or runs
+
+
 def median_round(rounds: list[Measured]) -> Measured:
-    return sorted(rounds, key=lambda m: m.load.rps)[(len(rounds) - 1) // 2]
+    """The median round by req/s, among the quiet rounds if there are any."""
+    quiet = _quiet(rounds, lambda m: m.others)
+    return sorted(quiet, key=lambda m: m.load.rps)[(len(quiet) - 1) // 2]
 
 
 def latency(plan: Plan, where: Cpus, raws: list[bytes], retries: Retries
@@ -271,9 +280,10 @@ def _row(figure: str, measured: str, target: str, ok: bool | None) -> str:
 
 def _server_table(plan: Plan, rates: dict[str, Measured], lat: dict[str, Measured]) -> None:
     ceiling = rates["ceiling"].load.rps or 1.0
-    say(f"\nthroughput: closed loop, {plan.connections} connections, {plan.seconds:.0f} s, "
-        f"median of {plan.rounds} round(s) ({rates['sidecar'].load.tool}); latency: open loop at "
-        f"{plan.rate:,.0f} req/s; others: CPUs used meanwhile by other processes")
+    say(f"\nthroughput: closed loop ({rates['sidecar'].load.tool}), {plan.connections} "
+        f"connections, {plan.seconds:.0f} s, median of {plan.rounds} round(s), quiet ones first;"
+        f" latency: open loop at {plan.rate:,.0f} req/s; others: CPUs used meanwhile by other "
+        "processes")
     say(f"{'server':<10} {'req/s':>8} {'x ceil':>6} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10}"
         f" {'errors':>6} {'others':>6} | {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'others':>6}")
     for name in SERVERS:
@@ -284,9 +294,11 @@ def _server_table(plan: Plan, rates: dict[str, Measured], lat: dict[str, Measure
 
 
 def _ratio(rounds: dict[str, list[Measured]], over: str, under: str) -> float:
-    """The median over rounds of one server's req/s over another's, in the same round."""
-    ratios = sorted(a.load.rps / (b.load.rps or 1.0) for a, b in zip(rounds[over], rounds[under],
-                                                                      strict=True))
+    """The median over rounds (quiet ones if any) of one server's req/s over another's, in
+    the same round."""
+    pairs = _quiet(list(zip(rounds[over], rounds[under], strict=True)),
+                   lambda pair: max(m.others for m in pair))
+    ratios = sorted(a.load.rps / (b.load.rps or 1.0) for a, b in pairs)
     return ratios[(len(ratios) - 1) // 2]
 
 
