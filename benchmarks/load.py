@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPLAY_LUA = Path(__file__).with_name("replay.lua")
 MAX_IN_FLIGHT = 1_000  # open loop: beyond this, requests are dropped and counted as errors
+LATE_LIMIT = 2.0  # open loop: a client this many seconds behind its schedule stops sending
+DRAIN_SECONDS = 3.0  # open loop: responses not in by then count as errors
+REQUEST_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +100,16 @@ class _Client:
 
     async def send(self, raw: bytes, since: float, record: bool = True) -> None:
         self.in_flight += 1
+        conn = None
         try:
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(
-                self.host, self.port)
-            status = await _exchange(*conn, raw)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                conn = self.idle.pop() if self.idle else await asyncio.open_connection(
+                    self.host, self.port)
+                status = await _exchange(*conn, raw)
+        except (OSError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
             self.errors += 1
+            if conn is not None:
+                conn[1].close()
             return
         finally:
             self.in_flight -= 1
@@ -119,8 +126,12 @@ class _Client:
 async def _open_loop(host: str, port: int, raws: Sequence[bytes], rate: float, seconds: float,
                      warmup: int) -> LoadResult:
     client = _Client(host, port)
+    warm_until = time.perf_counter() + REQUEST_TIMEOUT
     for raw in raws[:warmup]:  # first requests of a fresh process: imports, caches
+        if time.perf_counter() > warm_until:
+            break
         await client.send(raw, time.perf_counter(), record=False)
+    client.errors = 0
     count = min(len(raws) - warmup, int(rate * seconds))
     tasks: set[asyncio.Task] = set()
     start = time.perf_counter() + 0.01
@@ -128,6 +139,9 @@ async def _open_loop(host: str, port: int, raws: Sequence[bytes], rate: float, s
         due = start + i / rate
         if (delay := due - time.perf_counter()) > 0:
             await asyncio.sleep(delay)
+        elif -delay > LATE_LIMIT:
+            client.errors += count - i
+            break
         if client.in_flight >= MAX_IN_FLIGHT:
             client.errors += 1
             continue
@@ -135,7 +149,11 @@ async def _open_loop(host: str, port: int, raws: Sequence[bytes], rate: float, s
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
-        await asyncio.wait(tasks, timeout=10)
+        _, late = await asyncio.wait(set(tasks), timeout=DRAIN_SECONDS)
+        for task in late:
+            task.cancel()  # counted as an error by send()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
     elapsed = time.perf_counter() - start
     client.close()
     p50, p99 = _percentiles(client.latencies)

@@ -2,12 +2,14 @@
 
     python -m benchmarks.observer_driver   (run by benchmarks/observer_rooms.py)
 
-Reads commands on stdin, one a line, and answers each with one JSON line on stdout:
-`grow N` adds rooms until N are up, `quit` disconnects everyone and exits. The server and key
-pair come from LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In each room a user joins
-(subscribes to nothing) and the avatar joins as livekit-plugins-lemonslice does (kind agent,
-`lk.publish_on_behalf`) and publishes a tone; with `--video`, a small video track too. To keep
-this process light, every avatar pushes the same pre-built 20 ms frame.
+Reads commands on stdin, one a line, and answers each at once with one JSON line on stdout:
+`grow N` starts opening rooms until N are up, `hold` starts no more, `status` tells how many
+are open, `quit` disconnects everyone and exits. The server and key pair come from LIVEKIT_URL,
+LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In each room a user joins (subscribes to nothing) and
+the avatar joins as livekit-plugins-lemonslice does (kind agent, `lk.publish_on_behalf`) and
+publishes a tone; with `--video`, a small video track too. To keep this process light, one
+pre-built 20 ms frame is pushed into one audio source that feeds every avatar's track (each
+track still has its own Opus encoder); `--source per-avatar` gives each avatar its own source.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import math
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -72,12 +73,17 @@ class CallRoom:
 
 
 class Driver:
-    """Opens call rooms on one server, a bounded number at a time."""
+    """Opens call rooms on one server in the background, a bounded number at a time."""
 
     def __init__(self, server: Server, concurrency: int, video: bool, shared: bool) -> None:
         self.server = server
         self.video = video
         self.calls: list[CallRoom] = []
+        self.target = 0  # rooms wanted; lowered by hold() to what is open or opening
+        self.opening = 0
+        self.errors: list[str] = []
+        self._named = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(concurrency)
         self._tone = tone_frame()
         self._pixels = bytes((90, 160, 128, 255)) * (WIDTH * HEIGHT)
@@ -87,33 +93,46 @@ class Driver:
             self._shared = rtc.AudioSource(SAMPLE_RATE, 1)
             self._shared_task = asyncio.create_task(self._feed_audio(self._shared))
 
-    async def grow(self, target: int) -> dict[str, object]:
-        """Open rooms until `target` are up; failed rooms are closed and counted."""
-        start = time.monotonic()
-        first = len(self.calls)
-        names = [f"bench-call-{i:04d}" for i in range(first, max(target, first))]
-        results = await asyncio.gather(*(self._open(name) for name in names),
-                                       return_exceptions=True)
-        errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
-        return {"rooms": len(self.calls), "failed": len(errors),
-                "errors": errors[:MAX_ERRORS_REPORTED],
-                "seconds": round(time.monotonic() - start, 2)}
+    def grow(self, target: int) -> None:
+        """Start opening rooms until `target` are up (failed ones are counted, not retried)."""
+        self.target = max(self.target, target)
+        for _ in range(self.target - len(self.calls) - len(self._tasks)):
+            name = f"bench-call-{self._named:04d}"
+            self._named += 1
+            task = asyncio.create_task(self._open(name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def hold(self) -> None:
+        """Start no more rooms; the ones being opened finish."""
+        self.target = len(self.calls) + self.opening
+
+    def status(self) -> dict[str, object]:
+        return {"rooms": len(self.calls), "opening": self.opening, "pending": len(self._tasks),
+                "target": self.target,
+                "failed": len(self.errors), "errors": self.errors[:MAX_ERRORS_REPORTED]}
 
     async def _open(self, name: str) -> None:
         """User, then avatar, then its tracks. No timeout here: cancelling `Room.connect`
         makes livekit-rtc SIGTERM its own process 15 s later (the handshake after the connect
-        callback is never finished); the benchmark bounds the whole `grow` instead."""
-        call = CallRoom(name)
+        callback is never finished); the benchmark bounds the whole ramp instead."""
         async with self._gate:
+            if len(self.calls) + self.opening >= self.target:
+                return  # held
+            self.opening += 1
+            call = CallRoom(name)
             try:
                 await self._join(call, user_token(self.server, name, "user"))
                 avatar = await self._join(
                     call, avatar_token(self.server, name, "voice-agent", AVATAR_IDENTITY))
                 await self._publish(call, avatar)
-            except Exception:
+            except Exception as exc:
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 await call.close()
-                raise
-        self.calls.append(call)
+                return
+            finally:
+                self.opening -= 1
+            self.calls.append(call)
 
     async def _join(self, call: CallRoom, token: str) -> rtc.Room:
         room = rtc.Room()
@@ -149,6 +168,9 @@ class Driver:
             await asyncio.sleep(1 / VIDEO_FPS)
 
     async def close(self) -> None:
+        self.target = 0
+        while self._tasks:  # rooms being opened: let them finish (no cancelled connect)
+            await asyncio.wait(set(self._tasks))
         calls, self.calls = self.calls, []
         for start in range(0, len(calls), 20):  # a few at a time: a burst of leaves is costly
             await asyncio.gather(*(call.close() for call in calls[start:start + 20]))
@@ -164,7 +186,8 @@ def _reply(doc: dict[str, object]) -> None:
 
 
 async def serve(driver: Driver) -> None:
-    """Answer commands from stdin until `quit` or end of input."""
+    """Answer commands from stdin until `quit` or end of input: `grow N`, `hold`, `status`
+    (each answered at once with the status)."""
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -172,9 +195,13 @@ async def serve(driver: Driver) -> None:
             if not line or line[0] == "quit":
                 break
             if line[0] == "grow" and len(line) == 2 and line[1].isdigit():
-                _reply(await driver.grow(int(line[1])))
-            else:
+                driver.grow(int(line[1]))
+            elif line[0] == "hold":
+                driver.hold()
+            elif line[0] != "status":
                 _reply({"error": f"unknown command {' '.join(line)!r}"})
+                continue
+            _reply(driver.status())
     finally:
         await driver.close()
         _reply({"closed": True})

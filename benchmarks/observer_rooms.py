@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from benchmarks.machine import busy_seconds
 from tests.e2e import procs
@@ -46,8 +47,13 @@ STEPS = (10, 50, 100, 200)
 QUICK_STEPS = (10, 50)
 TARGET_ROOMS = 200
 BUDGET_SECONDS = 330.0  # the whole run, start-up and shut-down included, stays under ~6 min
-OBSERVE_DEADLINE = 90.0  # seconds for the observer to be in every room once they are open
+SHUTDOWN_RESERVE = 45.0  # of the budget, kept for stopping everything
+OPEN_DEADLINE = 30.0  # seconds to open a step's rooms, plus one second per new room
+OBSERVE_DEADLINE = 60.0  # once the rooms are open, for the observer to be in all of them
+HOLD_GRACE = 40.0  # after holding the driver: its joins in flight finish, the observer follows
+ASK_TIMEOUT = 15.0  # the driver answers each command at once (unless it is starved of CPU)
 SETTLE_SECONDS = 8.0  # after the observer count is reached: joins' one-off work dies down
+SATURATED = 180.0  # % of one core: the two cores are (nearly) all in use
 SCRAPES = 5  # timed /metrics scrapes per step (20 at the last)
 _TICKS = os.sysconf("SC_CLK_TCK")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -111,7 +117,7 @@ class DriverProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def ask(self, command: str, timeout: float) -> dict[str, object]:
+    def ask(self, command: str, timeout: float) -> dict[str, Any]:
         """Send one command; its answer, or TimeoutError / RuntimeError (driver gone)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(command.encode() + b"\n")
@@ -131,7 +137,7 @@ class DriverProcess:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         """Ask it to disconnect everyone; kill its process group if it does not."""
         if self.process.poll() is None:
             with contextlib.suppress(Exception):
@@ -173,6 +179,19 @@ class Step:
         return ", ".join(f"{name} {pct:.1f}%" for name, pct in top)
 
 
+@dataclass(frozen=True)
+class Grown:
+    """How one step's rooms were opened and observed."""
+
+    rooms: int  # open at the driver
+    observed: int
+    failed: int  # rooms the driver failed to open so far (all steps)
+    errors: list[str]
+    held: bool  # the driver was stopped before it had opened them all (none failed)
+    open_seconds: float
+    observe_seconds: float  # from all rooms open until the observer was in all of them
+
+
 class Bench:
     """The three processes and how to read them."""
 
@@ -204,16 +223,41 @@ class Bench:
         elapsed = (time.perf_counter() - start) * 1e3
         return Snapshot.parse(body.decode()), elapsed, len(body)
 
-    def wait_observed(self, rooms: int, timeout: float) -> tuple[int, float]:
-        """Poll until the observer is in `rooms` rooms; what it reached and when."""
+    def observed(self) -> int:
+        """avatar_monitor_observer_rooms now (-1 when /metrics does not answer)."""
+        try:
+            return int(self.scrape()[0].get("avatar_monitor_observer_rooms") or 0)
+        except OSError:
+            return -1
+
+    def grow(self, rooms: int, open_by: float, give_up: float) -> Grown:
+        """Have the driver open rooms up to `rooms`, then wait for the observer to be in all
+        of them. At `open_by` (monotonic) the driver is held: the rooms being opened finish,
+        no more start. Waiting ends at `give_up` whatever the state."""
         start = time.monotonic()
-        observed = -1
+        status = self.driver.ask(f"grow {rooms}", ASK_TIMEOUT)
+        opened_at: float | None = None
+        held = False
         while True:
-            with contextlib.suppress(OSError):
-                observed = int(self.scrape()[0].get("avatar_monitor_observer_rooms") or 0)
-            if observed == rooms or time.monotonic() - start >= timeout or self.alive():
-                return observed, time.monotonic() - start
-            time.sleep(0.5)
+            observed = self.observed()
+            status = self.driver.ask("status", ASK_TIMEOUT)
+            now = time.monotonic()
+            if opened_at is None and status["pending"] == 0:
+                opened_at = now
+            if opened_at is not None and observed == status["rooms"]:
+                break
+            if (now >= give_up or self.alive() or (held and now >= open_by + HOLD_GRACE)
+                    or (opened_at is not None and now - opened_at >= OBSERVE_DEADLINE)):
+                break
+            if not held and now >= open_by:
+                self.driver.ask("hold", ASK_TIMEOUT)
+                held = True
+            time.sleep(1.0)
+        opened_at = opened_at or now
+        short = held and int(status["rooms"]) < rooms
+        return Grown(rooms=int(status["rooms"]), observed=observed,
+                     failed=int(status["failed"]), errors=list(status["errors"]), held=short,
+                     open_seconds=opened_at - start, observe_seconds=now - opened_at)
 
     def measure(self, rooms: int, seconds: float, scrapes: int) -> Step:
         """CPU over `seconds`, then memory, /metrics timings and the logs' new problems."""
@@ -339,44 +383,47 @@ def _ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> s
     bench.skip_logs()
     out.append(bench.measure(0, options.seconds, SCRAPES))
     _progress(out[-1])
+    failed_before = 0
     for index, rooms in enumerate(options.steps):
         last = index == len(options.steps) - 1
-        per_step = options.seconds + SETTLE_SECONDS + 5
-        if time.monotonic() + per_step > deadline:
+        measuring = SETTLE_SECONDS + options.seconds + 5
+        if time.monotonic() + measuring + 20 > deadline:
             return f"time budget spent before the {rooms}-room step"
-        new = rooms - (out[-1].rooms if out else 0)
-        open_timeout = min(60 + 0.6 * new, deadline - time.monotonic() - per_step)
+        new = rooms - out[-1].rooms
+        open_by = min(time.monotonic() + OPEN_DEADLINE + new,
+                      deadline - measuring - HOLD_GRACE)
         try:
-            answer = bench.driver.ask(f"grow {rooms}", open_timeout)
-        except TimeoutError as exc:
-            return f"{exc} (opening {new} rooms)"
-        except RuntimeError as exc:
-            if index == 0:
+            grown = bench.grow(rooms, open_by, deadline - measuring)
+        except (TimeoutError, RuntimeError) as exc:  # the driver is stuck or gone
+            if index == 0 and isinstance(exc, RuntimeError):
                 raise StartFailed(str(exc)) from exc
             return str(exc)
-        opened = int(answer.get("rooms", 0))  # type: ignore[arg-type]
-        failed = int(answer.get("failed", 0))  # type: ignore[arg-type]
-        wait = min(OBSERVE_DEADLINE, max(deadline - time.monotonic() - per_step, 1.0))
-        observed, took = bench.wait_observed(opened, wait)
         time.sleep(SETTLE_SECONDS)
         try:
-            step = bench.measure(opened, options.seconds, 4 * SCRAPES if last else SCRAPES)
+            step = bench.measure(grown.rooms, options.seconds, 4 * SCRAPES if last else SCRAPES)
         except OSError as exc:  # a process is gone
             return f"measuring {rooms} rooms failed: {bench.alive() or exc}"
-        step.open_seconds = float(answer.get("seconds", 0.0))  # type: ignore[arg-type]
-        step.observe_seconds = took
+        step.open_seconds, step.observe_seconds = grown.open_seconds, grown.observe_seconds
         notes = []
-        if failed:
-            notes.append(f"{failed} rooms failed to open: {answer.get('errors')}")
-        if observed != opened:
-            notes.append(f"observer reached {observed}/{opened} rooms in {took:.0f}s")
+        if grown.failed > failed_before:
+            notes.append(f"{grown.failed - failed_before} rooms failed to open: "
+                         f"{grown.errors[:2]}")
+            failed_before = grown.failed
+        if grown.held:
+            notes.append(f"the driver opened {grown.rooms} of {rooms} rooms in "
+                         f"{grown.open_seconds:.0f} s and was stopped there")
+        if grown.observed != grown.rooms:
+            notes.append(f"observer reached {grown.observed}/{grown.rooms} rooms "
+                         f"{grown.observe_seconds:.0f} s after they were open")
         step.note = "; ".join(notes)
         out.append(step)
         _progress(step)
         gone = bench.alive()
         if gone:
             return gone
-        if opened == 0:
+        if grown.held:
+            return f"rooms could not be opened fast enough at the {rooms}-room step"
+        if grown.rooms == 0:
             return "the driver could not open any room"
     return ""
 
@@ -393,12 +440,13 @@ def _progress(step: Step) -> None:
 # -- report ------------------------------------------------------------------------------------
 
 def table(steps: Sequence[Step]) -> str:
-    """The compact per-step table; per-room figures are over the 0-room baseline."""
-    head = (f"{'rooms':>5} {'observed':>8} {'sidecar':>8} {'RSS':>7} {'dRSS/room':>9} "
-            f"{'CPU/room':>8} {'server':>7} {'driver':>7} {'others':>7} {'threads':>7} "
-            f"{'fds':>5} {'speech':>6} {'scrape':>8}")
-    units = (f"{'':>5} {'':>8} {'CPU %':>8} {'MiB':>7} {'KiB':>9} {'CPU %':>8} {'CPU %':>7} "
-             f"{'CPU %':>7} {'CPU %':>7} {'':>7} {'':>5} {'seen':>6} {'ms p50':>8}")
+    """The compact per-step table; per-room figures are over the 0-room baseline. `open` is
+    the driver opening the step's new rooms, `join` the observer joining them after that."""
+    head = (f"{'rooms':>5} {'observed':>8} {'sidecar':>7} {'RSS':>5} {'dRSS/room':>9} "
+            f"{'CPU/room':>8} {'server':>6} {'driver':>6} {'others':>6} {'fds':>5} "
+            f"{'speech':>6} {'scrape':>6} {'open':>5} {'join':>5}")
+    units = (f"{'':>5} {'':>8} {'CPU %':>7} {'MiB':>5} {'KiB':>9} {'CPU %':>8} {'CPU %':>6} "
+             f"{'CPU %':>6} {'CPU %':>6} {'':>5} {'seen':>6} {'ms p50':>6} {'s':>5} {'s':>5}")
     lines = [head, units]
     base = steps[0] if steps and steps[0].rooms == 0 else None
     for s in steps:
@@ -407,11 +455,18 @@ def table(steps: Sequence[Step]) -> str:
             per_rss = f"{(s.rss_kib - base.rss_kib) / s.rooms:.0f}"
             per_cpu = f"{(s.sidecar_cpu - base.sidecar_cpu) / s.rooms:.3f}"
         scrape = f"{statistics.median(s.scrape_ms):.1f}" if s.scrape_ms else "-"
+        opened = f"{s.open_seconds:.0f}" if s.rooms else "-"
+        joined = f"{s.observe_seconds:.0f}" if s.rooms else "-"
         lines.append(
-            f"{s.rooms:>5} {s.observed:>8} {s.sidecar_cpu:>8.1f} {s.rss_kib / 1024:>7.0f} "
-            f"{per_rss:>9} {per_cpu:>8} {s.server_cpu:>7.1f} {s.driver_cpu:>7.1f} "
-            f"{s.others_cpu:>7.1f} {s.threads:>7} {s.fds:>5} {s.speech_seen:>6} {scrape:>8}")
+            f"{s.rooms:>5} {s.observed:>8} {s.sidecar_cpu:>7.1f} {s.rss_kib / 1024:>5.0f} "
+            f"{per_rss:>9} {per_cpu:>8} {s.server_cpu:>6.1f} {s.driver_cpu:>6.1f} "
+            f"{s.others_cpu:>6.1f} {s.fds:>5} {s.speech_seen:>6} {scrape:>6} {opened:>5} "
+            f"{joined:>5}")
     return "\n".join(lines)
+
+
+def _machine_cpu(step: Step) -> float:
+    return step.sidecar_cpu + step.server_cpu + step.driver_cpu + step.others_cpu
 
 
 def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
@@ -424,8 +479,8 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
     for s in measured:
         if s.note:
             found.append(f"{s.rooms} rooms: {s.note}")
-        total = s.sidecar_cpu + s.server_cpu + s.driver_cpu + s.others_cpu
-        if total >= 180:
+        total = _machine_cpu(s)
+        if total >= SATURATED:
             who = max((("sidecar", s.sidecar_cpu), ("livekit-server", s.server_cpu),
                        ("driver", s.driver_cpu), ("other processes", s.others_cpu)),
                       key=lambda x: x[1])
@@ -434,6 +489,17 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
         if s.speech_seen < s.observed:
             found.append(f"{s.rooms} rooms: the observer heard {s.speech_seen} of "
                          f"{s.observed} avatars speak")
+    calm = [s for s in measured if _machine_cpu(s) < SATURATED and s.observed == s.rooms]
+    basis = calm[-1] if calm else (measured[-1] if measured else None)
+    if basis is not None and steps[0].rooms == 0:
+        per_room = (basis.sidecar_cpu - steps[0].sidecar_cpu) / basis.rooms
+        fds_per_room = (basis.fds - steps[0].fds) / basis.rooms
+        found.append(f"projection from the {basis.rooms}-room step"
+                     f"{'' if calm else ' (machine saturated there)'}: {per_room:.2f}% of a "
+                     f"core per room, so {TARGET_ROOMS} rooms would need about "
+                     f"{per_room * TARGET_ROOMS:.0f}% for the sidecar alone, and "
+                     f"{steps[0].fds + fds_per_room * TARGET_ROOMS:.0f} file descriptors "
+                     f"({fds_per_room:.1f} a room)")
     top = max((s.rooms for s in measured if s.observed == s.rooms), default=0)
     target = TARGET_ROOMS if TARGET_ROOMS in options.steps else max(options.steps)
     verdict = "met" if top >= target else "NOT met"
@@ -448,7 +514,8 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
         found.append("avatars publish audio only (run with --video to add a 160x120 video "
                      "track each; the observer never subscribes to video)")
     if last and last.sidecar_threads:
-        found.append(f"sidecar CPU by thread at {last.rooms} rooms: {last.top_threads(6)}")
+        found.append(f"sidecar CPU by thread at {last.rooms} rooms: {last.top_threads(6)} "
+                     f"({last.threads} threads; {steps[0].threads} with no room)")
     if bench is not None:
         for name, (path, _) in bench.logs.items():
             panics = [line for line in procs.tail(path, 10**7).splitlines()
@@ -467,7 +534,7 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
 def run(options: Options) -> int:
     """The whole benchmark; the exit code."""
     started_at = time.monotonic()
-    deadline = started_at + BUDGET_SECONDS - 30  # leave time to stop everything
+    deadline = started_at + BUDGET_SECONDS - SHUTDOWN_RESERVE
     for key in [k for k in os.environ if k.startswith(_CONFIG_ENV)]:
         del os.environ[key]  # the sidecar's own settings from the environment would skew it
     try:

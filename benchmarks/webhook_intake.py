@@ -47,6 +47,7 @@ from benchmarks import load, machine, traffic  # noqa: E402
 from benchmarks.servers import HOST, SERVERS, Running, ServerFailed, serve  # noqa: E402
 
 KIB = 1024
+RETRY_WINDOW = 90.0  # seconds from the first load run during which disturbed runs are redone
 T = TypeVar("T")
 
 
@@ -157,6 +158,13 @@ def _measure_once(name: str, where: Cpus, run: Runner) -> Measured:
 @dataclass(slots=True)
 class Retries:
     left: int
+    until: float  # time.monotonic() after which nothing is redone: the run stays short
+
+    def take(self) -> bool:
+        if self.left <= 0 or time.monotonic() > self.until:
+            return False
+        self.left -= 1
+        return True
 
 
 def measure(name: str, where: Cpus, run: Runner, retries: Retries) -> Measured:
@@ -164,8 +172,7 @@ def measure(name: str, where: Cpus, run: Runner, retries: Retries) -> Measured:
     during which other processes were busy is redone while the benchmark's retries last; the
     quietest attempt counts."""
     attempts = [_measure_once(name, where, run)]
-    while attempts[-1].others > machine.NOISY and retries.left > 0:
-        retries.left -= 1
+    while attempts[-1].others > machine.NOISY and retries.take():
         say(f"  again: other processes were busy ({retries.left} retries left)")
         time.sleep(1.0)
         attempts.append(_measure_once(name, where, run))
@@ -373,7 +380,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     needed = int(plan.rate * plan.latency_seconds) + 200
     raws = [traffic.raw_request(t, b, HOST) for t, b in (requests if not use_wrk
                                                           else requests[:needed])]
-    retries = Retries(plan.retries)
+    retries = Retries(plan.retries, time.monotonic() + RETRY_WINDOW)
     rates = throughput(plan, where, path, raws, use_wrk, retries)
     lat = latency(plan, where, raws[:needed], retries)
     memory = live_calls(plan)
