@@ -141,6 +141,9 @@ class Metrics(CallListener):
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
             ["reason"], registry=registry)
         self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
+        self._disconnect_counter = {
+            (role, reason): self.disconnects.labels(role.value, reason)
+            for role in Role for reason in DISCONNECT_REASONS}
         self._initialise_label_sets()
 
     def _initialise_label_sets(self) -> None:
@@ -149,9 +152,6 @@ class Metrics(CallListener):
             self.startup_failures.labels(cause)
         for kind in TRACK_KINDS:
             self.first_track_delay.labels(kind)
-        for role in Role:
-            for reason in DISCONNECT_REASONS:
-                self.disconnects.labels(role.value, reason)
         for departure in Departure:
             self.departures.labels(departure.value)
         for timeout in TIMEOUTS:
@@ -203,7 +203,8 @@ class Metrics(CallListener):
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
                          at: float) -> None:
-        self.disconnects.labels(role.value, participant.disconnect_reason).inc()
+        counter = self._disconnect_counter.get((role, participant.disconnect_reason))
+        (counter or self.disconnects.labels(role.value, "unknown_reason")).inc()
 
     def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
                     at: float) -> None:
