@@ -37,3 +37,9 @@ dashboards: deps
 .PHONY: demo
 demo: deps
 	$(BIN)/python scripts/demo.py
+
+.PHONY: bench
+bench: deps  # performance figures; wrk (Debian) drives the throughput runs
+	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null || true
+	$(BIN)/python benchmarks/webhook_intake.py
+	$(BIN)/python benchmarks/observer_rooms.py
