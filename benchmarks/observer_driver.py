@@ -215,7 +215,7 @@ async def amain(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=8,
+    parser.add_argument("--concurrency", type=int, default=4,
                         help="rooms being opened at once (default %(default)s)")
     parser.add_argument("--video", action="store_true", help="avatars publish video too")
     parser.add_argument("--source", choices=("shared", "per-avatar"), default="shared",

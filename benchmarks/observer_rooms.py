@@ -204,6 +204,7 @@ class Bench:
                      "server": (server.log_path, _GO_PROBLEM),
                      "driver": (driver.log_path, _PY_PROBLEM)}
         self._log_offsets = dict.fromkeys(self.logs, 0)
+        self.exited_in_run = ""  # which process had exited when the steps ended
         self.problem_samples: dict[str, list[str]] = {name: [] for name in self.logs}
 
     def alive(self) -> str | None:
@@ -269,11 +270,16 @@ class Bench:
         after = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         busy1, wall = busy_seconds(), time.monotonic() - wall0
         threads1 = thread_seconds(sidecar)
+        gone = self.alive()
+        if gone:
+            raise OSError(gone)
         pct = {name: 100 * (after[name] - before[name]) / wall for name in self.pids}
         by_thread = {name: 100 * (used - threads0.get(name, 0.0)) / wall
                      for name, used in threads1.items()}
         others = 100 * (busy1 - busy0) / wall - sum(pct.values())
         status = status_fields(sidecar)
+        if "VmRSS" not in status:  # exited meanwhile: a zombie has no memory
+            raise OSError(self.alive() or "the sidecar exited")
         timings, size, snapshot = [], 0, Snapshot({})
         for _ in range(scrapes):
             with contextlib.suppress(OSError):
@@ -341,7 +347,8 @@ def steps_for(max_rooms: int, quick: bool) -> list[int]:
 @contextlib.contextmanager
 def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
     """livekit-server, the sidecar and the driver in the calling thread's namespace; stopped
-    in reverse order whatever happens."""
+    whatever happens: the driver, then the sidecar (so that it does not see the server go away
+    and start rejoining rooms), then the server."""
     stops: list[tuple[str, Callable[[], object]]] = []
     try:
         try:
@@ -364,7 +371,8 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
             raise StartFailed(str(exc)) from exc
         yield Bench(sidecar, server, driver)
     finally:
-        for name, stop in reversed(stops):
+        order = ("driver", "sidecar", "livekit-server")
+        for name, stop in sorted(stops, key=lambda item: order.index(item[0])):
             try:
                 stop()
             except Exception as exc:  # stop the others all the same
@@ -375,6 +383,7 @@ def ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> st
     """Baseline, then each step; appends to `out`. Returns why it stopped early, or ''."""
     why = _ramp(bench, options, deadline, out)
     gone = bench.alive()
+    bench.exited_in_run = gone or ""
     return f"{why}; {gone}" if why and gone and gone not in why else why
 
 
@@ -398,6 +407,9 @@ def _ramp(bench: Bench, options: Options, deadline: float, out: list[Step]) -> s
             if index == 0 and isinstance(exc, RuntimeError):
                 raise StartFailed(str(exc)) from exc
             return str(exc)
+        gone = bench.alive()
+        if gone:
+            return f"{gone} while {grown.rooms} of {rooms} rooms were open"
         time.sleep(SETTLE_SECONDS)
         try:
             step = bench.measure(grown.rooms, options.seconds, 4 * SCRAPES if last else SCRAPES)
@@ -521,8 +533,10 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
             panics = [line for line in procs.tail(path, 10**7).splitlines()
                       if line.startswith("FFI Panic")]
             if panics:
-                found.append(f"{name}: livekit-rtc FFI panic, which SIGTERMs the process: "
-                             f"{panics[0][:200]}")
+                when = ("during the steps" if bench.exited_in_run.startswith(name)
+                        else "while everything was being stopped")
+                found.append(f"{name}: livekit-rtc FFI panic {when}, upon which livekit-rtc "
+                             f"SIGTERMs its own process: {panics[0][:200]}")
         totals = {name: sum(s.problems.get(name, 0) for s in steps) for name in bench.logs}
         for name, count in totals.items():
             if count:
@@ -580,8 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="measurement window per step (default %(default)s)")
     parser.add_argument("--video", action="store_true",
                         help="avatars publish a small video track too (costs driver CPU)")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="rooms the driver opens at once (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="rooms the driver opens at once (default %(default)s; more make "
+                             "joins time out and retry on a saturated machine)")
     parser.add_argument("--source", choices=("shared", "per-avatar"), default="shared",
                         help="the driver feeds every avatar's audio track from one source, or "
                              "each from its own (default %(default)s)")
