@@ -1,6 +1,6 @@
 """CPU and memory of the room observer per observed room, on a real livekit-server.
 
-    .venv/bin/python -m benchmarks.observer_rooms [--quick] [--max-rooms N] [--video]
+    .venv/bin/python benchmarks/observer_rooms.py [--quick] [--max-rooms N] [--video]
 
 Inside a private network namespace (tests/e2e/netns.py) it starts livekit-server, the sidecar
 (`avatar-monitor serve --livekit-url ...`, webhooks from the server) and a driver process
@@ -35,14 +35,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks.machine import busy_seconds
-from tests.e2e import procs
-from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
-from tests.e2e.metrics import Snapshot
-from tests.e2e.netns import NetnsError, private_network
-from tests.e2e.sidecar import Sidecar
-
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script (make bench), not only with -m
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import busy_seconds  # noqa: E402
+from tests.e2e import procs  # noqa: E402
+from tests.e2e.livekit_server import (  # noqa: E402
+    BinaryUnavailable,
+    LiveKitServer,
+    server_binary,
+)
+from tests.e2e.metrics import Snapshot  # noqa: E402
+from tests.e2e.netns import NetnsError, private_network  # noqa: E402
+from tests.e2e.sidecar import Sidecar  # noqa: E402
+
 STEPS = (10, 50, 100, 200)
 QUICK_STEPS = (10, 50)
 TARGET_ROOMS = 200
