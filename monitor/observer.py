@@ -79,6 +79,7 @@ class RoomObserver(CallListener):
         self._watches: dict[str, _Watch] = {}
         self._api: api.LiveKitAPI | None = None
         self._discovery: asyncio.Task | None = None
+        self._stragglers: set[asyncio.Future[None]] = set()  # connects finishing after a cancel
         metrics.observer_rooms.set_function(
             lambda: sum(watch.connected for watch in self._watches.values()))
 
@@ -95,6 +96,8 @@ class RoomObserver(CallListener):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._discovery
         await asyncio.gather(*(self._close(watch) for watch in list(self._watches.values())))
+        if self._stragglers:
+            await asyncio.wait(set(self._stragglers), timeout=10)
         if self._api is not None:
             await self._api.aclose()
 
@@ -223,8 +226,15 @@ class RoomObserver(CallListener):
         room.on("disconnected", lambda reason: self._on_disconnected(watch, reason, lost))
         room.on("track_published", self._subscribe_to_avatar_audio)
         room.on("participant_disconnected", lambda _: self._leave_without_users(watch))
-        await room.connect(self.settings.url, self._token(watch.name),
-                           rtc.RoomOptions(auto_subscribe=False))
+        connecting = asyncio.ensure_future(room.connect(
+            self.settings.url, self._token(watch.name), rtc.RoomOptions(auto_subscribe=False)))
+        try:
+            # livekit-rtc's connect must not be cancelled half-way: its native side would wait
+            # for the cancelled coroutine, then end the whole process (python-sdks issue 784).
+            await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            self._disconnect_when_connected(connecting, room)
+            raise
         for participant in room.remote_participants.values():
             for publication in participant.track_publications.values():
                 self._subscribe_to_avatar_audio(publication, participant)
@@ -232,6 +242,20 @@ class RoomObserver(CallListener):
         self._tracker.observing(watch.sid, self._clock())
         self._leave_without_users(watch)
         log.info("observing room %s", watch.name)
+
+    def _disconnect_when_connected(self, connecting: asyncio.Future[None], room: rtc.Room
+                                   ) -> None:
+        """Let an abandoned connect finish, then leave the room."""
+        self._stragglers.add(connecting)
+
+        def leave(done: asyncio.Future[None]) -> None:
+            self._stragglers.discard(done)
+            if not done.cancelled() and done.exception() is None:
+                leaving = asyncio.ensure_future(room.disconnect())
+                self._stragglers.add(leaving)
+                leaving.add_done_callback(self._stragglers.discard)
+
+        connecting.add_done_callback(leave)
 
     def _token(self, room_name: str) -> str:
         s = self.settings

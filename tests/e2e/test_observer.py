@@ -169,3 +169,18 @@ async def test_livekit_server_restart_closes_the_call_cleanly(
         expect("avatar_session_duration_seconds_count", 1), timeout=40)
     assert snapshot.value("avatar_startup_failures_total", cause="join_timeout") == 0
     assert sidecar.process is not None and sidecar.process.poll() is None
+
+
+async def test_call_ending_while_the_observer_joins_leaves_the_sidecar_running(
+        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar) -> None:
+    """The user leaves at once, so the call ends while the observer is still connecting.
+    Cancelling livekit-rtc's connect half-way makes its native side end the process; the
+    observer instead lets the connect finish, then leaves cleanly."""
+    user = await call.user()
+    await user.leave()
+    await metrics.wait_all(
+        expect("avatar_calls_abandoned_total", 1),
+        # The observer's own hidden participant, gone with a clean disconnect.
+        expect("avatar_disconnects_total", 1, role="other", reason="client_initiated"),
+        expect("avatar_monitor_observer_rooms", 0), timeout=20)
+    assert sidecar.process is not None and sidecar.process.poll() is None
