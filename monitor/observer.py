@@ -79,7 +79,8 @@ class RoomObserver(CallListener):
         self._watches: dict[str, _Watch] = {}
         self._api: api.LiveKitAPI | None = None
         self._discovery: asyncio.Task | None = None
-        self._stragglers: set[asyncio.Future[None]] = set()  # connects finishing after a cancel
+        # Connects finishing after a cancel, and closes under way: kept until done.
+        self._stragglers: set[asyncio.Future[None]] = set()
         metrics.observer_rooms.set_function(
             lambda: sum(watch.connected for watch in self._watches.values()))
 
@@ -100,10 +101,6 @@ class RoomObserver(CallListener):
             await asyncio.wait(set(self._stragglers), timeout=10)
         if self._api is not None:
             await self._api.aclose()
-
-    @property
-    def watched(self) -> dict[str, _Watch]:
-        return self._watches
 
     # -- call transitions ------------------------------------------------------------------
 
@@ -167,7 +164,9 @@ class RoomObserver(CallListener):
     def _unwatch(self, sid: str) -> None:
         watch = self._watches.get(sid)
         if watch is not None and not watch.closing:
-            asyncio.get_running_loop().create_task(self._close(watch))
+            closing = asyncio.get_running_loop().create_task(self._close(watch))
+            self._stragglers.add(closing)
+            closing.add_done_callback(self._stragglers.discard)
 
     async def _close(self, watch: _Watch) -> None:
         watch.closing = True
@@ -176,7 +175,7 @@ class RoomObserver(CallListener):
             watch.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch.task
-        if watch.room is not None:
+        if watch.room is not None and watch.room.isconnected():
             with contextlib.suppress(Exception):
                 await watch.room.disconnect()
 
