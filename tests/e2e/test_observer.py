@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
+import zlib
 
 import pytest
 from livekit import rtc
 
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import MetricsClient, expect
-from tests.e2e.participants import SAMPLE_RATE, Participant, _tone_frame
+from tests.e2e.participants import SAMPLE_RATE, Participant, Server, _tone_frame
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
 
@@ -184,3 +186,53 @@ async def test_call_ending_while_the_observer_joins_leaves_the_sidecar_running(
         expect("avatar_disconnects_total", 1, role="other", reason="client_initiated"),
         expect("avatar_monitor_observer_rooms", 0), timeout=20)
     assert sidecar.process is not None and sidecar.process.poll() is None
+
+
+def names_in_shards(shards: int) -> list[str]:
+    """One room name per shard, for a sidecar started with `--shard 0/shards`."""
+    names: dict[int, str] = {}
+    for n in range(1000):
+        name = f"shard-room-{uuid.uuid4().hex[:8]}-{n}"
+        names.setdefault(zlib.crc32(name.encode()) % shards, name)
+        if len(names) == shards:
+            return [names[i] for i in range(shards)]
+    raise AssertionError("no room name for every shard")
+
+
+async def ring(server: Server, names: list[str]) -> list[CallDriver]:
+    drivers = [CallDriver(server, name) for name in names]
+    for driver in drivers:
+        await driver.user()
+    return drivers
+
+
+@pytest.mark.sidecar_args("--shard", "0/2")
+async def test_shard_observes_only_its_rooms(server: Server, metrics: MetricsClient) -> None:
+    mine, theirs = names_in_shards(2)
+    drivers = await ring(server, [mine, theirs])
+    try:
+        await metrics.wait_all(expect("avatar_calls_in_progress", 2, state="ringing"),
+                               expect("avatar_monitor_observer_rooms", 1))
+        # An absence cannot be awaited: give the other room the time a join takes (~0.3 s),
+        # several times over, and check that the observer still watches one room only.
+        await asyncio.sleep(2)
+        snapshot = await metrics.scrape()
+        assert snapshot.value("avatar_monitor_observer_rooms") == 1
+        assert snapshot.value("avatar_monitor_observer_rooms_skipped_total", reason="limit") == 0
+    finally:
+        for driver in drivers:
+            await driver.close()
+
+
+@pytest.mark.sidecar_args("--observe-max-rooms", "1")
+async def test_rooms_over_the_limit_are_skipped_and_counted(
+        server: Server, metrics: MetricsClient) -> None:
+    drivers = await ring(server, [f"limit-{uuid.uuid4().hex[:8]}" for _ in range(2)])
+    try:
+        await metrics.wait_all(
+            expect("avatar_calls_in_progress", 2, state="ringing"),
+            expect("avatar_monitor_observer_rooms", 1),
+            expect("avatar_monitor_observer_rooms_skipped_total", 1, reason="limit"))
+    finally:
+        for driver in drivers:
+            await driver.close()
