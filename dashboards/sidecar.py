@@ -83,4 +83,53 @@ def build() -> db.Dashboard:
                 bars=True,
             )
         )
+        .with_row(row("Room observer and traces"))
+        .with_panel(
+            series(
+                "Observed rooms",
+                [g.DELAYED, g.NO_SPEECH, g.SUDDEN_EXIT],
+                "Rooms the hidden room observer is connected to. First speech, idle-timeout "
+                "departures and pipeline errors come from it: 0 while calls are active means "
+                "those panels are blind (LIVEKIT_URL unset, or the observer cannot join).",
+                "short",
+                [Q(f"sum({p.sel('avatar_monitor_observer_rooms')})", "rooms")],
+            )
+        )
+        .with_panel(
+            series(
+                "Observer disconnects, reconnects and skipped rooms",
+                [g.DELAYED, g.NO_SPEECH, g.SUDDEN_EXIT],
+                "The observer lost rooms (by LiveKit reason), retried, or skipped rooms over "
+                "--observe-max-rooms: calls it did not watch have no speech or idle data.",
+                "short",
+                [
+                    Q(f"sum by (reason) (increase("
+                      f"{p.sel('avatar_monitor_observer_disconnects_total')}{inc}))",
+                      "lost: {{reason}}"),
+                    Q(f"sum(increase({p.sel('avatar_monitor_observer_reconnects_total')}{inc}))",
+                      "reconnects"),
+                    Q(f"sum(increase("
+                      f"{p.sel('avatar_monitor_observer_rooms_skipped_total')}{inc}))",
+                      "skipped"),
+                ],
+                bars=True,
+            )
+        )
+        .with_panel(
+            series(
+                "Spans exported and dropped",
+                [g.SESSION_DIES, g.NEVER_CONNECTS],
+                "Call traces sent to the OTLP collector, and dropped (queue full, collector "
+                "down): exemplar links from slow or failed calls lead nowhere for dropped ones.",
+                "short",
+                [
+                    Q(f"sum(increase({p.sel('avatar_monitor_spans_exported_total')}{inc}))",
+                      "exported"),
+                    Q(f"sum by (reason) (increase("
+                      f"{p.sel('avatar_monitor_spans_dropped_total')}{inc}))",
+                      "dropped: {{reason}}"),
+                ],
+                bars=True,
+            )
+        )
     )

@@ -45,6 +45,13 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
         "recoverable": {"true", "false"},
     },
     "avatar_time_to_first_speech_seconds": {},
+    "avatar_monitor_observer_rooms": {},
+    "avatar_monitor_observer_disconnects_total": {"reason": None},
+    "avatar_monitor_observer_reconnects_total": {},
+    "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
+    # Added by tracing.
+    "avatar_monitor_spans_exported_total": {},
+    "avatar_monitor_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 
