@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from monitor.dedup import RecentIds
-from monitor.departures import Departure, DepartureFacts, classify
+from monitor.departures import SERVER_REASONS, Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
 from monitor.signals import PipelineError, SessionClosed, Signal, StartupFailureMessage
@@ -31,6 +31,8 @@ log = logging.getLogger("monitor.state")
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
 MAX_USERS_PER_CALL = 32
 ENDED_ROOMS_REMEMBERED = 10_000
+# Disconnect reasons that say the server ended a participant's stay, not the participant.
+SENT_AWAY = SERVER_REASONS | {"participant_removed"}
 
 
 class CallState(StrEnum):
@@ -273,8 +275,8 @@ class CallTracker:
             self._end(call, at)
         elif call.state is CallState.FAILED:
             self._end(call, at)
-        elif call.state is CallState.ACTIVE:
-            call.user_left_first = True
+        elif call.state is CallState.ACTIVE and participant.disconnect_reason not in SENT_AWAY:
+            call.user_left_first = True  # not when the server sent everyone away
 
     def _avatar_left(self, call: Call, participant: Participant, at: float) -> None:
         if call.state is CallState.ENDED:

@@ -145,6 +145,16 @@ async def test_departure_causes(sidecar: RunningMonitor, reason: int, session_se
     assert await sidecar.value("avatar_calls_in_progress", state="active") == 0
 
 
+async def test_room_deleted_is_server_whoever_leaves_first(sidecar: RunningMonitor) -> None:
+    t0 = time.time() - 100
+    room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
+    await send_all(sidecar, room.joined(caller), room.joined(face),
+                   room.left(caller, t0 + 30, R.ROOM_DELETED),
+                   room.left(face, t0 + 30, R.ROOM_DELETED))
+    assert await sidecar.value("avatar_departures_total", cause="server") == 1
+    assert await sidecar.value("avatar_departures_total", cause="user_hangup") == 0
+
+
 async def test_duplicates_count_once(sidecar: RunningMonitor) -> None:
     t0 = time.time()
     room = Room(created_at=t0)
