@@ -79,63 +79,54 @@ def _shard(text: str) -> tuple[int, int]:
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` flags. Each flag's environment variable sets its default."""
     d = Config("", "")
-    add = parser.add_argument
-    add("--host", default=_env("AVATAR_MONITOR_HOST", d.host),
-        help="address to listen on (env AVATAR_MONITOR_HOST; default %(default)s)")
-    add("--port", type=_port, default=_env("AVATAR_MONITOR_PORT", str(d.port)),
-        help="port to listen on (env AVATAR_MONITOR_PORT; default %(default)s)")
-    add("--avatar-identity", action="append", dest="avatar_identities", metavar="GLOB",
+
+    def option(field: str, help: str, kind: object = str, env: str = "", **extra: object) -> None:
+        """`--field-name`, defaulting to $env (AVATAR_MONITOR_FIELD_NAME) or Config's default."""
+        env = env or "AVATAR_MONITOR_" + field.upper()
+        default = getattr(d, field)
+        parser.add_argument(
+            "--" + field.replace("_", "-"), type=kind,
+            default=_env(env, default if isinstance(default, str) else str(default)),
+            help=f"{help} (env {env}; default {'%(default)s' if default != '' else 'empty'})",
+            **extra)
+
+    seconds, count = _positive(float), _positive(int)
+    option("host", "address to listen on")
+    option("port", "port to listen on", _port)
+    parser.add_argument(
+        "--avatar-identity", action="append", dest="avatar_identities", metavar="GLOB",
         help="identity of the avatar participant, a glob; repeat for several (env "
              "AVATAR_MONITOR_AVATAR_IDENTITY, comma-separated; default "
              f"{DEFAULT_AVATAR_IDENTITY}). AGENT participants with lk.publish_on_behalf are "
              "avatars too")
-    add("--avatar-join-timeout", type=_positive(float),
-        default=_env("AVATAR_MONITOR_AVATAR_JOIN_TIMEOUT", str(d.avatar_join_timeout)),
-        help="seconds a user may wait for the avatar before the call counts as a startup "
-             "failure (env AVATAR_MONITOR_AVATAR_JOIN_TIMEOUT; default %(default)s)")
-    add("--idle-timeout", type=_positive(float),
-        default=_env("AVATAR_MONITOR_IDLE_TIMEOUT", str(d.idle_timeout)),
-        help="the avatar's idle timeout in seconds (env AVATAR_MONITOR_IDLE_TIMEOUT; "
-             "default %(default)s)")
-    add("--session-timeout", type=_positive(float),
-        default=_env("AVATAR_MONITOR_SESSION_TIMEOUT", str(d.session_timeout)),
-        help="the avatar's session (GPU) timeout in seconds (env "
-             "AVATAR_MONITOR_SESSION_TIMEOUT; default %(default)s)")
-    add("--timeout-tolerance", type=_positive(float),
-        default=_env("AVATAR_MONITOR_TIMEOUT_TOLERANCE", str(d.timeout_tolerance)),
-        help="seconds within which a session length counts as hitting a timeout (env "
-             "AVATAR_MONITOR_TIMEOUT_TOLERANCE; default %(default)s)")
-    add("--max-calls", type=_positive(int),
-        default=_env("AVATAR_MONITOR_MAX_CALLS", str(d.max_calls)),
-        help="calls tracked at once; beyond it the oldest are evicted and counted (env "
-             "AVATAR_MONITOR_MAX_CALLS; default %(default)s)")
-    add("--max-body-bytes", type=_positive(int),
-        default=_env("AVATAR_MONITOR_MAX_BODY_BYTES", str(d.max_body_bytes)),
-        help="largest webhook body accepted; larger ones get 413 (env "
-             "AVATAR_MONITOR_MAX_BODY_BYTES; default %(default)s)")
-    add("--log-level", choices=LOG_LEVELS, default=_env("AVATAR_MONITOR_LOG_LEVEL", d.log_level),
-        help="(env AVATAR_MONITOR_LOG_LEVEL; default %(default)s)")
-    add("--livekit-url", default=_env("LIVEKIT_URL", ""),
-        help="LiveKit server URL (ws://, wss://, http:// or https://) for the room observer, a "
-             "hidden participant in each call's room (env LIVEKIT_URL; observer off when empty)")
-    add("--observe-max-rooms", type=_positive(int),
-        default=_env("AVATAR_MONITOR_OBSERVE_MAX_ROOMS", str(d.observe_max_rooms)),
-        help="rooms observed at once; more are skipped and counted (env "
-             "AVATAR_MONITOR_OBSERVE_MAX_ROOMS; default %(default)s)")
-    add("--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
+    option("avatar_join_timeout",
+           "seconds a user may wait for the avatar before the call counts as a startup failure",
+           seconds)
+    option("idle_timeout", "the avatar's idle timeout in seconds", seconds)
+    option("session_timeout", "the avatar's session (GPU) timeout in seconds", seconds)
+    option("timeout_tolerance",
+           "seconds within which a session length or silence counts as hitting a timeout",
+           seconds)
+    option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
+           count)
+    option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
+    option("log_level", "log level", choices=LOG_LEVELS)
+    option("livekit_url", "LiveKit server URL (ws://, wss://, http:// or https://) for the room "
+           "observer, a hidden participant in each call's room; observer off when empty",
+           env="LIVEKIT_URL")
+    option("observe_max_rooms", "rooms observed at once; more are skipped and counted", count)
+    parser.add_argument(
+        "--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
         help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
              "rooms (env AVATAR_MONITOR_SHARD; default %(default)s)")
-    add("--observe-interval", type=_positive(float),
-        default=_env("AVATAR_MONITOR_OBSERVE_INTERVAL", str(d.observe_interval)),
-        help="seconds between RoomService room listings that find calls in progress (env "
-             "AVATAR_MONITOR_OBSERVE_INTERVAL; default %(default)s)")
-    add("--otlp-endpoint", default=_env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-        help="send one trace per call to this OTLP collector base URL, e.g. "
-             "http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT; tracing is off when empty)")
-    add("--otlp-protocol", choices=OTLP_PROTOCOLS,
-        default=_env("OTEL_EXPORTER_OTLP_PROTOCOL", d.otlp_protocol),
-        help="(env OTEL_EXPORTER_OTLP_PROTOCOL; default %(default)s)")
-    add("--log-json", action="store_true",
+    option("observe_interval",
+           "seconds between RoomService room listings that find calls in progress", seconds)
+    option("otlp_endpoint", "send one trace per call to this OTLP collector base URL, e.g. "
+           "http://127.0.0.1:4318; tracing is off when empty", env="OTEL_EXPORTER_OTLP_ENDPOINT")
+    option("otlp_protocol", "OTLP transport", choices=OTLP_PROTOCOLS,
+           env="OTEL_EXPORTER_OTLP_PROTOCOL")
+    parser.add_argument(
+        "--log-json", action="store_true",
         default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
         help="log one JSON object per line (env AVATAR_MONITOR_LOG_JSON=1)")
 
