@@ -1,4 +1,5 @@
-"""The aiohttp application: POST /webhook, GET /metrics, GET /healthz, and the deadline clock."""
+"""The aiohttp application: POST /webhook, POST /v1/events, GET /metrics, GET /healthz, and the
+deadline clock."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from monitor.bridge import BackendBridge
 from monitor.config import Config
+from monitor.event_intake import EventIntake
 from monitor.intake import WebhookIntake
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
@@ -42,6 +45,8 @@ class Monitor:
     metrics: Metrics
     tracker: CallTracker
     intake: WebhookIntake
+    bridge: BackendBridge
+    event_intake: EventIntake
     clock: Callable[[], float]
     tracer_provider: TracerProvider | None = None
     observer: RoomObserver | None = None
@@ -73,16 +78,21 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
         max_calls=config.max_calls,
     )
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
-    observer = _observer(config, tracker, metrics, clock) if config.livekit_url else None
+    bridge = BackendBridge(tracker, metrics)
+    tracker.listeners.append(bridge)  # after the tracer: a call's span exists before replays
+    observer = _observer(config, tracker, metrics, bridge, clock) if config.livekit_url else None
     if observer is not None:
         tracker.listeners.append(observer)
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
-    return Monitor(config, registry, metrics, tracker, intake, clock, provider, observer)
+    event_intake = EventIntake(config.api_key, config.api_secret, bridge, metrics,
+                               config.max_body_bytes, clock)
+    return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, clock,
+                   provider, observer)
 
 
-def _observer(config: Config, tracker: CallTracker, metrics: Metrics,
+def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
               clock: Callable[[], float]) -> RoomObserver:
     from monitor.observer import ObserverSettings, RoomObserver
 
@@ -91,7 +101,7 @@ def _observer(config: Config, tracker: CallTracker, metrics: Metrics,
         url=config.livekit_url, api_key=config.api_key, api_secret=config.api_secret,
         max_rooms=config.observe_max_rooms, shard=shard, shards=shards,
         discovery_interval=config.observe_interval)
-    return RoomObserver(settings, tracker, metrics, clock)
+    return RoomObserver(settings, tracker, metrics, bridge, clock)
 
 
 def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
@@ -114,6 +124,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time,
     app = web.Application(client_max_size=config.max_body_bytes)
     app[MONITOR] = monitor
     app.router.add_post("/webhook", monitor.intake.handle)
+    app.router.add_post("/v1/events", monitor.event_intake.handle)
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_deadline_clock)
@@ -159,7 +170,9 @@ async def _deadline_clock(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(DEADLINE_TICK_SECONDS)
             try:
-                monitor.tracker.expire(monitor.clock())
+                now = monitor.clock()
+                monitor.tracker.expire(now)
+                monitor.bridge.expire(now)
             except Exception:  # never let a bug stop the clock
                 log.exception("deadline check failed")
 

@@ -26,7 +26,8 @@ DEDUP_CAPACITY = 100_000
 _OK_BODY = b'{"status":"ok"}'
 
 
-def _json(http_status: int, **fields: str) -> web.Response:
+def json_reply(http_status: int, **fields: str) -> web.Response:
+    """A small JSON answer: a status, or an error and its detail."""
     return web.Response(status=http_status, body=json.dumps(fields).encode(),
                         content_type="application/json")
 
@@ -67,14 +68,14 @@ class WebhookIntake:
             return self._reject(400, "malformed", str(exc))
         if event.id and self._recent.seen(event.id):
             self._metrics.webhook_rejected("duplicate")
-            return _json(200, status="duplicate")
+            return json_reply(200, status="duplicate")
         self._metrics.webhook_received(event.name)
         if event.name not in KNOWN_EVENTS:
-            return _json(200, status="ignored")
+            return json_reply(200, status="ignored")
         self._tracker.apply(event, self._clock())
         return web.Response(body=_OK_BODY, content_type="application/json")
 
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
         self._metrics.webhook_rejected(reason)
         self._warn.warning(reason, "webhook rejected: %s (%s)", reason, detail)
-        return _json(status, error=reason, detail=detail)
+        return json_reply(status, error=reason, detail=detail)

@@ -25,8 +25,12 @@ from monitor.signals import (
     CLOSE_REASONS,
     COMPONENTS,
     EVENT_TYPES,
+    LATENCY_STAGES,
     LEMONSLICE_TYPES,
+    AgentLatency,
     PipelineError,
+    SessionClosed,
+    Signal,
 )
 from monitor.state import Call, CallListener, CallState, CallTracker
 
@@ -52,6 +56,15 @@ _TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session", Departure.IDLE_TI
 FIRST_SPEECH_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
 POOR_QUALITIES = ("poor", "lost")
 OBSERVER_SKIP_REASONS = ("limit",)
+# Per-turn agent latencies: LLM first token and TTS first byte in hundreds of milliseconds,
+# end of turn and end to end up to seconds.
+AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+BRIDGE_OUTCOMES = {
+    "data_channel": ("applied", "buffered", "duplicate"),
+    "http": ("applied", "buffered", "duplicate"),
+    "buffer": ("applied", "expired"),
+}
+BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "malformed", "too_large")
 
 
 class Metrics(CallListener):
@@ -105,12 +118,16 @@ class Metrics(CallListener):
             buckets=FIRST_SPEECH_BUCKETS, registry=registry)
         self.pipeline_errors = Counter(
             "avatar_pipeline_errors",
-            "Voice pipeline errors reported on avatar-monitor/events, by component.",
+            "Voice pipeline errors, as the voice agent reported, by component.",
             ["component", "recoverable"], registry=registry)
-        self.sessions_closed = Counter(
-            "avatar_agent_sessions_closed",
-            "Agent sessions closed, as reported on avatar-monitor/events, by reason.",
+        self.pipelines_closed = Counter(
+            "avatar_pipeline_closed",
+            "Agent sessions (voice pipelines) closed, as the voice agent reported, by reason.",
             ["reason"], registry=registry)
+        self.agent_latency = Histogram(
+            "avatar_agent_latency_seconds",
+            "Voice agent per-turn latency, as the voice agent reported, by stage.",
+            ["stage"], buckets=AGENT_LATENCY_BUCKETS, registry=registry)
         self.poor_quality_time = Counter(
             "avatar_poor_connection_seconds",
             "Time the avatar's connection quality was poor or lost (room observer).",
@@ -136,6 +153,14 @@ class Metrics(CallListener):
         self.spans_exported = Counter(
             "avatar_monitor_spans_exported", "Spans sent to the OTLP collector.",
             registry=registry)
+        self.bridge_events = Counter(
+            "avatar_monitor_reported_events",
+            "Events the voice agent reported (data channel, HTTP), by source and outcome; "
+            "source buffer: events that waited for their call.",
+            ["source", "outcome"], registry=registry)
+        self.bridge_rejected = Counter(
+            "avatar_monitor_reported_events_rejected",
+            "POST /v1/events requests rejected, by reason.", ["reason"], registry=registry)
         self.spans_dropped = Counter(
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
@@ -164,7 +189,14 @@ class Metrics(CallListener):
             for recoverable in ("true", "false"):
                 self.pipeline_errors.labels(component, recoverable)
         for reason in CLOSE_REASONS:
-            self.sessions_closed.labels(reason)
+            self.pipelines_closed.labels(reason)
+        for stage in LATENCY_STAGES:
+            self.agent_latency.labels(stage)
+        for source, outcomes in BRIDGE_OUTCOMES.items():
+            for outcome in outcomes:
+                self.bridge_events.labels(source, outcome)
+        for reason in BRIDGE_REJECTIONS:
+            self.bridge_rejected.labels(reason)
         for quality in POOR_QUALITIES:
             self.poor_quality_time.labels(quality)
         for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),
@@ -220,11 +252,16 @@ class Metrics(CallListener):
     def first_speech(self, call: Call, delay: float, at: float) -> None:
         self.first_speech_delay.observe(delay, _exemplar(call))
 
-    def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None:
-        self.pipeline_errors.labels(error.component, "true" if error.recoverable else "false").inc()
-
-    def session_closed(self, call: Call, reason: str, at: float) -> None:
-        self.sessions_closed.labels(reason).inc()
+    def reported(self, signal: Signal) -> None:
+        """Count a reported event (a startup failure is counted per call, by the tracker)."""
+        if isinstance(signal, PipelineError):
+            recoverable = "true" if signal.recoverable else "false"
+            self.pipeline_errors.labels(signal.component, recoverable).inc()
+        elif isinstance(signal, SessionClosed):
+            self.pipelines_closed.labels(signal.reason).inc()
+        elif isinstance(signal, AgentLatency):
+            for stage, seconds in signal.stages:
+                self.agent_latency.labels(stage).observe(seconds)
 
     def poor_quality(self, call: Call, quality: str, seconds: float) -> None:
         self.poor_quality_time.labels(quality).inc(seconds)

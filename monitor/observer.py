@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
+from monitor.bridge import BackendBridge
 from monitor.events import Event, Participant, disconnect_reason_name
 from monitor.metrics import Metrics
 from monitor.roles import Role
@@ -70,10 +71,11 @@ class RoomObserver(CallListener):
     """Watches the rooms of tracked calls; a CallListener so calls start and stop its watches."""
 
     def __init__(self, settings: ObserverSettings, tracker: CallTracker, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 bridge: BackendBridge, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._tracker = tracker
         self._metrics = metrics
+        self._bridge = bridge
         self._clock = clock
         self._identity = f"{OBSERVER_IDENTITY_PREFIX}-{uuid.uuid4().hex[:8]}"
         self._watches: dict[str, _Watch] = {}
@@ -287,8 +289,9 @@ class RoomObserver(CallListener):
         if message is None:
             return
         self._metrics.data_message(message.topic, message.type)
-        if message.signal is not None:
-            self._tracker.signal(watch.sid, message.signal, self._clock())
+        if message.event is not None:
+            self._bridge.accept("data_channel", message.event, self._clock(), watch.name,
+                                watch.sid)
 
     def _on_speakers(self, watch: _Watch, speakers: list[rtc.Participant]) -> None:
         speaking = any(self._is_avatar(p) for p in speakers)

@@ -1,14 +1,16 @@
-"""What the room observer sees that webhooks cannot: data-channel messages and speech.
+"""What the voice agent and the avatar backend report: data-channel messages and /v1/events.
 
 Two data topics are read. `lemonslice/message` carries the avatar backend's own messages
 (`{"type": "startup_failure", ...}`). `avatar-monitor/events` carries this project's versioned
-schema (docs/events.md): `pipeline_error` and `session_closed`, published by the voice agent.
+schema (docs/events.md): `pipeline_error`, `session_closed`, `startup_failure` and
+`agent_latency`, published by the voice agent; `POST /v1/events` takes the same documents.
 Everything parsed here is reduced to closed sets, so it can be counted with bounded labels.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,19 +18,26 @@ LEMONSLICE_TOPIC = "lemonslice/message"
 EVENTS_TOPIC = "avatar-monitor/events"
 EVENTS_SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_CHARS = 64
+MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
 
 TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
 LEMONSLICE_TYPES = ("startup_failure",)
-EVENT_TYPES = ("pipeline_error", "session_closed")
-MESSAGE_TYPES = (*LEMONSLICE_TYPES, *EVENT_TYPES, "other", "malformed")
+EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
+MESSAGE_TYPES = (*dict.fromkeys((*LEMONSLICE_TYPES, *EVENT_TYPES)), "other", "malformed")
 COMPONENTS = ("stt", "llm", "tts", "realtime", "other")
 CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_initiated",
                  "task_completed", "other")
+# Agent latency stages, named after livekit-agents' per-turn ChatMessage.metrics.
+LATENCY_STAGES = ("llm_ttft", "tts_ttfb", "end_of_turn", "e2e")
+MAX_LATENCY_SECONDS = 3600.0
 
 
 @dataclass(slots=True, frozen=True)
 class StartupFailureMessage:
     """The backend says the avatar failed to become active."""
+
+    message: str = ""  # free text, truncated: for a call's timeline only
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,16 +51,36 @@ class SessionClosed:
     reason: str  # one of CLOSE_REASONS
 
 
-Signal = StartupFailureMessage | PipelineError | SessionClosed
+@dataclass(slots=True, frozen=True)
+class AgentLatency:
+    """One turn's latencies in seconds, by stage (a subset of LATENCY_STAGES)."""
+
+    stages: tuple[tuple[str, float], ...]
+
+
+Signal = StartupFailureMessage | PipelineError | SessionClosed | AgentLatency
+
+
+class BadEvent(ValueError):
+    """An event document that does not follow the schema; the message is a short reason."""
+
+
+@dataclass(slots=True, frozen=True)
+class ReportedEvent:
+    """A valid event: its signal, the sender's id for de-duplication, the sender's time."""
+
+    signal: Signal
+    id: str | None = None
+    at: float | None = None  # unix seconds, the sender's clock
 
 
 @dataclass(slots=True, frozen=True)
 class ParsedMessage:
-    """A data packet reduced to a counted type and, when it means something, a signal."""
+    """A data packet reduced to a counted type and, when it means something, an event."""
 
     topic: str  # a TOPIC_LABELS value
     type: str  # one of MESSAGE_TYPES
-    signal: Signal | None = None
+    event: ReportedEvent | None = None
 
 
 def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
@@ -64,24 +93,79 @@ def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
         return ParsedMessage(label, "malformed")
     kind = doc.get("type")
     if topic == LEMONSLICE_TOPIC:
-        if kind == "startup_failure":
-            return ParsedMessage(label, "startup_failure", StartupFailureMessage())
-        return ParsedMessage(label, "other")
-    if doc.get("v") != EVENTS_SCHEMA_VERSION:
+        if kind != "startup_failure":
+            return ParsedMessage(label, "other")
+        try:
+            return ParsedMessage(label, "startup_failure", _startup_failure(doc))
+        except BadEvent:
+            return ParsedMessage(label, "malformed")
+    if kind not in EVENT_TYPES:
+        return ParsedMessage(label, "malformed" if doc.get("v") != EVENTS_SCHEMA_VERSION
+                             else "other")
+    try:
+        return ParsedMessage(label, kind, parse_event(doc))
+    except BadEvent:
         return ParsedMessage(label, "malformed")
+
+
+def parse_event(doc: dict[str, Any]) -> ReportedEvent:
+    """Validate one `avatar-monitor/events` document (schema version 1)."""
+    if doc.get("v") != EVENTS_SCHEMA_VERSION:
+        raise BadEvent(f"v must be {EVENTS_SCHEMA_VERSION}")
+    kind = doc.get("type")
     if kind == "pipeline_error":
         component, recoverable = doc.get("component"), doc.get("recoverable")
-        if type(recoverable) is not bool or type(component) is not str:
-            return ParsedMessage(label, "malformed")
+        if type(component) is not str:
+            raise BadEvent("component must be a string")
+        if type(recoverable) is not bool:
+            raise BadEvent("recoverable must be true or false")
         component = component if component in COMPONENTS else "other"
-        return ParsedMessage(label, "pipeline_error", PipelineError(component, recoverable))
+        return _reported(doc, PipelineError(component, recoverable))
     if kind == "session_closed":
         reason = doc.get("reason")
         if type(reason) is not str:
-            return ParsedMessage(label, "malformed")
-        reason = reason if reason in CLOSE_REASONS else "other"
-        return ParsedMessage(label, "session_closed", SessionClosed(reason))
-    return ParsedMessage(label, "other")
+            raise BadEvent("reason must be a string")
+        return _reported(doc, SessionClosed(reason if reason in CLOSE_REASONS else "other"))
+    if kind == "startup_failure":
+        return _startup_failure(doc)
+    if kind == "agent_latency":
+        return _reported(doc, _agent_latency(doc))
+    raise BadEvent(f"type must be one of {', '.join(EVENT_TYPES)}")
+
+
+def _startup_failure(doc: dict[str, Any]) -> ReportedEvent:
+    message = doc.get("message", "")
+    if type(message) is not str:
+        raise BadEvent("message must be a string")
+    return _reported(doc, StartupFailureMessage(message[:MAX_TEXT_CHARS]))
+
+
+def _agent_latency(doc: dict[str, Any]) -> AgentLatency:
+    stages = []
+    for stage in LATENCY_STAGES:
+        value = doc.get(stage)
+        if value is None:
+            continue
+        if not _is_seconds(value, MAX_LATENCY_SECONDS):
+            raise BadEvent(f"{stage} must be seconds between 0 and {MAX_LATENCY_SECONDS:g}")
+        stages.append((stage, float(value)))
+    if not stages:
+        raise BadEvent(f"agent_latency needs one of {', '.join(LATENCY_STAGES)}")
+    return AgentLatency(tuple(stages))
+
+
+def _reported(doc: dict[str, Any], signal: Signal) -> ReportedEvent:
+    event_id, at = doc.get("id"), doc.get("at")
+    if event_id is not None and (type(event_id) is not str or not 0 < len(event_id)
+                                 <= MAX_ID_CHARS):
+        raise BadEvent(f"id must be a string of 1 to {MAX_ID_CHARS} characters")
+    if at is not None and not _is_seconds(at, math.inf):
+        raise BadEvent("at must be unix seconds")
+    return ReportedEvent(signal, event_id, None if at is None else float(at))
+
+
+def _is_seconds(value: Any, limit: float) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and 0 <= value <= limit
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:

@@ -24,7 +24,13 @@ from monitor.dedup import RecentIds
 from monitor.departures import SERVER_REASONS, Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
-from monitor.signals import PipelineError, SessionClosed, Signal, StartupFailureMessage
+from monitor.signals import (
+    AgentLatency,
+    PipelineError,
+    SessionClosed,
+    Signal,
+    StartupFailureMessage,
+)
 
 log = logging.getLogger("monitor.state")
 
@@ -97,6 +103,7 @@ class CallListener:
     def first_speech(self, call: Call, delay: float, at: float) -> None: ...
     def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None: ...
     def session_closed(self, call: Call, reason: str, at: float) -> None: ...
+    def agent_latency(self, call: Call, latency: AgentLatency, at: float) -> None: ...
     def poor_quality(self, call: Call, quality: str, seconds: float) -> None: ...
 
 
@@ -119,6 +126,7 @@ class CallTracker:
         self.settings = settings
         self.listeners = list(listeners)
         self.calls: dict[str, Call] = {}
+        self.sid_by_name: dict[str, str] = {}  # room name -> sid of its latest tracked call
         self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
@@ -212,6 +220,9 @@ class CallTracker:
                 # from the room's creation time.
                 origin = call.room_created_at or call.avatar_joined_at
             self._activate(call, call.avatar_joined_at - origin)
+            return
+        if call.startup_failure_counted:
+            self._set_state(call, CallState.FAILED)  # reported before any user joined
             return
         self._set_state(call, CallState.RINGING)
         call.deadline = call.started_at + self.settings.join_timeout
@@ -337,7 +348,7 @@ class CallTracker:
         self._end(call, at)
 
     def signal(self, room_sid: str, signal: Signal, at: float) -> None:
-        """A message from the room's data channel."""
+        """An event the voice agent or the avatar backend reported (see monitor.bridge)."""
         call = self.calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return
@@ -350,6 +361,8 @@ class CallTracker:
             self._emit("pipeline_error", call, signal, at)
         elif isinstance(signal, SessionClosed):
             self._emit("session_closed", call, signal.reason, at)
+        elif isinstance(signal, AgentLatency):
+            self._emit("agent_latency", call, signal, at)
 
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
         """The avatar started or stopped being an active speaker."""
@@ -398,6 +411,7 @@ class CallTracker:
             self._forget(oldest)
         call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now)
         self.calls[call.room_sid] = call
+        self.sid_by_name[call.room_name] = call.room_sid
         self.counts[CallState.PENDING] += 1
         return call
 
@@ -441,6 +455,8 @@ class CallTracker:
     def _forget(self, call: Call) -> None:
         if self.calls.get(call.room_sid) is call:
             del self.calls[call.room_sid]
+            if self.sid_by_name.get(call.room_name) == call.room_sid:
+                del self.sid_by_name[call.room_name]
             self.counts[call.state] -= 1
 
     def _set_state(self, call: Call, state: CallState) -> None:

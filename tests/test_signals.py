@@ -11,7 +11,9 @@ from monitor.app import build_monitor
 from monitor.config import Config
 from monitor.events import parse_event
 from monitor.signals import (
+    AgentLatency,
     PipelineError,
+    ReportedEvent,
     SessionClosed,
     StartupFailureMessage,
     parse_message,
@@ -23,7 +25,9 @@ from tests.webhooks import Room, avatar, encode, user
     ("topic", "payload", "expected"),
     [
         ("lemonslice/message", {"type": "startup_failure", "message": "x"},
-         ("lemonslice", "startup_failure", StartupFailureMessage())),
+         ("lemonslice", "startup_failure", StartupFailureMessage("x"))),
+        ("lemonslice/message", {"type": "startup_failure", "message": 7},
+         ("lemonslice", "malformed", None)),
         ("lemonslice/message", {"type": "avatar_ready"}, ("lemonslice", "other", None)),
         ("lemonslice/message", [1, 2], ("lemonslice", "malformed", None)),
         ("avatar-monitor/events", {"v": 1, "type": "pipeline_error", "component": "tts",
@@ -41,12 +45,26 @@ from tests.webhooks import Room, avatar, encode, user
         ("avatar-monitor/events", {"v": 1, "type": "session_closed", "reason": "why not"},
          ("avatar-monitor", "session_closed", SessionClosed("other"))),
         ("avatar-monitor/events", {"v": 1, "type": "hello"}, ("avatar-monitor", "other", None)),
+        ("avatar-monitor/events", {"v": 1, "type": "startup_failure", "message": "m" * 999},
+         ("avatar-monitor", "startup_failure", StartupFailureMessage("m" * 256))),
+        ("avatar-monitor/events", {"v": 1, "type": "agent_latency", "llm_ttft": 0.4,
+                                   "e2e": 1, "bogus": 3},
+         ("avatar-monitor", "agent_latency", AgentLatency((("llm_ttft", 0.4), ("e2e", 1.0))))),
+        ("avatar-monitor/events", {"v": 1, "type": "agent_latency", "tts_ttfb": -1},
+         ("avatar-monitor", "malformed", None)),
+        ("avatar-monitor/events", {"v": 1, "type": "agent_latency"},
+         ("avatar-monitor", "malformed", None)),
+        ("avatar-monitor/events", {"v": 1, "type": "session_closed", "reason": "error",
+                                   "id": ""}, ("avatar-monitor", "malformed", None)),
+        ("avatar-monitor/events", {"v": 1, "type": "session_closed", "reason": "error",
+                                   "at": "now"}, ("avatar-monitor", "malformed", None)),
     ],
 )
 def test_parse_message(topic: str, payload: object, expected: tuple) -> None:
     message = parse_message(topic, json.dumps(payload).encode())
     assert message is not None
-    assert (message.topic, message.type, message.signal) == expected
+    signal = message.event.signal if message.event else None
+    assert (message.topic, message.type, signal) == expected
 
 
 def test_unread_topics_and_bad_bytes() -> None:
@@ -72,6 +90,12 @@ class Harness:
     def value(self, name: str, **labels: str) -> float | None:
         return self.monitor.registry.get_sample_value(name, labels)
 
+    def report(self, signal: object, at: float, event_id: str | None = None) -> str:
+        """The voice agent reports an event on the room's data channel."""
+        event = ReportedEvent(signal, event_id)  # type: ignore[arg-type]
+        return self.monitor.bridge.accept("data_channel", event, at, self.room.name,
+                                          self.room.sid)
+
     def start_active_call(self) -> None:
         self.apply(self.room.joined(self.caller), self.room.joined(self.face))
         self.tracker.observing(self.room.sid, self.t0)
@@ -80,8 +104,8 @@ class Harness:
 def test_startup_failure_message_counts_once() -> None:
     h = Harness()
     h.apply(h.room.joined(h.caller))
-    h.tracker.signal(h.room.sid, StartupFailureMessage(), h.t0 + 5)
-    h.tracker.signal(h.room.sid, StartupFailureMessage(), h.t0 + 6)
+    h.report(StartupFailureMessage(), h.t0 + 5)
+    h.report(StartupFailureMessage(), h.t0 + 6)
     h.tracker.expire(time.time() + 100)  # the join deadline passes too
     assert h.value("avatar_startup_failures_total", cause="message") == 1
     assert h.value("avatar_startup_failures_total", cause="join_timeout") == 0
@@ -91,8 +115,8 @@ def test_startup_failure_message_counts_once() -> None:
 def test_unrecoverable_pipeline_error_names_the_departure() -> None:
     h = Harness()
     h.start_active_call()
-    h.tracker.signal(h.room.sid, PipelineError("llm", True), h.t0 + 10)
-    h.tracker.signal(h.room.sid, PipelineError("tts", False), h.t0 + 20)
+    h.report(PipelineError("llm", True), h.t0 + 10)
+    h.report(PipelineError("tts", False), h.t0 + 20)
     h.apply(h.room.left(h.face, h.t0 + 25), now=h.t0 + 25.2)
     assert h.value("avatar_pipeline_errors_total", component="tts", recoverable="false") == 1
     assert h.value("avatar_pipeline_errors_total", component="llm", recoverable="true") == 1

@@ -1,0 +1,221 @@
+"""Backend side of the bridge: report a livekit-agents AgentSession to avatar-monitor.
+
+    from monitor.agents import instrument, wait_for_avatar
+
+    reporter = instrument(session, ctx.room)          # errors, close, per-turn latency
+    if not await wait_for_avatar(ctx.room, reporter=reporter):
+        return                                        # startup_failure already published
+
+Events go out on the room's data topic `avatar-monitor/events` (read by the sidecar's room
+observer) and, when a sidecar URL is given, to its `POST /v1/events`; each carries an id, so the
+sidecar counts it once whichever way it arrives. Nothing here raises into the agent: a failed
+send is logged and counted in `Reporter.failed`, and at most `max_in_flight` sends are pending
+(more are dropped and counted in `Reporter.dropped`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from livekit import api, rtc
+
+from monitor.signals import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentSession
+    from livekit.agents.voice.events import (
+        CloseEvent,
+        ConversationItemAddedEvent,
+        ErrorEvent,
+    )
+
+log = logging.getLogger("monitor.agents")
+
+AVATAR_IDENTITY = "lemonslice-avatar-agent"
+STARTUP_FAILURE_MESSAGE = "Avatar failed to become active"
+# livekit-agents error `type` (STTError, LLMError, TTSError, RealtimeModelError) -> component
+COMPONENT_OF_ERROR = {"stt_error": "stt", "llm_error": "llm", "tts_error": "tts",
+                      "realtime_model_error": "realtime"}
+# ChatMessage.metrics keys -> agent_latency stages
+LATENCY_OF_METRIC = {"llm_node_ttft": "llm_ttft", "tts_node_ttfb": "tts_ttfb",
+                     "end_of_turn_delay": "end_of_turn", "e2e_latency": "e2e"}
+HTTP_TIMEOUT_SECONDS = 5.0
+TOKEN_TTL = datetime.timedelta(minutes=10)
+
+
+class Reporter:
+    """Sends event documents to avatar-monitor for one room, without ever raising."""
+
+    def __init__(self, room: rtc.Room, *, url: str | None = None, api_key: str | None = None,
+                 api_secret: str | None = None, data_channel: bool = True,
+                 max_in_flight: int = 64) -> None:
+        self.room = room
+        self.url = (url or os.environ.get("AVATAR_MONITOR_URL") or "").rstrip("/") or None
+        self._api_key = api_key or os.environ.get("LIVEKIT_API_KEY", "")
+        self._api_secret = api_secret or os.environ.get("LIVEKIT_API_SECRET", "")
+        self.data_channel = data_channel
+        self.max_in_flight = max_in_flight
+        self.sent = self.failed = self.dropped = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def report(self, kind: str, **fields: Any) -> str | None:
+        """Queue one event of the avatar-monitor/events schema; returns its id, or None when
+        dropped."""
+        doc = {"v": EVENTS_SCHEMA_VERSION, "type": kind, "id": uuid.uuid4().hex,
+               "at": time.time(), **fields}
+        topic = EVENTS_TOPIC if self.data_channel else None
+        return doc["id"] if self._spawn(self._deliver(doc, topic)) else None
+
+    async def startup_failure(self, message: str = STARTUP_FAILURE_MESSAGE) -> None:
+        """Tell the frontend (topic lemonslice/message, as the troubleshooting guide's frontend
+        expects) and avatar-monitor that the avatar never became active."""
+        doc = {"type": "startup_failure", "message": message, "id": uuid.uuid4().hex}
+        await self._deliver({**doc, "v": EVENTS_SCHEMA_VERSION, "at": time.time()},
+                            LEMONSLICE_TOPIC, data=doc)
+
+    async def aclose(self, timeout: float = HTTP_TIMEOUT_SECONDS) -> None:
+        """Wait (bounded) for pending sends, then release the HTTP client."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def _spawn(self, work: Any) -> bool:
+        if len(self._in_flight) >= self.max_in_flight:
+            work.close()
+            self.dropped += 1
+            log.warning("avatar-monitor reporter: %d sends pending, event dropped",
+                        len(self._in_flight))
+            return False
+        task = asyncio.get_running_loop().create_task(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return True
+
+    async def _deliver(self, doc: dict[str, Any], topic: str | None,
+                       data: dict[str, Any] | None = None) -> None:
+        """Publish `data` (default: the document) on `topic` and POST the document."""
+        sends = []
+        if topic is not None:
+            sends.append(self._publish(topic, data or doc))
+        if self.url is not None:
+            sends.append(self._post(doc))
+        for ok in await asyncio.gather(*sends):
+            if ok:
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    async def _publish(self, topic: str, doc: dict[str, Any]) -> bool:
+        try:
+            await self.room.local_participant.publish_data(
+                json.dumps(doc), reliable=True, topic=topic)
+            return True
+        except Exception as exc:
+            log.warning("avatar-monitor: publishing on %s failed: %s", topic, exc)
+            return False
+
+    async def _post(self, doc: dict[str, Any]) -> bool:
+        try:
+            if self._http is None:
+                self._http = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS))
+            token = (api.AccessToken(self._api_key, self._api_secret)
+                     .with_grants(api.VideoGrants(room=self.room.name))
+                     .with_ttl(TOKEN_TTL).to_jwt())
+            async with self._http.post(f"{self.url}/v1/events",
+                                       json={**doc, "room": self.room.name},
+                                       headers={"Authorization": f"Bearer {token}"}) as resp:
+                if resp.status < 300:
+                    return True
+                log.warning("avatar-monitor: POST /v1/events answered %d: %s",
+                            resp.status, (await resp.text())[:200])
+        except Exception as exc:
+            log.warning("avatar-monitor: POST /v1/events failed: %s", exc)
+        return False
+
+
+def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -> Reporter:
+    """Report the session's pipeline errors, its close and its per-turn latencies.
+
+    `reporter_options` go to `Reporter` (url, api_key, api_secret, data_channel, ...); the URL
+    defaults to $AVATAR_MONITOR_URL and the keys to $LIVEKIT_API_KEY / $LIVEKIT_API_SECRET.
+    """
+    reporter = Reporter(room, **reporter_options)
+
+    def on_error(ev: ErrorEvent) -> None:
+        component = COMPONENT_OF_ERROR.get(getattr(ev.error, "type", ""), "other")
+        recoverable = getattr(ev.error, "recoverable", False) is True
+        reporter.report("pipeline_error", component=component, recoverable=recoverable)
+
+    def on_close(ev: CloseEvent) -> None:
+        reason = getattr(ev.reason, "value", str(ev.reason))
+        reporter.report("session_closed", reason=reason)
+        for event, handler in handlers.items():
+            session.off(event, handler)
+        reporter._closing = asyncio.get_running_loop().create_task(reporter.aclose())
+
+    def on_item(ev: ConversationItemAddedEvent) -> None:
+        metrics = getattr(ev.item, "metrics", None) or {}
+        stages = {stage: metrics[key] for key, stage in LATENCY_OF_METRIC.items()
+                  if isinstance(metrics.get(key), int | float) and metrics[key] >= 0}
+        if stages:
+            reporter.report("agent_latency", **stages)
+
+    handlers = {"error": _never_raises(on_error), "close": _never_raises(on_close),
+                "conversation_item_added": _never_raises(on_item)}
+    for event, handler in handlers.items():
+        session.on(event, handler)
+    return reporter
+
+
+def _never_raises(handler: Any) -> Any:
+    def safe(ev: Any) -> None:
+        try:
+            handler(ev)
+        except Exception:
+            log.exception("avatar-monitor: reporting %s failed", type(ev).__name__)
+
+    return safe
+
+
+async def wait_for_avatar(room: rtc.Room, identity: str = AVATAR_IDENTITY,
+                          timeout: float = 30.0, *, reporter: Reporter | None = None,
+                          message: str = STARTUP_FAILURE_MESSAGE) -> bool:
+    """Wait until the avatar participant is in the room. On timeout, publish
+    `{"type": "startup_failure", "message": ...}` on `lemonslice/message`, report it to
+    avatar-monitor, and return False."""
+    joined = asyncio.get_running_loop().create_future()
+
+    def on_connected(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == identity and not joined.done():
+            joined.set_result(None)
+
+    room.on("participant_connected", on_connected)
+    try:
+        if any(p.identity == identity for p in room.remote_participants.values()):
+            return True
+        await asyncio.wait_for(joined, timeout)
+        return True
+    except TimeoutError:
+        log.warning("avatar %s did not join within %.0f s", identity, timeout)
+        own = reporter or Reporter(room)
+        await own.startup_failure(message)
+        if reporter is None:
+            await own.aclose()
+        return False
+    finally:
+        room.off("participant_connected", on_connected)

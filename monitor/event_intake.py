@@ -1,0 +1,95 @@
+"""POST /v1/events: the voice agent's reports over HTTP, for the backend bridge.
+
+The body is one event of the `avatar-monitor/events` schema (docs/events.md) plus the `room` it
+belongs to. The caller authenticates with a LiveKit access token (livekit-api `AccessToken`,
+signed with the API key and secret) in `Authorization: Bearer`; a token whose video grant names
+a room may only report for that room. Every rejection is a short JSON reason, a log line and a
+counter.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from livekit.api import TokenVerifier
+
+from monitor.bridge import BackendBridge
+from monitor.intake import json_reply
+from monitor.logs import RateLimitedLog
+from monitor.metrics import Metrics
+from monitor.signals import MAX_MESSAGE_BYTES, BadEvent, parse_event
+
+log = logging.getLogger("monitor.events")
+
+MAX_ROOM_NAME_CHARS = 256
+
+
+class EventIntake:
+    """The POST /v1/events handler."""
+
+    def __init__(self, api_key: str, api_secret: str, bridge: BackendBridge, metrics: Metrics,
+                 max_body_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self._verifier = TokenVerifier(api_key, api_secret,
+                                       leeway=datetime.timedelta(seconds=60))
+        self._bridge = bridge
+        self._metrics = metrics
+        self._max_body_bytes = min(max_body_bytes, MAX_MESSAGE_BYTES)
+        self._clock = clock
+        self._warn = RateLimitedLog(log)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        too_large = f"body over {self._max_body_bytes} bytes"
+        length = request.content_length
+        if length is not None and length > self._max_body_bytes:
+            return self._reject(413, "too_large", too_large)
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else auth
+        if not token:
+            return self._reject(401, "unauthorized", "missing Authorization: Bearer token")
+        try:
+            granted_room = self._verifier.verify(token).video.room
+        except Exception as exc:  # livekit-api raises jwt's errors and ValueError alike
+            return self._reject(401, "unauthorized", f"token does not verify: {exc}")
+        body = await self._read(request)
+        if body is None:
+            return self._reject(413, "too_large", too_large)
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._reject(400, "malformed", "body is not JSON")
+        if type(doc) is not dict:
+            return self._reject(400, "malformed", "body must be a JSON object")
+        room, room_sid = doc.get("room"), doc.get("room_sid")
+        if type(room) is not str or not 0 < len(room) <= MAX_ROOM_NAME_CHARS:
+            return self._reject(400, "malformed",
+                                f"room must be a room name of 1 to {MAX_ROOM_NAME_CHARS} "
+                                "characters")
+        if room_sid is not None and type(room_sid) is not str:
+            return self._reject(400, "malformed", "room_sid must be a string")
+        if granted_room and granted_room != room:
+            return self._reject(403, "forbidden", "the token is for another room")
+        try:
+            event = parse_event(doc)
+        except BadEvent as exc:
+            return self._reject(400, "malformed", str(exc))
+        outcome = self._bridge.accept("http", event, self._clock(), room, room_sid or None)
+        return json_reply(202, status=outcome)
+
+    async def _read(self, request: web.Request) -> bytes | None:
+        """The body, or None when it is over the limit (chunked bodies have no length)."""
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(16 * 1024):
+            body += chunk
+            if len(body) > self._max_body_bytes:
+                return None
+        return bytes(body)
+
+    def _reject(self, status: int, reason: str, detail: str) -> web.Response:
+        self._metrics.bridge_rejected.labels(reason).inc()
+        self._warn.warning(reason, "event rejected: %s (%s)", reason, detail)
+        return json_reply(status, error=reason, detail=detail)

@@ -1,0 +1,119 @@
+"""The backend bridge: reported events count once, wait for their call, and are never lost."""
+
+from __future__ import annotations
+
+import time
+
+from monitor.app import build_monitor
+from monitor.bridge import BridgeSettings
+from monitor.config import Config
+from monitor.events import parse_event as parse_webhook
+from monitor.signals import (
+    AgentLatency,
+    PipelineError,
+    ReportedEvent,
+    SessionClosed,
+    StartupFailureMessage,
+)
+from tests.webhooks import Room, avatar, encode, user
+
+
+class Bridge:
+    """A monitor's bridge, tracker and metrics, driven with webhooks and reported events."""
+
+    def __init__(self) -> None:
+        self.monitor = build_monitor(Config("k", "s"))
+        self.bridge = self.monitor.bridge
+        self.now = float(int(time.time()))
+        self.room = Room(created_at=self.now - 10)
+
+    def webhook(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.monitor.tracker.apply(parse_webhook(encode(event)), self.now)
+
+    def report(self, signal: object, event_id: str | None = None, source: str = "http",
+               at: float | None = None, room: str | None = None) -> str:
+        event = ReportedEvent(signal, event_id, at)  # type: ignore[arg-type]
+        return self.bridge.accept(source, event, self.now, room or self.room.name)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.monitor.registry.get_sample_value(name, labels)
+
+    def outcomes(self, source: str) -> dict[str, float | None]:
+        return {outcome: self.value("avatar_monitor_reported_events_total", source=source,
+                                    outcome=outcome)
+                for outcome in ("applied", "buffered", "duplicate", "expired")}
+
+
+def test_the_same_id_by_both_paths_counts_once() -> None:
+    b = Bridge()
+    b.webhook(b.room.joined(user(b.now - 5)))
+    error = PipelineError("tts", False)
+    assert b.report(error, "e1", source="data_channel") == "applied"
+    assert b.report(error, "e1", source="http") == "duplicate"
+    assert b.report(error, "e2", source="http") == "applied"
+    assert b.value("avatar_pipeline_errors_total", component="tts", recoverable="false") == 2
+    assert b.outcomes("http")["duplicate"] == 1
+
+
+def test_counters_move_before_the_call_is_known_and_effects_wait_for_it() -> None:
+    b = Bridge()
+    assert b.report(SessionClosed("error")) == "buffered"
+    assert b.report(AgentLatency((("llm_ttft", 0.4), ("e2e", 1.2)))) == "buffered"
+    assert b.report(StartupFailureMessage("no avatar")) == "buffered"
+    assert b.value("avatar_pipeline_closed_total", reason="error") == 1
+    assert b.value("avatar_agent_latency_seconds_sum", stage="llm_ttft") == 0.4
+    assert b.value("avatar_agent_latency_seconds_count", stage="e2e") == 1
+    assert b.value("avatar_startup_failures_total", cause="message") == 0  # per call: waits
+    b.webhook(b.room.started())  # a room without users is not a call yet
+    assert b.bridge.waiting_events == 3
+    b.webhook(b.room.joined(user(b.now - 5)))
+    assert b.bridge.waiting_events == 0
+    assert b.value("avatar_startup_failures_total", cause="message") == 1
+    assert b.value("avatar_calls_in_progress", state="ringing") == 0
+    assert b.outcomes("buffer")["applied"] == 3
+    b.monitor.tracker.expire(b.now + 3600)  # the join deadline must not count it again
+    assert b.value("avatar_startup_failures_total", cause="join_timeout") == 0
+
+
+def test_a_buffered_unrecoverable_error_names_the_departure() -> None:
+    b = Bridge()
+    b.report(PipelineError("llm", False), at=b.now - 3)
+    face = avatar(b.now - 8)
+    b.webhook(b.room.joined(user(b.now - 9)))
+    b.webhook(b.room.joined(face))
+    b.webhook(b.room.left(face, b.now - 1))
+    assert b.value("avatar_departures_total", cause="pipeline_error") == 1
+
+
+def test_events_for_a_room_that_never_appears_expire_and_still_count() -> None:
+    b = Bridge()
+    b.report(StartupFailureMessage(), room="never-seen")
+    b.report(PipelineError("stt", True), room="never-seen")
+    b.bridge.expire(b.now + b.bridge.settings.pending_seconds - 1)
+    assert b.bridge.waiting_events == 2
+    b.bridge.expire(b.now + b.bridge.settings.pending_seconds + 1)
+    assert b.bridge.waiting_events == 0
+    assert b.outcomes("buffer")["expired"] == 2
+    assert b.value("avatar_startup_failures_total", cause="message") == 1
+    assert b.value("avatar_pipeline_errors_total", component="stt", recoverable="true") == 1
+
+
+def test_the_waiting_room_is_bounded() -> None:
+    b = Bridge()
+    b.bridge.settings = BridgeSettings(pending_rooms=3, pending_per_room=2)
+    for room in range(5):
+        for _ in range(4):
+            b.report(SessionClosed("other"), room=f"room-{room}")
+    assert b.bridge.waiting_events == 3 * 2
+    assert b.outcomes("buffer")["expired"] == 5 * 4 - 3 * 2
+    assert b.value("avatar_pipeline_closed_total", reason="other") == 20  # none lost
+
+
+def test_the_senders_clock_is_used_only_when_close_to_ours() -> None:
+    b = Bridge()
+    face = avatar(b.now - 8)
+    b.webhook(b.room.joined(user(b.now - 9)))
+    b.webhook(b.room.joined(face))
+    b.report(PipelineError("tts", False), at=b.now - 10_000)  # skewed: taken as arrival time
+    b.webhook(b.room.left(face, b.now))
+    assert b.value("avatar_departures_total", cause="pipeline_error") == 1
