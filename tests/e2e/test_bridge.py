@@ -1,0 +1,114 @@
+"""The backend bridge against a real livekit-server: monitor.agents in the voice agent's room,
+with the sidecar's room observer reading the data channel and /v1/events taking the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from livekit import rtc
+from livekit.agents import AgentSession, stt, tts
+from livekit.agents.voice.events import ErrorEvent
+
+from monitor.agents import Reporter, instrument, wait_for_avatar
+from tests.e2e.metrics import MetricsClient, expect
+from tests.e2e.scenario import CallDriver
+from tests.e2e.sidecar import Sidecar
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def sidecar_base_args(livekit_port: int) -> list[str]:
+    """The room observer on, pointed at the test's livekit-server."""
+    return ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1"]
+
+
+def messages_on(room: rtc.Room, topic: str) -> asyncio.Queue[dict]:
+    """Decoded JSON messages the participant receives on `topic`."""
+    queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=16)
+
+    def on_data(packet: rtc.DataPacket) -> None:
+        if packet.topic == topic:
+            queue.put_nowait(json.loads(packet.data))
+
+    room.on("data_received", on_data)
+    return queue
+
+
+async def test_wait_for_avatar_timing_out_is_one_startup_failure(
+        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
+        api_keys: tuple[str, str]) -> None:
+    user = await call.user()
+    frontend = messages_on(user.room, "lemonslice/message")
+    agent = await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
+                           expect("avatar_calls_in_progress", 1, state="ringing"))
+    reporter = Reporter(agent.room, url=sidecar.url, api_key=api_keys[0],
+                        api_secret=api_keys[1])
+    joined = await wait_for_avatar(agent.room, timeout=1.0, reporter=reporter)
+    await reporter.aclose()
+    assert joined is False
+    assert (reporter.sent, reporter.failed) == (2, 0)  # data channel and HTTP
+    message = await asyncio.wait_for(frontend.get(), 10)
+    assert message["type"] == "startup_failure"
+    assert message["message"] == "Avatar failed to become active"
+    # Both paths arrive: one applies, the other is the duplicate, and the call fails once.
+    snapshot = await metrics.wait_for(
+        lambda s: sum(s.value("avatar_monitor_reported_events_total", source=source,
+                              outcome=outcome)
+                      for source in ("data_channel", "http")
+                      for outcome in ("applied", "duplicate")) == 2,
+        "both paths delivered the startup failure")
+    assert snapshot.value("avatar_startup_failures_total", cause="message") == 1
+    assert snapshot.value("avatar_startup_failures_total", cause="join_timeout") == 0
+    assert snapshot.value("avatar_calls_in_progress", state="ringing") == 0
+    assert sum(snapshot.value("avatar_monitor_reported_events_total", source=source,
+                              outcome="duplicate")
+               for source in ("data_channel", "http")) == 1
+
+
+async def test_wait_for_avatar_sees_an_avatar_that_joins(call: CallDriver,
+                                                         metrics: MetricsClient) -> None:
+    await call.user()
+    agent = await call.agent()
+    waiting = asyncio.create_task(wait_for_avatar(agent.room, timeout=20))
+    await call.avatar(publish=False)
+    assert await waiting is True
+    await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
+    assert (await metrics.scrape()).value("avatar_startup_failures_total",
+                                          cause="message") == 0
+
+
+async def test_agent_session_errors_by_both_paths_count_once(
+        call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
+        api_keys: tuple[str, str]) -> None:
+    await call.user()
+    agent = await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1))
+    avatar, _ = await call.avatar(publish=False)
+    await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
+    session = AgentSession()
+    reporter = instrument(session, agent.room, url=sidecar.url, api_key=api_keys[0],
+                          api_secret=api_keys[1])
+    for kind, recoverable in ((stt.STTError, True), (tts.TTSError, False)):
+        error = kind(timestamp=time.time(), label="e2e", error=RuntimeError("provider down"),
+                     recoverable=recoverable)
+        session.emit("error", ErrorEvent(error=error, source=None))
+    await reporter.aclose()
+    assert (reporter.sent, reporter.failed) == (4, 0)
+    snapshot = await metrics.wait_for(
+        lambda s: s.value("avatar_monitor_reported_events_total", source="data_channel",
+                          outcome="applied")
+        + s.value("avatar_monitor_reported_events_total", source="data_channel",
+                  outcome="duplicate") == 2,
+        "the observer read both errors")
+    assert snapshot.value("avatar_pipeline_errors_total", component="stt",
+                          recoverable="true") == 1
+    assert snapshot.value("avatar_pipeline_errors_total", component="tts",
+                          recoverable="false") == 1
+    await avatar.leave()
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="pipeline_error"))
