@@ -208,7 +208,7 @@ def build() -> db.Dashboard:
                 width=8,
             )
         )
-        .with_row(row("Agent pipeline (room observer)"))
+        .with_row(row("Agent pipeline (room observer, voice agent reports)"))
         .with_panel(
             series(
                 "Time to first speech",
@@ -232,6 +232,40 @@ def build() -> db.Dashboard:
                     Q(
                         _rec(p.PIPELINE_ERRORS, "component, recoverable"),
                         "{{component}} recoverable={{recoverable}}",
+                    )
+                ],
+                bars=True,
+            )
+        )
+        .with_panel(
+            series(
+                "Agent latency by stage (p95)",
+                [g.DELAYED],
+                "Per-turn latency the voice agent reported (monitor.agents): LLM time to first "
+                "token, TTS time to first byte, end-of-turn delay and end to end (user stopped "
+                "speaking to agent speaking). A slow stage makes the avatar slow to speak.",
+                "s",
+                [
+                    Q(
+                        "histogram_quantile(0.95, sum by (le, stage) "
+                        f"(rate({p.sel('avatar_agent_latency_seconds_bucket')}[{p.RATE}])))",
+                        "p95 {{stage}}",
+                    )
+                ],
+            )
+        )
+        .with_panel(
+            series(
+                "Agent sessions closed by reason",
+                [g.SESSION_DIES],
+                f"AgentSession closes the voice agent reported, per {p.RATE}, by livekit-agents "
+                "CloseReason. reason=error is a pipeline that died.",
+                "short",
+                [
+                    Q(
+                        f"sum by (reason) (increase({p.sel('avatar_pipeline_closed_total')}"
+                        f"[{p.RATE}]))",
+                        "{{reason}}",
                     )
                 ],
                 bars=True,

@@ -10,10 +10,11 @@ import asyncio
 import time
 
 import aiohttp
+from livekit import api
 from livekit.protocol import models, webhook
 
 from tests.scrape import value
-from tests.webhooks import KEY, Room, agent, avatar, sign, signed, user
+from tests.webhooks import KEY, SECRET, Room, agent, avatar, sign, signed, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -101,6 +102,17 @@ async def bad_webhooks(d: Driver) -> None:
     assert await d.post(body, headers) == 200  # the retry is counted as a duplicate
 
 
+async def agent_reports(d: Driver) -> None:
+    """The voice agent reports a close and a turn's latencies over POST /v1/events."""
+    token = api.AccessToken(KEY, SECRET).with_grants(api.VideoGrants(room="agent-room")).to_jwt()
+    for doc in ({"type": "session_closed", "reason": "error"},
+                {"type": "agent_latency", "llm_ttft": 0.4, "tts_ttfb": 0.2, "end_of_turn": 0.5,
+                 "e2e": 1.4}):
+        async with d.http.post(d.base + "/v1/events", json={"v": 1, "room": "agent-room", **doc},
+                               headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 202, await resp.text()
+
+
 async def run(d: Driver) -> None:
     """Everything, in an order where no live call is evicted before its outcome is counted."""
     await padding_rooms(d)
@@ -109,4 +121,5 @@ async def run(d: Driver) -> None:
     await answered_call(d, end=True, avatar_reason=R.SIGNAL_CLOSE)
     await abandoned_call(d)
     await bad_webhooks(d)
+    await agent_reports(d)
     await answered_call(d, end=False)  # still active while Prometheus is queried

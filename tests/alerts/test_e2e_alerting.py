@@ -188,6 +188,9 @@ async def test_dashboard_queries_show_the_scenario(stack: Stack) -> None:
         f"sum(increase(avatar_time_to_first_track_seconds_count{{kind=\"video\"}}"
         f"[{RATE_INTERVAL}]))",
         "min(instance:avatar_join_latency_seconds:p50_5m)",
+        f'sum by (reason) (increase(avatar_pipeline_closed_total{{reason="error"}}'
+        f'[{RATE_INTERVAL}]))',
+        f'sum(increase(avatar_agent_latency_seconds_count{{stage="e2e"}}[{RATE_INTERVAL}]))',
     } | {
         f'sum by (reason) (instance_reason:avatar_monitor_webhooks_rejected:increase5m'
         f'{{reason="{reason}"}})'

@@ -52,6 +52,12 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     # Added by tracing.
     "avatar_monitor_spans_exported_total": {},
     "avatar_monitor_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
+    # Added by the backend bridge (issue 7 names them).
+    "avatar_pipeline_closed_total": {
+        "reason": {"error", "job_shutdown", "participant_disconnected", "user_initiated",
+                   "task_completed", "other"},
+    },
+    "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e"}},
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 
