@@ -1,5 +1,5 @@
-"""The aiohttp application: POST /webhook, POST /v1/events, GET /metrics, GET /healthz, and the
-deadline clock."""
+"""The aiohttp application: POST /webhook and /v1/events, GET /metrics, /healthz, /v1/calls and
+the status page, and the deadline clock."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ from monitor.intake import WebhookIntake
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
 from monitor.state import CallListener, CallTracker, TrackerSettings
+from monitor.status_api import CallStatus, StatusAccess
+from monitor.status_page import StatusPage
+from monitor.timeline import CallRecords
+from monitor.verdicts import Thresholds
 from monitor.verify import WebhookVerifier
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ class Monitor:
     intake: WebhookIntake
     bridge: BackendBridge
     event_intake: EventIntake
+    status: CallStatus
     clock: Callable[[], float]
     tracer_provider: TracerProvider | None = None
     observer: RoomObserver | None = None
@@ -77,9 +82,12 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
         timeout_tolerance=config.timeout_tolerance,
         max_calls=config.max_calls,
     )
+    records = CallRecords(config.recent_calls)
+    listeners.append(records)
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
     bridge = BackendBridge(tracker, metrics)
-    tracker.listeners.append(bridge)  # after the tracer: a call's span exists before replays
+    # Last: a call's span and record exist before the bridge replays events into the call.
+    tracker.listeners.append(bridge)
     observer = _observer(config, tracker, metrics, bridge, clock) if config.livekit_url else None
     if observer is not None:
         tracker.listeners.append(observer)
@@ -88,8 +96,13 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
     event_intake = EventIntake(config.api_key, config.api_secret, bridge, metrics,
                                config.max_body_bytes, clock)
-    return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, clock,
-                   provider, observer)
+    thresholds = Thresholds(join_timeout=config.avatar_join_timeout,
+                            idle_timeout=config.idle_timeout,
+                            session_timeout=config.session_timeout)
+    access = StatusAccess.create(config.api_key, config.api_secret, config.public_status)
+    status = CallStatus(records, thresholds, access, clock)
+    return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
+                   clock, provider, observer)
 
 
 def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
@@ -125,6 +138,11 @@ def create_app(config: Config, clock: Callable[[], float] = time.time,
     app[MONITOR] = monitor
     app.router.add_post("/webhook", monitor.intake.handle)
     app.router.add_post("/v1/events", monitor.event_intake.handle)
+    app.router.add_get("/v1/calls", monitor.status.list_calls)
+    app.router.add_get("/v1/calls/{room}", monitor.status.get_call)
+    page = StatusPage(monitor.status)
+    app.router.add_get("/", page.index)
+    app.router.add_get("/calls/{room}", page.call)
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_deadline_clock)

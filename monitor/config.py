@@ -34,6 +34,8 @@ class Config:
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
     service_name: str = "avatar-monitor"
+    recent_calls: int = 1000
+    public_status: bool = False
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -125,6 +127,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            "http://127.0.0.1:4318; tracing is off when empty", env="OTEL_EXPORTER_OTLP_ENDPOINT")
     option("otlp_protocol", "OTLP transport", choices=OTLP_PROTOCOLS,
            env="OTEL_EXPORTER_OTLP_PROTOCOL")
+    option("recent_calls", "finished calls kept for /v1/calls, the status page and diagnose "
+           "(live calls are always kept)", count)
+    parser.add_argument(
+        "--public-status", action="store_true",
+        default=_env("AVATAR_MONITOR_PUBLIC_STATUS", "") not in ("", "0", "false"),
+        help="serve /v1/calls and the status page without a token; they show room names and "
+             "identities (env AVATAR_MONITOR_PUBLIC_STATUS=1)")
     parser.add_argument(
         "--log-json", action="store_true",
         default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
@@ -178,4 +187,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,
         service_name=_env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor",
+        recent_calls=args.recent_calls,
+        public_status=args.public_status,
     )

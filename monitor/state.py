@@ -104,6 +104,8 @@ class CallListener:
     def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None: ...
     def session_closed(self, call: Call, reason: str, at: float) -> None: ...
     def agent_latency(self, call: Call, latency: AgentLatency, at: float) -> None: ...
+    def backend_message(self, call: Call, message: str, at: float) -> None: ...
+    def observation_started(self, call: Call, at: float) -> None: ...
     def poor_quality(self, call: Call, quality: str, seconds: float) -> None: ...
 
 
@@ -334,6 +336,7 @@ class CallTracker:
         call = self.calls.get(room_sid)
         if call is not None and call.observed_at is None:
             call.observed_at = at
+            self._emit("observation_started", call, at)
 
     def room_gone(self, room_sid: str, at: float) -> None:
         """The server no longer has the room (it restarted, or the room closed unseen)."""
@@ -353,6 +356,7 @@ class CallTracker:
         if call is None or call.state is CallState.ENDED:
             return
         if isinstance(signal, StartupFailureMessage):
+            self._emit("backend_message", call, signal.message, at)
             if not call.startup_failure_counted:
                 self._fail(call, "message", at)
         elif isinstance(signal, PipelineError):

@@ -1,0 +1,202 @@
+"""GET /v1/calls and GET /v1/calls/{room}: live and recent calls with their verdicts, as JSON.
+
+Room names and identities appear here (never in metrics), so the API wants a LiveKit access
+token signed with the API key and secret (`Authorization: Bearer`), unless --public-status is
+set. A token whose video grant names a room sees only that room.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from livekit.api import TokenVerifier
+
+from monitor.intake import json_reply
+from monitor.timeline import CallRecord, CallRecords
+from monitor.verdicts import STATUSES, VERDICT_NAMES, Thresholds, Verdict, diagnose
+
+STATES = ("live", "ringing", "active", "failed", "ended")
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+ANY_ROOM = ""
+
+
+class Denied(Exception):
+    """The request may not read call status; args: HTTP status, reason, detail."""
+
+
+@dataclass(slots=True)
+class StatusAccess:
+    """Who may read call status: everyone (--public-status) or holders of a valid token."""
+
+    verifier: TokenVerifier | None  # None: public
+
+    @classmethod
+    def create(cls, api_key: str, api_secret: str, public: bool) -> StatusAccess:
+        if public:
+            return cls(None)
+        return cls(TokenVerifier(api_key, api_secret, leeway=datetime.timedelta(seconds=60)))
+
+    def room_scope(self, request: web.Request) -> str:
+        """The room the caller may read (ANY_ROOM for all); raises Denied."""
+        if self.verifier is None:
+            return ANY_ROOM
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else request.query.get("token", "")
+        if not token:
+            raise Denied(401, "unauthorized",
+                         "a LiveKit access token is needed (Authorization: Bearer), or run "
+                         "with --public-status")
+        try:
+            return self.verifier.verify(token).video.room or ANY_ROOM
+        except Exception as exc:
+            raise Denied(401, "unauthorized", f"token does not verify: {exc}") from None
+
+
+@dataclass(slots=True)
+class CallQuery:
+    state: str | None
+    verdict: str | None
+    limit: int
+
+    @classmethod
+    def parse(cls, query: Any) -> CallQuery:
+        """From query parameters; raises Denied(400) naming a bad one."""
+        state, verdict = query.get("state"), query.get("verdict")
+        if state is not None and state not in STATES:
+            raise Denied(400, "bad_query", f"state must be one of {', '.join(STATES)}")
+        if verdict is not None and verdict not in (*VERDICT_NAMES, *STATUSES):
+            raise Denied(400, "bad_query",
+                         "verdict must be a status (failed, warning, healthy, in_progress) or "
+                         "a rule name (see docs/diagnosis.md)")
+        try:
+            limit = int(query.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise Denied(400, "bad_query", f"limit must be 1 to {MAX_LIMIT}")
+        return cls(state, verdict, limit)
+
+    def matches(self, record: CallRecord, verdict: Verdict) -> bool:
+        if self.state == "live" and not record.live:
+            return False
+        if self.state not in (None, "live") and record.state != self.state:
+            return False
+        return self.verdict in (None, verdict.status, verdict.name)
+
+
+class CallStatus:
+    """Reads call records and their verdicts for the API, the page and `diagnose`."""
+
+    def __init__(self, records: CallRecords, thresholds: Thresholds, access: StatusAccess,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.records = records
+        self.thresholds = thresholds
+        self.access = access
+        self.clock = clock
+
+    def verdict(self, record: CallRecord) -> Verdict:
+        return diagnose(record, self.thresholds, self.clock())
+
+    def find(self, query: CallQuery, scope: str = ANY_ROOM
+             ) -> list[tuple[CallRecord, Verdict]]:
+        found = []
+        for record in self.records.newest_first():
+            if scope and record.room != scope:
+                continue
+            verdict = self.verdict(record)
+            if query.matches(record, verdict):
+                found.append((record, verdict))
+                if len(found) >= query.limit:
+                    break
+        return found
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        try:
+            scope = self.access.room_scope(request)
+            query = CallQuery.parse(request.query)
+        except Denied as denied:
+            return _denied(denied)
+        calls = [summary(record, verdict) for record, verdict in self.find(query, scope)]
+        return web.json_response({"calls": calls})
+
+    async def get_call(self, request: web.Request) -> web.Response:
+        room = request.match_info["room"]
+        try:
+            scope = self.access.room_scope(request)
+        except Denied as denied:
+            return _denied(denied)
+        if scope and scope != room:
+            return json_reply(403, error="forbidden", detail="the token is for another room")
+        record = self.records.latest(room)
+        if record is None:
+            return json_reply(404, error="not_found",
+                              detail="no live or recent call in that room")
+        return web.json_response(detail(record, self.verdict(record)))
+
+
+def _denied(denied: Denied) -> web.Response:
+    status, reason, text = denied.args
+    return json_reply(status, error=reason, detail=text)
+
+
+def summary(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
+    """A call in a list: enough to pick the one to look at."""
+    first = verdict.findings[0] if verdict.findings else None
+    return {
+        "room": record.room,
+        "sid": record.sid,
+        "state": record.state,
+        "live": record.live,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "verdict": verdict.name,
+        "status": verdict.status,
+        "evidence": first.evidence if first else None,
+    }
+
+
+def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
+    """Everything known of one call: its verdict with evidence, participants and timeline."""
+    return {
+        **summary(record, verdict),
+        "findings": [
+            {"rule": f.rule, "severity": f.severity, "section": f.section,
+             "evidence": f.evidence, "next_step": f.next_step}
+            for f in verdict.findings
+        ],
+        "avatar": {
+            "joined_at": record.avatar_joined_at,
+            "join_latency_seconds": record.join_latency,
+            "first_track_seconds": dict(record.first_tracks),
+            "first_speech_seconds": record.first_speech,
+            "departure": record.departure,
+            "disconnect_reason": record.avatar_reason,
+            "session_seconds": record.session_seconds,
+            "silence_seconds": record.silence_seconds,
+        },
+        "startup_failure": None if record.startup_failure is None and
+        record.startup_message is None else {"cause": record.startup_failure,
+                                             "message": record.startup_message},
+        "pipeline": {
+            "unrecoverable_error": None if record.unrecoverable is None else
+            {"component": record.unrecoverable[0], "at": record.unrecoverable[1]},
+            "recoverable_errors": record.recoverable_errors,
+            "closed_reason": record.closed_reason,
+        },
+        "observed": record.observed,
+        "participants": [
+            {"identity": p.identity, "role": p.role, "joined_at": p.joined_at,
+             "left_at": p.left_at, "disconnect_reason": p.reason}
+            for p in record.participants
+        ],
+        "timeline": [{"at": at, "event": kind, "detail": text}
+                     for at, kind, text in record.entries],
+    }

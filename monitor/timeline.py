@@ -1,0 +1,237 @@
+"""Per-call records for diagnosis: what happened in each live call and the last finished ones.
+
+A listener of call transitions. Each record keeps the facts the verdict rules read (monitor/
+verdicts.py) and a short timeline for people. Memory is bounded: at most MAX_ENTRIES timeline
+entries and MAX_PARTICIPANTS participants per call, every live call (itself bounded by
+--max-calls) and the last `recent` finished calls; older finished calls are dropped first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from monitor.departures import Departure
+from monitor.events import Participant
+from monitor.roles import Role
+from monitor.signals import AgentLatency, PipelineError
+from monitor.state import Call, CallListener
+
+MAX_ENTRIES = 48
+MAX_PARTICIPANTS = 16
+MAX_IDENTITY_CHARS = 128
+
+
+@dataclass(slots=True)
+class ParticipantRecord:
+    identity: str
+    role: str
+    joined_at: float
+    left_at: float | None = None
+    reason: str | None = None  # LiveKit disconnect reason, lower case
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One call as diagnosis sees it. Times are unix seconds (server time for webhooks, this
+    machine's clock for the room observer and reported events)."""
+
+    room: str
+    sid: str
+    started_at: float
+    ended_at: float | None = None
+    state: str = "ringing"  # ringing, active, failed, ended
+    observed: bool = False
+    avatar_joined_at: float | None = None
+    join_latency: float | None = None
+    first_tracks: dict[str, float] = field(default_factory=dict)  # kind -> seconds after join
+    first_speech: float | None = None  # seconds after join
+    startup_failure: str | None = None  # cause: join_timeout, message
+    startup_message: str | None = None
+    abandoned_after: float | None = None  # seconds of ringing before every user left
+    departure: str | None = None
+    avatar_reason: str | None = None
+    session_seconds: float | None = None
+    silence_seconds: float | None = None
+    unrecoverable: tuple[str, float] | None = None  # last unrecoverable error: component, at
+    recoverable_errors: int = 0
+    closed_reason: str | None = None
+    participants: list[ParticipantRecord] = field(default_factory=list)
+    entries: deque[tuple[float, str, str]] = field(
+        default_factory=lambda: deque(maxlen=MAX_ENTRIES))  # (at, kind, detail)
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at is None
+
+    def add(self, at: float, kind: str, detail: str = "") -> None:
+        self.entries.append((at, kind, detail))
+
+
+class CallRecords(CallListener):
+    """Live records by room sid, and the most recent finished ones."""
+
+    def __init__(self, recent: int = 1000) -> None:
+        self.recent = recent
+        self.live: dict[str, CallRecord] = {}
+        self.finished: OrderedDict[str, CallRecord] = OrderedDict()  # sid -> record, oldest first
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def latest(self, room: str) -> CallRecord | None:
+        """The newest call of a room name (a live one first)."""
+        for record in self.newest_first():
+            if record.room == room:
+                return record
+        return None
+
+    def newest_first(self) -> Iterator[CallRecord]:
+        yield from reversed(list(self.live.values()))
+        yield from reversed(list(self.finished.values()))
+
+    # -- call transitions ------------------------------------------------------------------
+
+    def call_started(self, call: Call) -> None:
+        at = call.started_at or 0.0
+        record = CallRecord(call.room_name, call.room_sid, at)
+        record.add(at, "call_started", "first user joined")
+        self.live[call.room_sid] = record
+
+    def participant_joined(self, call: Call, role: Role, participant: Participant,
+                           at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        identity = sys.intern(participant.identity[:MAX_IDENTITY_CHARS])
+        if len(record.participants) < MAX_PARTICIPANTS:
+            record.participants.append(ParticipantRecord(identity, role.value, at))
+        if role is not Role.AVATAR:  # the avatar's join has an entry of its own
+            record.add(at, "joined", f"{role.value} {identity}")
+
+    def avatar_joined(self, call: Call, latency: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.state = "active"
+        record.avatar_joined_at = call.avatar_joined_at
+        record.join_latency = latency
+        record.add(call.avatar_joined_at or record.started_at, "avatar_joined",
+                   f"{call.avatar_identity}, {latency:.1f} s after the call started")
+
+    def startup_failed(self, call: Call, cause: str, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.startup_failure = record.startup_failure or cause
+        if record.state == "ringing":
+            record.state = "failed"
+        record.add(at, "startup_failure", cause)
+
+    def backend_message(self, call: Call, message: str, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None and record.startup_message is None:
+            record.startup_message = message
+            record.add(at, "startup_failure_message", message)
+
+    def call_abandoned(self, call: Call, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.abandoned_after = max(at - record.started_at, 0.0)
+            record.add(at, "abandoned", f"after {record.abandoned_after:.1f} s of ringing")
+
+    def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None and kind not in record.first_tracks:
+            record.first_tracks[kind] = delay
+            record.add(at, "track", f"avatar {kind}, {delay:.1f} s after joining")
+
+    def participant_left(self, call: Call | None, role: Role, participant: Participant,
+                         at: float) -> None:
+        record = self.live.get(call.room_sid) if call is not None else None
+        if record is None:
+            return
+        reason = participant.disconnect_reason
+        identity = participant.identity[:MAX_IDENTITY_CHARS]
+        for person in record.participants:
+            if person.identity == identity and person.left_at is None:
+                person.left_at, person.reason = at, reason
+                break
+        if role is Role.AVATAR:
+            record.avatar_reason = reason
+        record.add(at, "left", f"{role.value} {identity}: {reason}")
+
+    def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
+                    at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.departure = departure.value
+        record.session_seconds = session_seconds
+        if call.observed_at is not None and not call.speaking:
+            since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
+            record.silence_seconds = max(at - since, 0.0)
+        record.add(at, "avatar_left", f"{departure.value} after {session_seconds:.0f} s")
+
+    def call_ended(self, call: Call, at: float) -> None:
+        record = self.live.pop(call.room_sid, None)
+        if record is None:
+            return
+        record.ended_at = at
+        record.state = "failed" if record.startup_failure and record.avatar_joined_at is None \
+            else "ended"
+        record.add(at, "call_ended")
+        self._keep(record)
+
+    def call_evicted(self, call: Call) -> None:
+        record = self.live.pop(call.room_sid, None)
+        if record is not None:
+            record.add(record.entries[-1][0] if record.entries else record.started_at,
+                       "evicted", "dropped from tracking (--max-calls)")
+            record.ended_at = record.entries[-1][0]
+            record.state = "ended"
+            self._keep(record)
+
+    def observation_started(self, call: Call, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None and not record.observed:
+            record.observed = True
+            record.add(at, "observed", "room observer joined")
+
+    def first_speech(self, call: Call, delay: float, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.first_speech = delay
+            record.add(at, "first_speech", f"{delay:.1f} s after joining")
+
+    def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        if error.recoverable:
+            record.recoverable_errors += 1
+        else:
+            record.unrecoverable = (error.component, at)
+        kind = "recoverable" if error.recoverable else "unrecoverable"
+        record.add(at, "pipeline_error", f"{kind} {error.component} error")
+
+    def session_closed(self, call: Call, reason: str, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.closed_reason = reason
+            record.add(at, "session_closed", reason)
+
+    def agent_latency(self, call: Call, latency: AgentLatency, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.add(at, "agent_latency",
+                       ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in latency.stages))
+
+    def _keep(self, record: CallRecord) -> None:
+        if self.recent <= 0:
+            return
+        self.finished[record.sid] = record
+        self.finished.move_to_end(record.sid)
+        while len(self.finished) > self.recent:
+            self.finished.popitem(last=False)

@@ -1,0 +1,242 @@
+"""Verdicts: the troubleshooting guide walked for one call.
+
+`RULES` is the whole table. Each rule reads a call's record and, when it applies, returns the
+evidence in words; the rule names the guide's section and its next step. A call's verdict lists
+every finding, worst first; the first one names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.timeline import CallRecord
+
+# The guide's sections, as its headings name them.
+CONNECT = "Handle avatar connect/disconnect events"
+ROOM_ERRORS = "Handle room errors"
+PIPELINE = "Catch pipeline errors"
+STARTUP = "Handle startup failures"
+TIMEOUTS = "Check timeouts"
+
+FAILED, WARNING = "failed", "warning"
+STATUSES = ("failed", "warning", "healthy", "in_progress")
+
+
+@dataclass(slots=True, frozen=True)
+class Thresholds:
+    join_timeout: float = 30.0
+    idle_timeout: float = 60.0
+    session_timeout: float = 1800.0
+    late_join: float = 10.0  # an avatar joining later than this is slow
+    media_grace: float = 10.0  # a joined avatar with no video (audio) this long is a black screen
+    slow_speech: float = 5.0  # first speech later than this after joining is slow
+
+
+Evidence = Callable[[CallRecord, Thresholds, float], str | None]
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    name: str
+    severity: str  # failed or warning
+    section: str
+    evidence: Evidence
+    next_step: str
+
+
+@dataclass(slots=True, frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    section: str
+    evidence: str
+    next_step: str
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    status: str  # one of STATUSES
+    name: str  # the first finding's rule, or healthy / in_progress
+    findings: tuple[Finding, ...]
+
+
+def _startup_message(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.startup_message is None:
+        return None
+    return f'the backend reported startup_failure: "{r.startup_message}"'
+
+
+def _never_joined(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.startup_failure != "join_timeout":
+        return None
+    text = f"avatar never joined within {t.join_timeout:g} s"
+    if r.join_latency is not None:
+        text += f" (it joined after {r.join_latency:.1f} s)"
+    return text
+
+
+def _pipeline_error(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.unrecoverable is None:
+        return None
+    component, at = r.unrecoverable
+    text = f"unrecoverable {component.upper()} error"
+    left = _avatar_left_at(r)
+    if left is not None:
+        return f"{text} {max(left - at, 0):.1f} s before the avatar left"
+    return f"{text} {max(now - at, 0):.0f} s ago; the avatar has not left"
+
+
+def _idle_timeout(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "idle_timeout":
+        return None
+    silence = f"{r.silence_seconds:.0f}" if r.silence_seconds is not None else "about"
+    return f"avatar left after {silence} s of silence (idle timeout {t.idle_timeout:g} s)"
+
+
+def _session_timeout(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "session_timeout":
+        return None
+    return (f"avatar session ended after {_minutes(r.session_seconds or 0)} "
+            f"(session/GPU limit {_minutes(t.session_timeout)})")
+
+
+def _network(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "network":
+        return None
+    return f"avatar left with {(r.avatar_reason or 'unknown_reason').upper()}"
+
+
+def _removed(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    return "avatar was removed from the room (PARTICIPANT_REMOVED)" \
+        if r.departure == "removed" else None
+
+
+def _server(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "server":
+        return None
+    return f"the server ended the avatar's stay ({(r.avatar_reason or 'room gone').upper()})"
+
+
+def _no_media(kind: str) -> Evidence:
+    def evidence(r: CallRecord, t: Thresholds, now: float) -> str | None:
+        if r.avatar_joined_at is None or kind in r.first_tracks:
+            return None
+        end = _avatar_left_at(r) or now
+        waited = end - r.avatar_joined_at
+        if waited < t.media_grace:
+            return None
+        return f"avatar joined but published no {kind} for {waited:.0f} s"
+
+    return evidence
+
+
+def _unknown_departure(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "unknown":
+        return None
+    return f"avatar left ({(r.avatar_reason or 'unknown_reason').upper()}) while the user stayed"
+
+
+def _abandoned(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.abandoned_after is None:
+        return None
+    return f"the user left after {r.abandoned_after:.1f} s of ringing, before the avatar joined"
+
+
+def _late_join(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.join_latency is None or r.join_latency <= t.late_join or r.startup_failure:
+        return None
+    return f"avatar joined {r.join_latency:.1f} s after the call started"
+
+
+def _slow_speech(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.first_speech is not None:
+        if r.first_speech > t.slow_speech:
+            return f"avatar first spoke {r.first_speech:.1f} s after joining"
+        return None
+    if not r.observed or r.avatar_joined_at is None:
+        return None
+    waited = (_avatar_left_at(r) or now) - r.avatar_joined_at
+    return f"avatar never spoke in {waited:.0f} s" if waited > t.slow_speech else None
+
+
+def _recoverable_errors(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if not r.recoverable_errors:
+        return None
+    return f"{r.recoverable_errors} recoverable pipeline error(s)"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("startup_failure_message", FAILED, STARTUP, _startup_message,
+         "The avatar never became active: check the avatar service's API key, agent_id and "
+         "image, and its logs for this session. The frontend should leave the call on this "
+         "message."),
+    Rule("avatar_never_joined", FAILED, STARTUP, _never_joined,
+         "Check the avatar service's API key and agent_id, and that the agent starts the "
+         "avatar session (AvatarSession.start) for this room."),
+    Rule("pipeline_error", FAILED, PIPELINE, _pipeline_error,
+         "The agent pipeline is dead after an unrecoverable error: check that provider (keys, "
+         "quota, status page) and end the session gracefully when recoverable is false."),
+    Rule("idle_timeout", FAILED, TIMEOUTS, _idle_timeout,
+         "Raise idle_timeout on the avatar session (-1 disables it; then end sessions yourself) "
+         "or keep the conversation going."),
+    Rule("session_timeout", FAILED, TIMEOUTS, _session_timeout,
+         "The session/GPU timeout (30 min by default) ended the call: end calls before it, or "
+         "ask the avatar provider for a longer limit."),
+    Rule("network", FAILED, ROOM_ERRORS, _network,
+         "A network or WebRTC failure between the avatar service and LiveKit: check the avatar "
+         "service's connectivity, LiveKit's TURN/ICE set-up and the server's logs."),
+    Rule("removed", FAILED, ROOM_ERRORS, _removed,
+         "Something called RemoveParticipant on the avatar: check the backend's room "
+         "management."),
+    Rule("server", FAILED, ROOM_ERRORS, _server,
+         "The room was deleted or closed, or the server shut down: check DeleteRoom calls, the "
+         "room's empty/departure timeouts and the server's restarts."),
+    Rule("black_screen", FAILED, CONNECT, _no_media("video"),
+         "The avatar joined but its video pipeline did not start (the user sees a black "
+         "screen): check the avatar service's logs for this session."),
+    Rule("no_audio", FAILED, CONNECT, _no_media("audio"),
+         "The avatar joined but publishes no audio: check the agent's audio stream to the "
+         "avatar (its TTS) and the avatar service's logs."),
+    Rule("avatar_left", FAILED, CONNECT, _unknown_departure,
+         "The avatar left for a reason no rule recognises: read the avatar service's logs and "
+         "the disconnect reason; the frontend should leave the call when the avatar leaves."),
+    Rule("abandoned", WARNING, STARTUP, _abandoned,
+         "Users gave up while ringing: if this is common, the avatar joins too slowly (see the "
+         "join latency)."),
+    Rule("late_join", WARNING, CONNECT, _late_join,
+         "The avatar joined late: check the avatar service's start-up time; stay in the "
+         "ringing state until it joins."),
+    Rule("slow_to_speak", WARNING, CONNECT, _slow_speech,
+         "Call session.generate_reply() when the avatar joins, so it speaks without idle "
+         "time."),
+    Rule("recoverable_errors", WARNING, PIPELINE, _recoverable_errors,
+         "The pipeline recovered, but check the provider named in the timeline."),
+)
+VERDICT_NAMES = (*(rule.name for rule in RULES), "healthy", "in_progress")
+
+
+def diagnose(record: CallRecord, thresholds: Thresholds, now: float,
+             rules: tuple[Rule, ...] = RULES) -> Verdict:
+    """Every rule that applies to the call, failures first."""
+    findings = []
+    for rule in rules:
+        evidence = rule.evidence(record, thresholds, now)
+        if evidence is not None:
+            findings.append(Finding(rule.name, rule.severity, rule.section, evidence,
+                                    rule.next_step))
+    findings.sort(key=lambda f: f.severity != FAILED)
+    if findings:
+        return Verdict(findings[0].severity, findings[0].rule, tuple(findings))
+    name = "in_progress" if record.live else "healthy"
+    return Verdict(name, name, ())
+
+
+def _avatar_left_at(r: CallRecord) -> float | None:
+    if r.avatar_joined_at is None or r.session_seconds is None:
+        return None
+    return r.avatar_joined_at + r.session_seconds
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"

@@ -1,0 +1,323 @@
+"""Every verdict rule, driven by signed webhooks (and observer or voice-agent signals), read back
+through GET /v1/calls/{room}; then the API's authentication, filters and bad input."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from livekit import api
+from livekit.protocol import models
+
+from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
+from monitor.timeline import MAX_ENTRIES, CallRecords
+from monitor.verdicts import RULES
+from tests.conftest import RunningMonitor, StartMonitor
+from tests.webhooks import KEY, SECRET, Room, avatar, user
+
+R = models.DisconnectReason
+AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
+
+
+def token(room: str | None = None, secret: str = SECRET) -> str:
+    grants = api.VideoGrants(room=room) if room else api.VideoGrants()
+    return api.AccessToken(KEY, secret).with_grants(grants).to_jwt()
+
+
+async def get(sidecar: RunningMonitor, path: str, auth: str | None = None
+              ) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token()}" if auth is None else auth}
+    async with sidecar.http.get(sidecar.url + path, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+class Call:
+    """One room's call on the server clock: `t` is when the first user joined."""
+
+    def __init__(self, sidecar: RunningMonitor, t: float) -> None:
+        self.sidecar, self.t = sidecar, t
+        self.room = Room(created_at=t - 1)
+        self.caller = user(t)
+        self.face = avatar(t + 2)
+
+    async def send(self, *events) -> None:  # type: ignore[no-untyped-def]
+        for event in events:
+            status, _ = await self.sidecar.send(event)
+            assert status == 200
+
+    async def start(self, avatar_after: float | None = 2, tracks: tuple[int, ...] = (AUDIO, VIDEO)
+                    ) -> None:
+        await self.send(self.room.started(), self.room.joined(self.caller))
+        if avatar_after is None:
+            return
+        self.face = avatar(self.t + avatar_after)
+        await self.send(self.room.joined(self.face))
+        for kind in tracks:
+            await self.send(self.room.track(self.face, kind, self.t + avatar_after + 0.5))
+
+    async def avatar_leaves(self, at: float, reason: int = R.CLIENT_INITIATED) -> None:
+        await self.send(self.room.left(self.face, at, reason))
+
+    async def user_hangs_up(self, at: float) -> None:
+        await self.send(self.room.left(self.caller, at))
+        await self.avatar_leaves(at + 0.5, R.ROOM_CLOSED)
+
+    def report(self, signal: object, at: float) -> None:
+        self.sidecar.monitor.bridge.accept("http", ReportedEvent(signal, None, at),  # type: ignore[arg-type]
+                                           time.time(), self.room.name)
+
+    def observe(self, speech: tuple[float, float] | None) -> None:
+        """The room observer watched from the avatar's join; it spoke in `speech`."""
+        tracker = self.sidecar.monitor.tracker
+        tracker.observing(self.room.sid, self.face.joined_at_ms / 1000)
+        if speech is not None:
+            tracker.avatar_speaking(self.room.sid, True, speech[0])
+            tracker.avatar_speaking(self.room.sid, False, speech[1])
+
+    async def verdict(self) -> dict:
+        status, body = await get(self.sidecar, f"/v1/calls/{self.room.name}")
+        assert status == 200, body
+        return body
+
+
+Scenario = Callable[[Call], Awaitable[None]]
+
+
+async def startup_failure_message(c: Call) -> None:
+    await c.start(avatar_after=None)
+    c.report(StartupFailureMessage("Avatar failed to become active"), c.t + 3)
+
+
+async def avatar_never_joined(c: Call) -> None:
+    await c.start(avatar_after=None)  # 100 s ago, with a 30 s join timeout
+    c.sidecar.monitor.tracker.expire(time.time())
+
+
+async def pipeline_error(c: Call) -> None:
+    await c.start()
+    c.report(PipelineError("tts", False), c.t + 40)
+    await c.avatar_leaves(c.t + 42)
+
+
+async def idle_timeout(c: Call) -> None:
+    await c.start()
+    c.observe(speech=(c.t + 3, c.t + 10))
+    await c.avatar_leaves(c.t + 70)
+
+
+async def session_timeout(c: Call) -> None:
+    c.t -= 1800
+    c.room, c.caller = Room(created_at=c.t - 1), user(c.t)
+    await c.start()
+    await c.avatar_leaves(c.t + 2 + 1800)
+
+
+async def network(c: Call) -> None:
+    await c.start()
+    await c.avatar_leaves(c.t + 50, R.CONNECTION_TIMEOUT)
+
+
+async def removed(c: Call) -> None:
+    await c.start()
+    await c.avatar_leaves(c.t + 50, R.PARTICIPANT_REMOVED)
+
+
+async def server(c: Call) -> None:
+    await c.start()
+    await c.avatar_leaves(c.t + 50, R.ROOM_DELETED)
+
+
+async def black_screen(c: Call) -> None:
+    await c.start(tracks=(AUDIO,))
+
+
+async def no_audio(c: Call) -> None:
+    await c.start(tracks=(VIDEO,))
+
+
+async def avatar_left(c: Call) -> None:
+    await c.start()
+    await c.avatar_leaves(c.t + 50, R.CLIENT_INITIATED)
+
+
+async def abandoned(c: Call) -> None:
+    await c.start(avatar_after=None)
+    await c.send(c.room.left(c.caller, c.t + 3))
+
+
+async def late_join(c: Call) -> None:
+    await c.start(avatar_after=12)
+    await c.user_hangs_up(c.t + 60)
+
+
+async def slow_to_speak(c: Call) -> None:
+    await c.start()
+    c.observe(speech=(c.t + 2 + 8, c.t + 30))
+    await c.user_hangs_up(c.t + 40)
+
+
+async def recoverable_errors(c: Call) -> None:
+    await c.start()
+    c.report(PipelineError("stt", True), c.t + 10)
+    await c.user_hangs_up(c.t + 40)
+
+
+async def healthy(c: Call) -> None:
+    await c.start()
+    c.observe(speech=(c.t + 3, c.t + 30))
+    await c.user_hangs_up(c.t + 40)
+
+
+async def in_progress(c: Call) -> None:
+    c.t = time.time() - 4
+    c.room, c.caller = Room(created_at=c.t - 1), user(c.t)
+    await c.start()
+
+
+CASES: dict[str, tuple[Scenario, str, str]] = {
+    "startup_failure_message": (startup_failure_message, "failed",
+                                'reported startup_failure: "Avatar failed to become active"'),
+    "avatar_never_joined": (avatar_never_joined, "failed", "never joined within 30 s"),
+    "pipeline_error": (pipeline_error, "failed",
+                       "unrecoverable TTS error 2.0 s before the avatar left"),
+    "idle_timeout": (idle_timeout, "failed", "after 60 s of silence (idle timeout 60 s)"),
+    "session_timeout": (session_timeout, "failed", "ended after 30 min 00 s"),
+    "network": (network, "failed", "avatar left with CONNECTION_TIMEOUT"),
+    "removed": (removed, "failed", "PARTICIPANT_REMOVED"),
+    "server": (server, "failed", "ROOM_DELETED"),
+    "black_screen": (black_screen, "failed", "avatar joined but published no video for 9"),
+    "no_audio": (no_audio, "failed", "published no audio"),
+    "avatar_left": (avatar_left, "failed", "avatar left (CLIENT_INITIATED) while the user"),
+    "abandoned": (abandoned, "warning", "the user left after 3.0 s of ringing"),
+    "late_join": (late_join, "warning", "avatar joined 12.0 s after the call started"),
+    "slow_to_speak": (slow_to_speak, "warning", "first spoke 8.0 s after joining"),
+    "recoverable_errors": (recoverable_errors, "warning", "1 recoverable pipeline error"),
+    "healthy": (healthy, "healthy", ""),
+    "in_progress": (in_progress, "in_progress", ""),
+}
+
+
+def test_every_rule_has_a_case() -> None:
+    assert {rule.name for rule in RULES} | {"healthy", "in_progress"} == set(CASES)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_verdict(start_monitor: StartMonitor, name: str) -> None:
+    scenario, status, evidence = CASES[name]
+    sidecar = await start_monitor()
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await scenario(call)
+    body = await call.verdict()
+    assert (body["verdict"], body["status"]) == (name, status), body["findings"]
+    if evidence:
+        finding = body["findings"][0]
+        assert evidence in finding["evidence"], finding
+        rule = next(r for r in RULES if r.name == name)
+        assert (finding["section"], finding["next_step"]) == (rule.section, rule.next_step)
+    else:
+        assert body["findings"] == []
+    assert body["timeline"][0]["event"] == "call_started"
+    assert body["participants"][0]["role"] == "user"
+
+
+async def test_black_screen_waits_for_the_grace_period(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, time.time() - 5)
+    await call.start(tracks=(AUDIO,))
+    assert (await call.verdict())["verdict"] == "in_progress"
+
+
+async def test_the_timeline_tells_the_call(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await pipeline_error(call)
+    body = await call.verdict()
+    events = [entry["event"] for entry in body["timeline"]]
+    assert events == ["call_started", "joined", "avatar_joined", "track", "track",
+                      "pipeline_error", "left", "avatar_left", "call_ended"]
+    assert body["avatar"]["departure"] == "pipeline_error"
+    assert body["avatar"]["disconnect_reason"] == "client_initiated"
+    assert body["pipeline"]["unrecoverable_error"]["component"] == "tts"
+    assert [p["role"] for p in body["participants"]] == ["user", "avatar"]
+    assert body["participants"][1]["left_at"] == call.t + 42
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+async def test_list_filters_by_state_and_verdict(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor()
+    t = float(int(time.time()) - 100)
+    failing, fine, live = Call(sidecar, t), Call(sidecar, t), Call(sidecar, t)
+    await network(failing)
+    await healthy(fine)
+    await in_progress(live)
+    status, body = await get(sidecar, "/v1/calls")
+    assert status == 200
+    assert [c["room"] for c in body["calls"]] == [live.room.name, fine.room.name,
+                                                  failing.room.name]
+    for query, rooms in (("state=live", [live]), ("state=ended", [fine, failing]),
+                         ("verdict=failed", [failing]), ("verdict=network", [failing]),
+                         ("verdict=healthy", [fine]), ("limit=1", [live])):
+        _, body = await get(sidecar, f"/v1/calls?{query}")
+        assert [c["room"] for c in body["calls"]] == [c.room.name for c in rooms], query
+    _, body = await get(sidecar, "/v1/calls", f"Bearer {token(room=fine.room.name)}")
+    assert [c["room"] for c in body["calls"]] == [fine.room.name]  # a room token sees its room
+
+
+@pytest.mark.parametrize("query", ["state=sleeping", "verdict=bad", "limit=0", "limit=5000",
+                                   "limit=many", "verdict=" + "x" * 2000])
+async def test_bad_queries_are_400(sidecar: RunningMonitor, query: str) -> None:
+    status, body = await get(sidecar, f"/v1/calls?{query}")
+    assert (status, body["error"]) == (400, "bad_query")
+
+
+async def test_huge_query_strings_are_refused(sidecar: RunningMonitor) -> None:
+    async with sidecar.http.get(sidecar.url + "/v1/calls?state=" + "x" * 20_000) as resp:
+        assert resp.status in (400, 414)
+    assert (await get(sidecar, "/v1/calls"))[0] == 200  # still serving
+
+
+async def test_unknown_room_is_404_and_bad_tokens_401(sidecar: RunningMonitor) -> None:
+    status, body = await get(sidecar, "/v1/calls/nowhere")
+    assert (status, body["error"]) == (404, "not_found")
+    for auth in ("", "Bearer nonsense", f"Bearer {token(secret='another-secret-' * 3)}"):
+        status, body = await get(sidecar, "/v1/calls", auth)
+        assert (status, body["error"]) == (401, "unauthorized"), auth
+    status, body = await get(sidecar, "/v1/calls/nowhere", f"Bearer {token(room='mine')}")
+    assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_public_status_needs_no_token(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(public_status=True)
+    assert (await get(sidecar, "/v1/calls", auth=""))[0] == 200
+
+
+async def test_room_names_never_reach_metrics(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await network(call)
+    text = await sidecar.scrape()
+    assert call.room.name not in text and call.room.sid not in text
+    assert call.caller.identity not in text
+
+
+# -- memory bound ----------------------------------------------------------------------------
+
+async def test_finished_calls_are_bounded_and_oldest_go_first(start_monitor: StartMonitor
+                                                              ) -> None:
+    sidecar = await start_monitor(recent_calls=3)
+    t = float(int(time.time()) - 100)
+    calls = [Call(sidecar, t) for _ in range(5)]
+    for call in calls:
+        await network(call)
+    records: CallRecords = sidecar.monitor.status.records
+    assert [r.room for r in records.finished.values()] == [c.room.name for c in calls[2:]]
+    assert (await get(sidecar, f"/v1/calls/{calls[0].room.name}"))[0] == 404
+
+
+async def test_a_chatty_call_keeps_a_bounded_timeline(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.start()
+    for i in range(200):
+        call.report(PipelineError("llm", True), call.t + 3 + i * 0.1)
+    body = await call.verdict()
+    assert len(body["timeline"]) == MAX_ENTRIES
+    assert body["pipeline"]["recoverable_errors"] == 200
