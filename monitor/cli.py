@@ -1,10 +1,11 @@
-"""Command line: `avatar-monitor serve` runs the sidecar, `avatar-monitor docs metrics` prints
-the metrics reference."""
+"""Command line: `avatar-monitor serve` runs the sidecar, `avatar-monitor diagnose ROOM` explains
+one call, `avatar-monitor docs metrics` prints the metrics reference."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from aiohttp import web
@@ -38,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "metrics on GET /metrics (health: GET /healthz). The webhook key pair comes "
                     "from LIVEKIT_API_KEY and LIVEKIT_API_SECRET.")
     add_serve_arguments(serve)
+    diagnose = commands.add_parser(
+        "diagnose", help="one call's verdict and timeline",
+        description="Ask a running sidecar why a call failed: its verdict (the troubleshooting "
+                    "guide's section and next step), participants and timeline. Exit code 0 "
+                    "healthy or in progress, 1 failed, 2 unknown room, 3 sidecar unreachable. "
+                    "With LIVEKIT_API_KEY/LIVEKIT_API_SECRET set, a token for the room is sent.")
+    diagnose.add_argument("room", help="the room name")
+    diagnose.add_argument(
+        "--url", default=os.environ.get("AVATAR_MONITOR_URL", "http://127.0.0.1:9465"),
+        help="the sidecar's base URL (env AVATAR_MONITOR_URL; default %(default)s)")
     docs = commands.add_parser("docs", help="print generated reference documents")
     docs.add_argument("document", choices=["metrics"])
     return parser
@@ -49,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "docs":
         sys.stdout.write(_docs(args.document))
         return 0
+    if args.command == "diagnose":
+        from monitor.diagnose import run
+
+        return run(args.url, args.room)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
@@ -61,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.app import create_app
 
     app = create_app(config)
-    log.info("listening on http://%s:%d (POST /webhook, GET /metrics, GET /healthz)",
-             config.host, config.port)
+    log.info("listening on http://%s:%d (POST /webhook, POST /v1/events, GET /metrics, "
+             "GET /healthz, GET /v1/calls, status page GET /)", config.host, config.port)
     web.run_app(app, host=config.host, port=config.port, access_log=None, print=None,
                 handle_signals=True)
     return 0

@@ -1,0 +1,85 @@
+"""`avatar-monitor diagnose ROOM`: one call's verdict and timeline in a terminal (rich).
+
+Exit codes: 0 the call is healthy, in progress or has only warnings; 1 it failed; 2 no live or
+recent call in that room; 3 the sidecar could not be asked (unreachable, refused the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from livekit import api
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_ROOM, EXIT_UNREACHABLE = 0, 1, 2, 3
+STYLE = {"failed": "bold red", "warning": "yellow", "healthy": "green", "in_progress": "green"}
+
+
+async def fetch(url: str, room: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    """GET /v1/calls/{room}; with LIVEKIT_API_KEY/SECRET set, a token scoped to the room."""
+    headers = {}
+    key, secret = os.environ.get("LIVEKIT_API_KEY"), os.environ.get("LIVEKIT_API_SECRET")
+    if key and secret:
+        jwt = (api.AccessToken(key, secret).with_grants(api.VideoGrants(room=room))
+               .with_ttl(datetime.timedelta(minutes=1)).to_jwt())
+        headers["Authorization"] = f"Bearer {jwt}"
+    target = f"{url.rstrip('/')}/v1/calls/{quote(room, safe='')}"
+    async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+                http.get(target, headers=headers) as resp):
+        return resp.status, await resp.json(content_type=None)
+
+
+def run(url: str, room: str, console: Console | None = None) -> int:
+    console = console or Console()
+    try:
+        status, body = asyncio.run(fetch(url, room))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        console.print(f"[red]cannot ask avatar-monitor at {url}: {exc}[/]")
+        return EXIT_UNREACHABLE
+    if status == 404:
+        console.print(f"no live or recent call in room [bold]{room}[/] (the sidecar keeps the "
+                      "last --recent-calls finished calls)")
+        return EXIT_UNKNOWN_ROOM
+    if status != 200:
+        console.print(f"[red]avatar-monitor answered {status}: {body.get('detail', body)}[/]")
+        return EXIT_UNREACHABLE
+    render(body, console)
+    return EXIT_FAILED if body["status"] == "failed" else EXIT_OK
+
+
+def render(call: dict[str, Any], console: Console) -> None:
+    """The verdict with its evidence and next steps, the participants, the timeline."""
+    style = STYLE.get(call["status"], "")
+    state = "live" if call["live"] else "finished"
+    console.print(Text.assemble((call["room"], "bold"), f"  {call['state']} ({state}), started ",
+                                _time(call["started_at"]), " UTC"))
+    console.print(Text.assemble("verdict: ", (call["verdict"], style)))
+    for finding in call["findings"]:
+        console.print(Text.assemble(
+            "  ", (f"{finding['rule']}", STYLE.get(finding["severity"], "")), ": ",
+            finding["evidence"]))
+        console.print(Text.assemble("    ", (finding["section"], "italic"), " -> ",
+                                    finding["next_step"]))
+    people = Table("identity", "role", "joined", "left", "reason", title="participants",
+                   title_justify="left")
+    for p in call["participants"]:
+        people.add_row(p["identity"], p["role"], _time(p["joined_at"]), _time(p["left_at"]),
+                       p["disconnect_reason"] or "")
+    console.print(people)
+    timeline = Table("time (UTC)", "event", "detail", title="timeline", title_justify="left")
+    for entry in call["timeline"]:
+        timeline.add_row(_time(entry["at"]), entry["event"], entry["detail"])
+    console.print(timeline)
+
+
+def _time(at: float | None) -> str:
+    if at is None:
+        return ""
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
