@@ -13,8 +13,9 @@ $(BIN)/avatar-monitor: pyproject.toml
 
 deps: $(BIN)/avatar-monitor
 
-run: deps
+run: deps  # dev keys and the status page without a token, unless set otherwise
 	LIVEKIT_API_KEY=$${LIVEKIT_API_KEY:-devkey} LIVEKIT_API_SECRET=$${LIVEKIT_API_SECRET:-secret} \
+		AVATAR_MONITOR_PUBLIC_STATUS=$${AVATAR_MONITOR_PUBLIC_STATUS:-1} \
 		$(BIN)/avatar-monitor serve
 
 test-deps:
@@ -26,6 +27,7 @@ test: deps test-deps
 
 docs: deps
 	$(BIN)/avatar-monitor docs metrics > docs/metrics.md
+	$(BIN)/avatar-monitor docs diagnosis > docs/diagnosis.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", default=os.environ.get("AVATAR_MONITOR_URL", "http://127.0.0.1:9465"),
         help="the sidecar's base URL (env AVATAR_MONITOR_URL; default %(default)s)")
     docs = commands.add_parser("docs", help="print generated reference documents")
-    docs.add_argument("document", choices=["metrics"])
+    docs.add_argument("document", choices=["metrics", "diagnosis"])
     return parser
 
 
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.uses_dev_keys:
         log.warning("using LiveKit's development key pair devkey/secret: webhooks signed by "
                     "anyone who knows it are accepted; set LIVEKIT_API_KEY/LIVEKIT_API_SECRET")
+    if config.public_status:
+        log.warning("--public-status: the status page and /v1/calls show room names and "
+                    "identities to anyone who can reach port %d", config.port)
     from monitor.app import create_app
 
     app = create_app(config)
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _docs(document: str) -> str:
+    if document == "diagnosis":
+        from monitor.verdicts import verdicts_markdown
+
+        return verdicts_markdown()
     from monitor.app import build_monitor
     from monitor.config import Config
 

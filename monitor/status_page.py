@@ -21,7 +21,7 @@ th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertica
 th{background:#f0f2f5}.failed{color:#b3261e;font-weight:600}.warning{color:#8a5a00}
 .healthy,.in_progress{color:#1e7b34}.muted{color:#6b7280}a{color:#1a56db}
 .finding{background:#fff;border-left:4px solid #b3261e;padding:.5em .8em;margin:.6em 0}
-.finding.warning{border-color:#d29922}
+.finding.w{border-color:#d29922}
 """
 LIMIT = 50
 
@@ -110,7 +110,8 @@ class StatusPage:
             return response
         verdict = self._status.verdict(record)
         findings = "".join(
-            f'<div class="finding {f.severity}"><b class="{f.severity}">{escape(f.rule)}</b>: '
+            f'<div class="finding{" w" if f.severity == "warning" else ""}">'
+            f'<b class="{f.severity}">{escape(f.rule)}</b>: '
             f"{escape(f.evidence)}<br><span class=muted>{escape(f.section)}</span> &rarr; "
             f"{escape(f.next_step)}</div>" for f in verdict.findings
         ) or f'<p class="{verdict.status}">{escape(verdict.name)}: nothing went wrong.</p>'

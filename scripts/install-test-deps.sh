@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager
-# and iproute2 (Debian packages) and livekit-server (built from the Go module proxy, cached).
+# Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager,
+# Chromium and iproute2 (Debian packages) and livekit-server (built from the Go module proxy, cached).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null || need+=(chromium)  # the status page, in a real browser
 command -v ip >/dev/null || need+=(iproute2)  # the e2e stage makes its own network namespace
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -15,7 +15,7 @@ from tests.webhooks import KEY, SECRET
 
 FLAGS = ("--host", "--port", "--avatar-identity", "--avatar-join-timeout", "--idle-timeout",
          "--session-timeout", "--timeout-tolerance", "--max-calls", "--max-body-bytes",
-         "--log-level", "--log-json")
+         "--log-level", "--log-json", "--recent-calls", "--public-status")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -321,3 +321,39 @@ async def test_a_chatty_call_keeps_a_bounded_timeline(sidecar: RunningMonitor) -
     body = await call.verdict()
     assert len(body["timeline"]) == MAX_ENTRIES
     assert body["pipeline"]["recoverable_errors"] == 200
+
+
+# -- the status page (in a real browser: tests/e2e/test_status_page.py) ---------------------
+
+async def page(sidecar: RunningMonitor, path: str) -> tuple[int, str]:
+    async with sidecar.http.get(sidecar.url + path) as resp:
+        assert resp.content_type == "text/html"
+        return resp.status, await resp.text()
+
+
+async def test_the_page_needs_a_token_unless_public(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor()
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await network(call)
+    status, html = await page(sidecar, "/")
+    assert status == 401 and "--public-status" in html and call.room.name not in html
+    status, html = await page(sidecar, f"/?token={token()}")
+    assert status == 200 and call.room.name in html
+    assert f"/calls/{call.room.name}?token=" in html  # links keep the token
+    status, html = await page(sidecar, f"/calls/{call.room.name}?token={token()}")
+    assert status == 200 and "avatar left with CONNECTION_TIMEOUT" in html
+
+
+async def test_the_page_escapes_what_participants_named(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(public_status=True)
+    call = Call(sidecar, float(int(time.time()) - 100))
+    call.room = Room(name="<script>alert(1)</script>", created_at=call.t - 1)
+    call.caller = user(call.t, identity='"><img src=x onerror=alert(2)>')
+    await network(call)
+    status, html = await page(sidecar, "/")
+    assert status == 200
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    status, html = await page(sidecar, "/calls/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert status == 200 and "<img src=x" not in html and "&lt;img src=x" in html
+    status, html = await page(sidecar, "/calls/nowhere")
+    assert status == 404

@@ -1,4 +1,4 @@
-"""docs/metrics.md is generated from the code's registry and must not drift from it."""
+"""docs/metrics.md and docs/diagnosis.md are generated from the code and must not drift."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from monitor.app import build_monitor
 from monitor.config import Config
 from monitor.metrics import metrics_markdown
+from monitor.verdicts import RULES, verdicts_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,6 +16,13 @@ def test_metrics_doc_matches_registry() -> None:
     generated = metrics_markdown(build_monitor(Config("k", "s")).registry)
     committed = (ROOT / "docs" / "metrics.md").read_text()
     assert committed == generated, "docs/metrics.md drifted: run `make docs` and commit it"
+
+
+def test_diagnosis_doc_matches_the_rules() -> None:
+    committed = (ROOT / "docs" / "diagnosis.md").read_text()
+    assert committed == verdicts_markdown(), "docs/diagnosis.md drifted: run `make docs`"
+    for rule in RULES:
+        assert f"`{rule.name}`" in committed
 
 
 def test_metrics_doc_lists_the_public_contract() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +14,7 @@ from livekit import api
 
 from tests.e2e import procs
 from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
-from tests.e2e.metrics import MetricsClient
+from tests.e2e.metrics import MetricsClient, poll_until
 from tests.e2e.netns import NetnsError, private_network
 from tests.e2e.participants import Server
 from tests.e2e.scenario import CallDriver
@@ -139,3 +139,26 @@ async def call(server: Server, room_name: str) -> AsyncIterator[CallDriver]:
     driver = CallDriver(server, room_name)
     yield driver
     await driver.close()
+
+
+Verdict = Callable[[str], Awaitable[dict]]
+
+
+@pytest.fixture
+def verdict(http: aiohttp.ClientSession, sidecar: Sidecar, api_keys: tuple[str, str]
+            ) -> Verdict:
+    """The sidecar's diagnosis of a room's call (GET /v1/calls/{room}), waiting until the call
+    has finished."""
+
+    async def get(room: str) -> dict:
+        token = api.AccessToken(*api_keys).with_grants(api.VideoGrants(room=room)).to_jwt()
+
+        async def probe() -> dict:
+            async with http.get(f"{sidecar.url}/v1/calls/{room}",
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                return await resp.json()
+
+        return await poll_until(probe, lambda body: body.get("live") is False,
+                                f"the call in {room} finished")
+
+    return get

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from livekit import api, rtc
 
+from tests.e2e.conftest import Verdict
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
 from tests.e2e.participants import AVATAR_IDENTITY
 from tests.e2e.scenario import CallDriver
@@ -62,7 +63,16 @@ async def start_active_call(call: CallDriver, metrics: MetricsClient) -> None:
         expect("avatar_time_to_first_track_seconds_count", 1, kind="video"))
 
 
-async def test_normal_call(call: CallDriver, metrics: MetricsClient) -> None:
+async def assert_verdict(verdict: Verdict, room: str, name: str, evidence: str = "") -> dict:
+    """The call's diagnosis names `name` first, with `evidence` in its words."""
+    body = await verdict(room)
+    assert body["verdict"] == name, body["findings"]
+    if evidence:
+        assert evidence in body["findings"][0]["evidence"], body["findings"]
+    return body
+
+
+async def test_normal_call(call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
     user = await call.user()
     agent = await call.agent()
     await metrics.wait_all(expect("avatar_calls_started_total", 1),
@@ -107,10 +117,14 @@ async def test_normal_call(call: CallDriver, metrics: MetricsClient) -> None:
                          ("participant_left", 3), ("track_published", 2)):
         assert done.value("avatar_monitor_webhooks_total", event=event) == count, event
     assert_no_rejections(done)
+    body = await assert_verdict(verdict, call.room, "healthy")
+    assert sorted(p["role"] for p in body["participants"]) == ["agent", "avatar", "user"]
+    assert body["avatar"]["departure"] == "user_hangup"
 
 
 @pytest.mark.sidecar_args("--avatar-join-timeout", str(JOIN_TIMEOUT))
-async def test_avatar_never_joins(call: CallDriver, metrics: MetricsClient) -> None:
+async def test_avatar_never_joins(call: CallDriver, metrics: MetricsClient,
+                                  verdict: Verdict) -> None:
     user = await call.user()
     joined = time.monotonic()
     await call.agent()
@@ -136,10 +150,12 @@ async def test_avatar_never_joins(call: CallDriver, metrics: MetricsClient) -> N
     assert done.value("avatar_calls_abandoned_total") == 0
     assert done.value("avatar_calls_started_total") == 1
     assert_no_rejections(done)
+    await assert_verdict(verdict, call.room, "avatar_never_joined",
+                         f"avatar never joined within {JOIN_TIMEOUT:g} s")
 
 
 async def test_avatar_removed(call: CallDriver, metrics: MetricsClient,
-                              room_service: api.LiveKitAPI) -> None:
+                              room_service: api.LiveKitAPI, verdict: Verdict) -> None:
     await start_active_call(call, metrics)
     avatar = next(p for p in call.participants if p.identity == AVATAR_IDENTITY)
     await room_service.room.remove_participant(
@@ -151,10 +167,11 @@ async def test_avatar_removed(call: CallDriver, metrics: MetricsClient,
                                   expect("avatar_session_duration_seconds_count", 1))
     assert_disconnects(done, {("avatar", "participant_removed"): 1})
     assert_no_rejections(done)
+    await assert_verdict(verdict, call.room, "removed", "PARTICIPANT_REMOVED")
 
 
 async def test_room_deleted_during_call(call: CallDriver, metrics: MetricsClient,
-                                        room_service: api.LiveKitAPI) -> None:
+                                        room_service: api.LiveKitAPI, verdict: Verdict) -> None:
     await start_active_call(call, metrics)
     await room_service.room.delete_room(api.DeleteRoomRequest(room=call.room))
     reasons = await asyncio.wait_for(
@@ -167,10 +184,11 @@ async def test_room_deleted_during_call(call: CallDriver, metrics: MetricsClient
     assert_disconnects(done, {("avatar", "room_deleted"): 1, ("agent", "room_deleted"): 1,
                               ("user", "room_deleted"): 1})
     assert_no_rejections(done)
+    await assert_verdict(verdict, call.room, "server", "ROOM_DELETED")
 
 
-async def test_user_hangs_up_and_server_closes_room(call: CallDriver,
-                                                    metrics: MetricsClient) -> None:
+async def test_user_hangs_up_and_server_closes_room(call: CallDriver, metrics: MetricsClient,
+                                                    verdict: Verdict) -> None:
     """The avatar and agent stay after the user left: livekit-server closes the room after its
     departure timeout and disconnects them (agents are dependent participants) with
     ROOM_CLOSED. The user hung up: that is the call's departure, not the server."""
@@ -188,6 +206,8 @@ async def test_user_hangs_up_and_server_closes_room(call: CallDriver,
     departures = {dict(labels)["cause"]: value
                   for labels, value in done.series("avatar_departures_total").items() if value}
     assert departures == {"user_hangup": 1}
+    body = await assert_verdict(verdict, call.room, "healthy")
+    assert body["avatar"]["disconnect_reason"] == "room_closed"
 
 
 def forged_leave(room: str) -> bytes:

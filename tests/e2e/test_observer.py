@@ -15,6 +15,7 @@ import zlib
 import pytest
 from livekit import rtc
 
+from tests.e2e.conftest import Verdict
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import MetricsClient, expect
 from tests.e2e.participants import SAMPLE_RATE, Participant, Server, _tone_frame
@@ -81,7 +82,7 @@ async def send(participant: Participant, topic: str, payload: bytes | dict) -> N
 
 
 async def test_idle_timeout_after_the_avatar_stops_speaking(
-        call: CallDriver, metrics: MetricsClient) -> None:
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
     _, _, avatar = await observed_active_call(call, metrics)
     voice = Voice()
     await voice.publish(avatar)
@@ -101,10 +102,13 @@ async def test_idle_timeout_after_the_avatar_stops_speaking(
         expect("avatar_calls_in_progress", 0, state="active"), timeout=15)
     assert snapshot.count("avatar_time_to_first_speech_seconds") == 1
     assert 0 <= snapshot.sum("avatar_time_to_first_speech_seconds") < 5
+    body = await verdict(call.room)
+    assert body["verdict"] == "idle_timeout", body["findings"]
+    assert f"(idle timeout {IDLE_TIMEOUT:g} s)" in body["findings"][0]["evidence"]
 
 
 async def test_startup_failure_message_from_the_backend(
-        call: CallDriver, metrics: MetricsClient) -> None:
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
     await call.user()
     agent = await call.agent()
     await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
@@ -115,10 +119,15 @@ async def test_startup_failure_message_from_the_backend(
         expect("avatar_startup_failures_total", 1, cause="message"),
         expect("avatar_data_messages_total", 1, topic="lemonslice", type="startup_failure"),
         expect("avatar_calls_in_progress", 0, state="ringing"))
+    for participant in call.participants:
+        await participant.leave()
+    body = await verdict(call.room)
+    assert body["verdict"] == "startup_failure_message", body["findings"]
+    assert body["startup_failure"]["message"] == "Avatar failed to become active"
 
 
 async def test_unrecoverable_pipeline_error_then_the_avatar_leaves(
-        call: CallDriver, metrics: MetricsClient) -> None:
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
     _, agent, avatar = await observed_active_call(call, metrics)
     await send(agent, EVENTS, {"v": 1, "type": "pipeline_error", "component": "tts",
                                "recoverable": False})
@@ -127,6 +136,9 @@ async def test_unrecoverable_pipeline_error_then_the_avatar_leaves(
     await avatar.leave()
     await metrics.wait_all(expect("avatar_departures_total", 1, cause="pipeline_error"),
                            expect("avatar_calls_in_progress", 0, state="active"))
+    body = await verdict(call.room)
+    assert body["verdict"] == "pipeline_error", body["findings"]
+    assert "unrecoverable TTS error" in body["findings"][0]["evidence"]
 
 
 async def test_malformed_data_is_counted_and_the_next_good_event_still_counts(
