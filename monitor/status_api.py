@@ -17,7 +17,7 @@ from aiohttp import web
 from livekit.api import TokenVerifier
 
 from monitor.intake import json_reply
-from monitor.timeline import CallRecord, CallRecords
+from monitor.timeline import CallRecord, CallRecords, entry_text
 from monitor.verdicts import STATUSES, VERDICT_NAMES, Thresholds, Verdict, diagnose
 
 STATES = ("live", "ringing", "active", "failed", "ended")
@@ -197,6 +197,6 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
              "left_at": p.left_at, "disconnect_reason": p.reason}
             for p in record.participants
         ],
-        "timeline": [{"at": at, "event": kind, "detail": text}
-                     for at, kind, text in record.entries],
+        "timeline": [{"at": entry[0], "event": entry[1], "detail": entry_text(entry)}
+                     for entry in record.entries],
     }

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from monitor.status_api import CallQuery, CallStatus, Denied
-from monitor.timeline import CallRecord
+from monitor.timeline import CallRecord, entry_text
 from monitor.verdicts import Verdict
 
 STYLE = """
@@ -120,8 +120,8 @@ class StatusPage:
             f"<td>{_time(p.left_at)}</td><td>{escape(p.reason or '')}</td></tr>"
             for p in record.participants)
         timeline = "".join(
-            f"<tr><td>{_time(at)}</td><td>{escape(kind)}</td><td>{escape(text)}</td></tr>"
-            for at, kind, text in record.entries)
+            f"<tr><td>{_time(entry[0])}</td><td>{escape(entry[1])}</td>"
+            f"<td>{escape(entry_text(entry))}</td></tr>" for entry in record.entries)
         token = request.query.get("token", "")
         back = f"/?token={quote(token)}" if token else "/"
         body = (

@@ -9,9 +9,10 @@ entries and MAX_PARTICIPANTS participants per call, every live call (itself boun
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.departures import Departure
 from monitor.events import Participant
@@ -22,6 +23,30 @@ from monitor.state import Call, CallListener
 MAX_ENTRIES = 48
 MAX_PARTICIPANTS = 16
 MAX_IDENTITY_CHARS = 128
+# How each kind of timeline entry reads; its details fill the fields.
+ENTRY_TEXT = {
+    "call_started": "first user joined",
+    "joined": "{0} {1}",
+    "avatar_joined": "{0}, {1:.1f} s after the call started",
+    "startup_failure": "{0}",
+    "startup_failure_message": "{0}",
+    "abandoned": "after {0:.1f} s of ringing",
+    "track": "avatar {0}, {1:.1f} s after joining",
+    "left": "{0} {1}: {2}",
+    "avatar_left": "{0} after {1:.0f} s",
+    "call_ended": "",
+    "evicted": "dropped from tracking (--max-calls)",
+    "observed": "room observer joined",
+    "first_speech": "{0:.1f} s after joining",
+    "pipeline_error": "{0} {1} error",
+    "session_closed": "{0}",
+    "agent_latency": "{0}",
+}
+
+
+def entry_text(entry: tuple[Any, ...]) -> str:
+    """An entry's details in words."""
+    return ENTRY_TEXT[entry[1]].format(*entry[2:])
 
 
 @dataclass(slots=True)
@@ -59,15 +84,18 @@ class CallRecord:
     recoverable_errors: int = 0
     closed_reason: str | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
-    entries: deque[tuple[float, str, str]] = field(
-        default_factory=lambda: deque(maxlen=MAX_ENTRIES))  # (at, kind, detail)
+    # (at, kind, *details): details are formatted for people only when read (entry_text).
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
         return self.ended_at is None
 
-    def add(self, at: float, kind: str, detail: str = "") -> None:
-        self.entries.append((at, kind, detail))
+    def add(self, at: float, kind: str, *details: Any) -> None:
+        """Append to the timeline; beyond MAX_ENTRIES the oldest entry after the first goes."""
+        if len(self.entries) >= MAX_ENTRIES:
+            del self.entries[1]
+        self.entries.append((at, kind, *details))
 
 
 class CallRecords(CallListener):
@@ -96,7 +124,7 @@ class CallRecords(CallListener):
     def call_started(self, call: Call) -> None:
         at = call.started_at or 0.0
         record = CallRecord(call.room_name, call.room_sid, at)
-        record.add(at, "call_started", "first user joined")
+        record.add(at, "call_started")
         self.live[call.room_sid] = record
 
     def participant_joined(self, call: Call, role: Role, participant: Participant,
@@ -108,7 +136,7 @@ class CallRecords(CallListener):
         if len(record.participants) < MAX_PARTICIPANTS:
             record.participants.append(ParticipantRecord(identity, role.value, at))
         if role is not Role.AVATAR:  # the avatar's join has an entry of its own
-            record.add(at, "joined", f"{role.value} {identity}")
+            record.add(at, "joined", role.value, identity)
 
     def avatar_joined(self, call: Call, latency: float) -> None:
         record = self.live.get(call.room_sid)
@@ -118,7 +146,7 @@ class CallRecords(CallListener):
         record.avatar_joined_at = call.avatar_joined_at
         record.join_latency = latency
         record.add(call.avatar_joined_at or record.started_at, "avatar_joined",
-                   f"{call.avatar_identity}, {latency:.1f} s after the call started")
+                   call.avatar_identity or "", latency)
 
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -139,13 +167,13 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is not None:
             record.abandoned_after = max(at - record.started_at, 0.0)
-            record.add(at, "abandoned", f"after {record.abandoned_after:.1f} s of ringing")
+            record.add(at, "abandoned", record.abandoned_after)
 
     def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None and kind not in record.first_tracks:
             record.first_tracks[kind] = delay
-            record.add(at, "track", f"avatar {kind}, {delay:.1f} s after joining")
+            record.add(at, "track", kind, delay)
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
                          at: float) -> None:
@@ -160,7 +188,7 @@ class CallRecords(CallListener):
                 break
         if role is Role.AVATAR:
             record.avatar_reason = reason
-        record.add(at, "left", f"{role.value} {identity}: {reason}")
+        record.add(at, "left", role.value, identity, reason)
 
     def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
                     at: float) -> None:
@@ -172,7 +200,7 @@ class CallRecords(CallListener):
         if call.observed_at is not None and not call.speaking:
             since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
             record.silence_seconds = max(at - since, 0.0)
-        record.add(at, "avatar_left", f"{departure.value} after {session_seconds:.0f} s")
+        record.add(at, "avatar_left", departure.value, session_seconds)
 
     def call_ended(self, call: Call, at: float) -> None:
         record = self.live.pop(call.room_sid, None)
@@ -188,7 +216,7 @@ class CallRecords(CallListener):
         record = self.live.pop(call.room_sid, None)
         if record is not None:
             record.add(record.entries[-1][0] if record.entries else record.started_at,
-                       "evicted", "dropped from tracking (--max-calls)")
+                       "evicted")
             record.ended_at = record.entries[-1][0]
             record.state = "ended"
             self._keep(record)
@@ -197,13 +225,13 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is not None and not record.observed:
             record.observed = True
-            record.add(at, "observed", "room observer joined")
+            record.add(at, "observed")
 
     def first_speech(self, call: Call, delay: float, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None:
             record.first_speech = delay
-            record.add(at, "first_speech", f"{delay:.1f} s after joining")
+            record.add(at, "first_speech", delay)
 
     def pipeline_error(self, call: Call, error: PipelineError, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -214,7 +242,7 @@ class CallRecords(CallListener):
         else:
             record.unrecoverable = (error.component, at)
         kind = "recoverable" if error.recoverable else "unrecoverable"
-        record.add(at, "pipeline_error", f"{kind} {error.component} error")
+        record.add(at, "pipeline_error", kind, error.component)
 
     def session_closed(self, call: Call, reason: str, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -225,8 +253,8 @@ class CallRecords(CallListener):
     def agent_latency(self, call: Call, latency: AgentLatency, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None:
-            record.add(at, "agent_latency",
-                       ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in latency.stages))
+            record.add(at, "agent_latency", ", ".join(
+                f"{stage} {seconds:.2f} s" for stage, seconds in latency.stages))
 
     def _keep(self, record: CallRecord) -> None:
         if self.recent <= 0:

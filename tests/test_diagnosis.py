@@ -357,3 +357,39 @@ async def test_the_page_escapes_what_participants_named(start_monitor: StartMoni
     assert status == 200 and "<img src=x" not in html and "&lt;img src=x" in html
     status, html = await page(sidecar, "/calls/nowhere")
     assert status == 404
+
+
+def test_memory_per_kept_record_is_bounded() -> None:
+    """The documented bound: a finished call's record, however chatty, stays under 8 KiB."""
+    import tracemalloc
+
+    from monitor.app import build_monitor
+    from monitor.config import Config
+    from monitor.events import parse_event
+    from tests.webhooks import encode
+
+    monitor, calls = build_monitor(Config("k", "s", recent_calls=300)), 300
+    t = time.time() - 1000
+    scripts = []
+    for _ in range(calls):
+        room, caller, face = Room(created_at=t), user(t), avatar(t + 1)
+        scripts.append((room, [parse_event(encode(e)) for e in (
+            room.joined(caller), room.joined(face), room.track(face, AUDIO, t + 2),
+            room.track(face, VIDEO, t + 2))], [parse_event(encode(e)) for e in (
+                room.left(caller, t + 50), room.left(face, t + 51), room.finished(t + 52))]))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for room, opening, ending in scripts:
+        for event in opening:
+            monitor.tracker.apply(event, time.time())
+        for _ in range(100):  # far more than the timeline keeps
+            monitor.bridge.accept("http", ReportedEvent(PipelineError("llm", True)),
+                                  time.time(), room.name)
+        for event in ending:
+            monitor.tracker.apply(event, time.time())
+    monitor.tracker.expire(time.time() + 100)  # evict the ended calls from the tracker
+    per_record = (tracemalloc.get_traced_memory()[0] - before) / calls
+    tracemalloc.stop()
+    assert len(monitor.status.records.finished) == calls
+    assert all(len(r.entries) == MAX_ENTRIES for r in monitor.status.records.finished.values())
+    assert per_record < 8 * 1024, per_record
