@@ -87,10 +87,10 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
     bridge = BackendBridge(tracker, metrics)
     # Last: a call's span and record exist before the bridge replays events into the call.
-    tracker.listeners.append(bridge)
+    tracker.add_listener(bridge)
     observer = _observer(config, tracker, metrics, bridge, clock) if config.livekit_url else None
     if observer is not None:
-        tracker.listeners.append(observer)
+        tracker.add_listener(observer)
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)

@@ -127,6 +127,8 @@ class CallTracker:
         self.roles = roles
         self.settings = settings
         self.listeners = list(listeners)
+        # transition -> the listeners' methods that do something for it (built on first use)
+        self._sinks: dict[str, list[Callable[..., None]]] = {}
         self.calls: dict[str, Call] = {}
         self.sid_by_name: dict[str, str] = {}  # room name -> sid of its latest tracked call
         self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
@@ -468,9 +470,24 @@ class CallTracker:
         self.counts[state] += 1
         call.state = state
 
+    def add_listener(self, listener: CallListener) -> None:
+        """Receive transitions from now on, after the listeners already there."""
+        self.listeners.append(listener)
+        self._sinks.clear()
+
     def _emit(self, transition: str, *args: object) -> None:
-        for listener in self.listeners:
+        sinks = self._sinks.get(transition)
+        if sinks is None:
+            sinks = self._sinks[transition] = self._overriding(transition)
+        for sink in sinks:
             try:
-                getattr(listener, transition)(*args)
+                sink(*args)
             except Exception:  # one broken sink must not stop the others or the intake
-                log.exception("%s failed in %s", transition, type(listener).__name__)
+                log.exception("%s failed in %s", transition, type(sink.__self__).__name__)
+
+    def _overriding(self, transition: str) -> list[Callable[..., None]]:
+        """The bound methods of listeners that override the no-op for `transition`: calls to
+        the rest are skipped on the hot path."""
+        noop = getattr(CallListener, transition)
+        return [getattr(listener, transition) for listener in self.listeners
+                if getattr(type(listener), transition, noop) is not noop]
