@@ -7,6 +7,7 @@ set. A token whose video grant names a room sees only that room.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from collections.abc import Callable
@@ -18,9 +19,18 @@ from livekit.api import TokenVerifier
 
 from monitor.intake import json_reply
 from monitor.timeline import CallRecord, CallRecords, entry_text
-from monitor.verdicts import STATUSES, VERDICT_NAMES, Thresholds, Verdict, diagnose
+from monitor.verdicts import (
+    RULE_BY_NAME,
+    STATUSES,
+    VERDICT_NAMES,
+    Thresholds,
+    Verdict,
+    diagnose,
+)
 
-STATES = ("live", "ringing", "active", "failed", "ended")
+STATES = ("live", "finished", "ringing", "active", "failed", "ended")
+# Calls diagnosed between two yields to the event loop while a query scans them.
+SCAN_SLICE = 500
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 ANY_ROOM = ""
@@ -82,11 +92,14 @@ class CallQuery:
             raise Denied(400, "bad_query", f"limit must be 1 to {MAX_LIMIT}")
         return cls(state, verdict, limit)
 
-    def matches(self, record: CallRecord, verdict: Verdict) -> bool:
-        if self.state == "live" and not record.live:
-            return False
-        if self.state not in (None, "live") and record.state != self.state:
-            return False
+    def state_matches(self, record: CallRecord) -> bool:
+        if self.state == "live":
+            return record.live
+        if self.state == "finished":
+            return not record.live
+        return self.state is None or record.state == self.state
+
+    def verdict_matches(self, verdict: Verdict) -> bool:
         return self.verdict in (None, verdict.status, verdict.name)
 
 
@@ -103,14 +116,24 @@ class CallStatus:
     def verdict(self, record: CallRecord) -> Verdict:
         return diagnose(record, self.thresholds, self.clock())
 
-    def find(self, query: CallQuery, scope: str = ANY_ROOM
-             ) -> list[tuple[CallRecord, Verdict]]:
+    async def find(self, query: CallQuery, scope: str = ANY_ROOM
+                   ) -> list[tuple[CallRecord, Verdict]]:
+        """Matching calls, newest first. A scan over many calls yields to the event loop every
+        SCAN_SLICE calls, so webhooks are not held up behind it."""
         found = []
-        for record in self.records.newest_first():
-            if scope and record.room != scope:
+        now = self.clock()
+        # A rule named in the query must at least apply: checking it alone skips most calls
+        # without diagnosing them in full.
+        rule = RULE_BY_NAME.get(query.verdict or "")
+        for seen, record in enumerate(self.records.newest_first(), 1):
+            if seen % SCAN_SLICE == 0:
+                await asyncio.sleep(0)
+            if (scope and record.room != scope) or not query.state_matches(record):
                 continue
-            verdict = self.verdict(record)
-            if query.matches(record, verdict):
+            if rule is not None and rule.evidence(record, self.thresholds, now) is None:
+                continue
+            verdict = diagnose(record, self.thresholds, now)
+            if query.verdict_matches(verdict):
                 found.append((record, verdict))
                 if len(found) >= query.limit:
                     break
@@ -124,7 +147,7 @@ class CallStatus:
             query = CallQuery.parse(request.query)
         except Denied as denied:
             return _denied(denied)
-        calls = [summary(record, verdict) for record, verdict in self.find(query, scope)]
+        calls = [summary(record, verdict) for record, verdict in await self.find(query, scope)]
         return web.json_response({"calls": calls})
 
     async def get_call(self, request: web.Request) -> web.Response:

@@ -85,9 +85,8 @@ class StatusPage:
         if isinstance(scope, web.Response):
             return scope
         token = request.query.get("token", "")
-        live = self._status.find(CallQuery("live", None, LIMIT), scope)
-        failed = self._status.find(CallQuery(None, "failed", LIMIT), scope)
-        failed = [(r, v) for r, v in failed if not r.live]
+        live = await self._status.find(CallQuery("live", None, LIMIT), scope)
+        failed = await self._status.find(CallQuery("finished", "failed", LIMIT), scope)
         body = (
             "<h1>avatar-monitor</h1>"
             f'<p class=muted>{len(self._status.records.live)} live call(s); the last '

@@ -214,6 +214,7 @@ RULES: tuple[Rule, ...] = (
          "The pipeline recovered, but check the provider named in the timeline."),
 )
 VERDICT_NAMES = (*(rule.name for rule in RULES), "healthy", "in_progress")
+RULE_BY_NAME = {rule.name: rule for rule in RULES}
 
 
 def diagnose(record: CallRecord, thresholds: Thresholds, now: float,

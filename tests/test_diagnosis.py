@@ -255,6 +255,8 @@ async def test_list_filters_by_state_and_verdict(start_monitor: StartMonitor) ->
     assert [c["room"] for c in body["calls"]] == [live.room.name, fine.room.name,
                                                   failing.room.name]
     for query, rooms in (("state=live", [live]), ("state=ended", [fine, failing]),
+                         ("state=finished", [fine, failing]),
+                         ("state=finished&verdict=failed", [failing]),
                          ("verdict=failed", [failing]), ("verdict=network", [failing]),
                          ("verdict=healthy", [fine]), ("limit=1", [live])):
         _, body = await get(sidecar, f"/v1/calls?{query}")
