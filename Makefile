@@ -44,4 +44,5 @@ demo: deps
 bench: deps  # performance figures; wrk (Debian) drives the throughput runs
 	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null || true
 	$(BIN)/python benchmarks/webhook_intake.py
+	$(BIN)/python -m benchmarks.status_queries
 	$(BIN)/python benchmarks/observer_rooms.py
