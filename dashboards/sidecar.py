@@ -83,7 +83,7 @@ def build() -> db.Dashboard:
                 bars=True,
             )
         )
-        .with_row(row("Room observer and traces"))
+        .with_row(row("Room observer, voice agent reports and traces"))
         .with_panel(
             series(
                 "Observed rooms",
@@ -128,6 +128,26 @@ def build() -> db.Dashboard:
                     Q(f"sum by (reason) (increase("
                       f"{p.sel('avatar_monitor_spans_dropped_total')}{inc}))",
                       "dropped: {{reason}}"),
+                ],
+                bars=True,
+            )
+        )
+        .with_panel(
+            series(
+                "Voice agent reports",
+                [g.NO_SPEECH, g.SESSION_DIES, g.NEVER_CONNECTS],
+                "Events the voice agent reported (monitor.agents: pipeline errors, session "
+                "closes, startup failures, latencies) by path and outcome, and /v1/events "
+                "requests refused. Expired: the room's call never appeared. Refusals with "
+                "unauthorized mean the agent's key pair differs from the sidecar's.",
+                "short",
+                [
+                    Q(f"sum by (source, outcome) (increase("
+                      f"{p.sel('avatar_monitor_reported_events_total')}{inc}))",
+                      "{{source}} {{outcome}}"),
+                    Q(f"sum by (reason) (increase("
+                      f"{p.sel('avatar_monitor_reported_events_rejected_total')}{inc}))",
+                      "refused: {{reason}}"),
                 ],
                 bars=True,
             )

@@ -58,6 +58,13 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
                    "task_completed", "other"},
     },
     "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e"}},
+    "avatar_monitor_reported_events_total": {
+        "source": {"data_channel", "http", "buffer"},
+        "outcome": {"applied", "buffered", "duplicate", "expired"},
+    },
+    "avatar_monitor_reported_events_rejected_total": {
+        "reason": {"unauthorized", "forbidden", "malformed", "too_large"},
+    },
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 
