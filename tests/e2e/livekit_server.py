@@ -101,14 +101,25 @@ class LiveKitServer:
             config["webhook"] = {"api_key": self.api_key, "urls": self.webhook_urls}
         return config
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the server and wait until it answers on its HTTP port."""
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> None:
+        """Start the server and wait until it answers on its HTTP port. A free port can be
+        taken by another process between choosing it and the server binding it: then the
+        media ports are chosen anew and the server started again (the signalling port, which
+        others may already know, is kept)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self.config(), indent=2))
         argv = [str(self.binary), "--config", str(self.config_path),
                 "--bind", "127.0.0.1", "--node-ip", "127.0.0.1"]
-        self.process = procs.start(argv, self.log_path)
-        procs.wait_http_ok(self.http_url + "/", self.process, self.log_path, timeout)
+        for attempt in range(1, attempts + 1):
+            self.config_path.write_text(json.dumps(self.config(), indent=2))
+            self.process = procs.start(argv, self.log_path)
+            try:
+                procs.wait_http_ok(self.http_url + "/", self.process, self.log_path, timeout)
+                return
+            except RuntimeError as exc:
+                if attempt == attempts or "address already in use" not in str(exc):
+                    raise
+                self.rtc_tcp_port = procs.free_port()
+                self.rtc_udp_port = procs.free_port(socket.SOCK_DGRAM)
 
     def stop(self) -> None:
         if self.process is not None:
