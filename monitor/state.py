@@ -191,8 +191,8 @@ class CallTracker:
 
     def _participant_joined(self, event: Event) -> None:
         participant = event.participant
-        if participant is None:
-            return
+        if participant is None or participant.hidden:
+            return  # hidden participants (observers, recorders) are not part of the call
         role = self.roles.role_of(participant)
         if role is Role.USER:
             self._user_joined(event, participant)
@@ -260,7 +260,7 @@ class CallTracker:
 
     def _participant_left(self, event: Event) -> None:
         participant = event.participant
-        if participant is None:
+        if participant is None or participant.hidden:
             return
         role = self.roles.role_of(participant)
         call = self.calls.get(event.room_sid)

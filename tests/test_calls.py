@@ -100,6 +100,23 @@ async def test_abandoned_call(sidecar: RunningMonitor) -> None:
     assert await sidecar.value("avatar_startup_failures_total", cause="join_timeout") == 0
 
 
+async def test_hidden_participants_are_not_part_of_the_call(sidecar: RunningMonitor) -> None:
+    t0 = time.time()
+    room, caller = Room(created_at=t0), user(t0)
+    observer = user(t0 + 1, identity="avatar-monitor-0a1b2c3d")
+    observer.permission.hidden = True
+    await send_all(sidecar, room.joined(caller), room.joined(observer),
+                   room.left(observer, t0 + 2))
+    assert await sidecar.value("avatar_monitor_webhooks_total", event="participant_left") == 1
+    assert await sidecar.value("avatar_disconnects_total", role="other",
+                               reason="client_initiated") == 0
+    assert await sidecar.value("avatar_disconnects_total", role="user",
+                               reason="client_initiated") == 0
+    assert await sidecar.value("avatar_calls_in_progress", state="ringing") == 1  # caller waits
+    record = sidecar.monitor.status.records.latest(room.name)
+    assert record is not None and [p.identity for p in record.participants] == [caller.identity]
+
+
 async def test_avatar_before_user_measures_from_room_creation(sidecar: RunningMonitor) -> None:
     t0 = time.time() - 30
     room = Room(created_at=t0)
