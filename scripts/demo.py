@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """`make demo`: a local livekit-server (dev keys devkey/secret), avatar-monitor fed by its
-webhooks, and simulated avatar calls (healthy ones, avatars that never join, removed avatars)
-until Ctrl-C.
+webhooks and watching the rooms, and simulated avatar calls until Ctrl-C: healthy ones, avatars
+that never join (one with the backend's startup_failure message, from monitor.agents), removed
+avatars, and a voice agent whose TTS dies (reported by monitor.agents).
 
 livekit-rtc sends media only over non-loopback interfaces, so the server, the sidecar and the
 calls run in a private network namespace (tests/e2e/netns.py; needs root). The sidecar's
-/metrics and /healthz are relayed to 127.0.0.1:--port on the host, from a socket bound before
-entering the namespace.
+/metrics, /healthz, status page and /v1/calls are relayed to 127.0.0.1:--port on the host, from a
+socket bound before entering the namespace.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,15 +34,28 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from livekit import api  # noqa: E402
+from livekit.agents import AgentSession, tts  # noqa: E402
+from livekit.agents.voice.events import ErrorEvent  # noqa: E402
 
+from monitor.agents import Reporter, instrument, wait_for_avatar  # noqa: E402
 from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
 from tests.e2e.netns import NetnsError, private_network  # noqa: E402
 from tests.e2e.participants import AVATAR_IDENTITY, Server  # noqa: E402
+from tests.e2e.procs import free_port  # noqa: E402
 from tests.e2e.scenario import CallDriver  # noqa: E402
 from tests.e2e.sidecar import Sidecar  # noqa: E402
 
 DEV_KEY, DEV_SECRET = "devkey", "secret"
 JOIN_TIMEOUT = 5.0
+
+
+@dataclass
+class Demo:
+    """What the simulated calls use: the server's RoomService and the sidecar's URL (where
+    monitor.agents reports)."""
+
+    lkapi: api.LiveKitAPI
+    sidecar_url: str
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def healthy_call(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+async def healthy_call(call: CallDriver, demo: Demo) -> str:
     user = await call.user()
     await call.agent()
     await asyncio.sleep(random.uniform(0.5, 3.0))  # the avatar takes a moment to start
@@ -63,7 +79,7 @@ async def healthy_call(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
     return "healthy: user hung up"
 
 
-async def avatar_never_joins(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+async def avatar_never_joins(call: CallDriver, demo: Demo) -> str:
     user = await call.user()
     await call.agent()
     await asyncio.sleep(JOIN_TIMEOUT + random.uniform(1, 4))
@@ -71,29 +87,62 @@ async def avatar_never_joins(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
     return "avatar never joined: startup failure (join_timeout)"
 
 
-async def avatar_removed(call: CallDriver, lkapi: api.LiveKitAPI) -> str:
+async def avatar_removed(call: CallDriver, demo: Demo) -> str:
     await call.user()
     await call.agent()
     await call.avatar()
     await asyncio.sleep(random.uniform(4, 8))
-    await lkapi.room.remove_participant(
+    await demo.lkapi.room.remove_participant(
         api.RoomParticipantIdentity(room=call.room, identity=AVATAR_IDENTITY))
     await asyncio.sleep(1)
     return "avatar removed with RoomService"
 
 
-Scenario = Callable[[CallDriver, api.LiveKitAPI], Awaitable[str]]
-FIRST_ROUND: list[Scenario] = [healthy_call, avatar_never_joins, healthy_call, avatar_removed,
-                               healthy_call, avatar_never_joins]
-MIX: list[tuple[Scenario, float]] = [(healthy_call, 0.7), (avatar_never_joins, 0.2),
-                                     (avatar_removed, 0.1)]
 
 
-async def run_call(server: Server, lkapi: api.LiveKitAPI, scenario: Scenario) -> None:
+async def backend_startup_failure(call: CallDriver, demo: Demo) -> str:
+    await call.user()
+    agent = await call.agent()
+    reporter = Reporter(agent.room, url=demo.sidecar_url, api_key=DEV_KEY, api_secret=DEV_SECRET)
+    await wait_for_avatar(agent.room, timeout=JOIN_TIMEOUT / 2, reporter=reporter)
+    await reporter.aclose()
+    await asyncio.sleep(1)
+    return "the backend gave up on the avatar: startup_failure message"
+
+
+async def tts_dies(call: CallDriver, demo: Demo) -> str:
+    user = await call.user()
+    agent = await call.agent()
+    await call.avatar()
+    session = AgentSession()
+    reporter = instrument(session, agent.room, url=demo.sidecar_url, api_key=DEV_KEY,
+                          api_secret=DEV_SECRET)
+    await asyncio.sleep(random.uniform(4, 8))
+    error = tts.TTSError(timestamp=time.time(), label="demo.TTS",
+                         error=RuntimeError("TTS provider: 401"), recoverable=False)
+    session.emit("error", ErrorEvent(error=error, source=None))
+    await reporter.aclose()
+    await asyncio.sleep(1)
+    await demo.lkapi.room.remove_participant(
+        api.RoomParticipantIdentity(room=call.room, identity=AVATAR_IDENTITY))
+    await asyncio.sleep(1)
+    await user.leave()
+    return "TTS died (unrecoverable), then the avatar was ended"
+
+
+Scenario = Callable[[CallDriver, "Demo"], Awaitable[str]]
+FIRST_ROUND: list[Scenario] = [healthy_call, avatar_never_joins, tts_dies, avatar_removed,
+                               healthy_call, backend_startup_failure]
+MIX: list[tuple[Scenario, float]] = [(healthy_call, 0.6), (avatar_never_joins, 0.1),
+                                     (backend_startup_failure, 0.1), (avatar_removed, 0.1),
+                                     (tts_dies, 0.1)]
+
+
+async def run_call(server: Server, demo: Demo, scenario: Scenario) -> None:
     room = f"demo-{uuid.uuid4().hex[:8]}"
     call = CallDriver(server, room, subscribe=False)
     try:
-        outcome = await scenario(call, lkapi)
+        outcome = await scenario(call, demo)
         print(f"  {room}: {outcome}", flush=True)
     except Exception as exc:  # a failed simulated call must not stop the demo
         print(f"  {room}: simulation error: {exc!r}", flush=True)
@@ -101,7 +150,7 @@ async def run_call(server: Server, lkapi: api.LiveKitAPI, scenario: Scenario) ->
         await call.close()
 
 
-async def simulate(server: Server, lkapi: api.LiveKitAPI, at_once: int) -> None:
+async def simulate(server: Server, demo: Demo, at_once: int) -> None:
     """Start calls a few seconds apart, at most `at_once` in progress, forever."""
     slots = asyncio.Semaphore(at_once)
     tasks: set[asyncio.Task[None]] = set()
@@ -114,7 +163,7 @@ async def simulate(server: Server, lkapi: api.LiveKitAPI, at_once: int) -> None:
 
             async def one(scenario: Scenario = scenario) -> None:
                 try:
-                    await run_call(server, lkapi, scenario)
+                    await run_call(server, demo, scenario)
                 finally:
                     slots.release()
 
@@ -130,11 +179,12 @@ async def simulate(server: Server, lkapi: api.LiveKitAPI, at_once: int) -> None:
 
 
 def relay_app(target: str) -> web.Application:
-    """GET /metrics and /healthz answered from the sidecar inside the namespace."""
+    """GET requests (metrics, health, status page, /v1/calls) answered from the sidecar inside
+    the namespace."""
     async def relay(request: web.Request) -> web.Response:
         session: aiohttp.ClientSession = request.app["http"]
         headers = {k: v for k, v in request.headers.items() if k.lower() == "accept"}
-        async with session.get(target + request.path, headers=headers) as resp:
+        async with session.get(target + request.path_qs, headers=headers) as resp:
             return web.Response(status=resp.status, body=await resp.read(),
                                 headers={"Content-Type": resp.headers["Content-Type"]})
 
@@ -145,29 +195,33 @@ def relay_app(target: str) -> web.Application:
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_get("/metrics", relay)
-    app.router.add_get("/healthz", relay)
+    for path in ("/", "/metrics", "/healthz", "/calls/{room}", "/v1/calls", "/v1/calls/{room}"):
+        app.router.add_get(path, relay)
     return app
 
 
 async def main(args: argparse.Namespace, host_socket: socket.socket, workdir: Path,
                binary: Path) -> None:
-    sidecar = Sidecar(workdir / "sidecar", DEV_KEY, DEV_SECRET, avatar_join_timeout=JOIN_TIMEOUT)
+    lk_port = free_port()
+    sidecar = Sidecar(workdir / "sidecar", DEV_KEY, DEV_SECRET, avatar_join_timeout=JOIN_TIMEOUT,
+                      extra_args=["--public-status", "--livekit-url", f"ws://127.0.0.1:{lk_port}",
+                                  "--observe-interval", "5"])
     sidecar.start()
     lk = LiveKitServer(binary, workdir / "livekit", DEV_KEY, DEV_SECRET,
-                       webhook_urls=[sidecar.webhook_url], development=True)
+                       webhook_urls=[sidecar.webhook_url], development=True, port=lk_port)
     runner = web.AppRunner(relay_app(sidecar.url), access_log=None)
     try:
         lk.start()
         await runner.setup()
         await web.SockSite(runner, host_socket).start()
-        print(f"metrics:  http://127.0.0.1:{args.port}/metrics  (and /healthz)")
+        print(f"status:   http://127.0.0.1:{args.port}/  (calls and their verdicts)")
+        print(f"metrics:  http://127.0.0.1:{args.port}/metrics  (and /healthz, /v1/calls)")
         print(f"logs:     {sidecar.log_path}\n          {lk.log_path}")
         print(f"livekit-server {lk.url} (keys {DEV_KEY}/{DEV_SECRET}) runs in the demo's own "
               "network namespace. Ctrl-C stops everything.\nSimulated calls:", flush=True)
         server = Server(lk.url, DEV_KEY, DEV_SECRET)
         async with api.LiveKitAPI(lk.http_url, DEV_KEY, DEV_SECRET) as lkapi:
-            await simulate(server, lkapi, args.calls_at_once)
+            await simulate(server, Demo(lkapi, sidecar.url), args.calls_at_once)
     finally:
         await runner.cleanup()
         lk.stop()
