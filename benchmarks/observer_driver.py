@@ -7,9 +7,12 @@ Reads commands on stdin, one a line, and answers each at once with one JSON line
 are open, `quit` disconnects everyone and exits. The server and key pair come from LIVEKIT_URL,
 LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In each room a user joins (subscribes to nothing) and
 the avatar joins as livekit-plugins-lemonslice does (kind agent, `lk.publish_on_behalf`) and
-publishes a tone; with `--video`, a small video track too. To keep this process light, one
-pre-built 20 ms frame is pushed into one audio source that feeds every avatar's track (each
-track still has its own Opus encoder); `--source per-avatar` gives each avatar its own source.
+publishes a tone; with `--video`, a small video track too; with `--agent-state`, a voice agent
+joins too and sets its `lk.agent.state` attribute to `speaking`, as livekit-agents does while the
+avatar speaks (the observer then takes speech from it and does not receive the avatar's audio).
+To keep this process light, one pre-built 20 ms frame is pushed into one audio source that
+feeds every avatar's track (each track still has its own Opus encoder); `--source per-avatar`
+gives each avatar its own source.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tests.e2e.participants import (
     TONE_HZ,
     WIDTH,
     Server,
+    agent_token,
     avatar_token,
     user_token,
 )
@@ -75,9 +79,11 @@ class CallRoom:
 class Driver:
     """Opens call rooms on one server in the background, a bounded number at a time."""
 
-    def __init__(self, server: Server, concurrency: int, video: bool, shared: bool) -> None:
+    def __init__(self, server: Server, concurrency: int, video: bool, shared: bool,
+                 agent_state: bool = False) -> None:
         self.server = server
         self.video = video
+        self.agent_state = agent_state
         self.calls: list[CallRoom] = []
         self.target = 0  # rooms wanted; lowered by hold() to what is open or opening
         self.opening = 0
@@ -123,6 +129,10 @@ class Driver:
             call = CallRoom(name)
             try:
                 await self._join(call, user_token(self.server, name, "user"))
+                if self.agent_state:
+                    agent = await self._join(call, agent_token(self.server, name, "voice-agent"))
+                    await agent.local_participant.set_attributes(
+                        {"lk.agent.state": "speaking"})
                 avatar = await self._join(
                     call, avatar_token(self.server, name, "voice-agent", AVATAR_IDENTITY))
                 await self._publish(call, avatar)
@@ -210,7 +220,8 @@ async def serve(driver: Driver) -> None:
 async def amain(args: argparse.Namespace) -> None:
     server = Server(os.environ["LIVEKIT_URL"], os.environ["LIVEKIT_API_KEY"],
                     os.environ["LIVEKIT_API_SECRET"])
-    await serve(Driver(server, args.concurrency, args.video, args.source == "shared"))
+    await serve(Driver(server, args.concurrency, args.video, args.source == "shared",
+                       args.agent_state))
 
 
 def main() -> None:
@@ -218,6 +229,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4,
                         help="rooms being opened at once (default %(default)s)")
     parser.add_argument("--video", action="store_true", help="avatars publish video too")
+    parser.add_argument("--agent-state", action="store_true",
+                        help="a voice agent per room publishes lk.agent.state=speaking")
     parser.add_argument("--source", choices=("shared", "per-avatar"), default="shared",
                         help="one audio source feeding every avatar's track, or one each "
                              "(default %(default)s)")

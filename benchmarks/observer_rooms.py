@@ -1,10 +1,13 @@
 """CPU and memory of the room observer per observed room, on a real livekit-server.
 
     .venv/bin/python benchmarks/observer_rooms.py [--quick] [--max-rooms N] [--video]
+                                                  [--agent-state]
 
 Inside a private network namespace (tests/e2e/netns.py) it starts livekit-server, the sidecar
 (`avatar-monitor serve --livekit-url ...`, webhooks from the server) and a driver process
-(benchmarks/observer_driver.py) that opens call rooms: a user and an avatar publishing a tone.
+(benchmarks/observer_driver.py) that opens call rooms: a user and an avatar publishing a tone
+(with --agent-state, also a voice agent whose lk.agent.state says when the avatar speaks: the
+observer then receives no audio).
 It ramps 10 -> 50 -> 100 -> 200 rooms; at each step it waits until the sidecar's
 `avatar_monitor_observer_rooms` equals the rooms open, then measures over a window: CPU of the
 sidecar, livekit-server and driver from /proc/<pid>/stat (100% = one core), the sidecar's RSS,
@@ -338,10 +341,12 @@ class Options:
     concurrency: int
     source: str
     keep_logs: bool
+    agent_state: bool = False
 
     def driver_flags(self) -> list[str]:
         return ["--concurrency", str(self.concurrency), "--source", self.source,
-                *(["--video"] if self.video else [])]
+                *(["--video"] if self.video else []),
+                *(["--agent-state"] if self.agent_state else [])]
 
 
 def steps_for(max_rooms: int, quick: bool) -> list[int]:
@@ -609,12 +614,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "each from its own (default %(default)s)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the processes' logs (they are kept anyway on failure)")
+    parser.add_argument("--agent-state", action="store_true",
+                        help="each room's voice agent publishes lk.agent.state, so the observer "
+                             "takes speech from it and receives no audio")
     args = parser.parse_args(argv)
     if args.max_rooms < 1 or args.seconds <= 0 or args.concurrency < 1:
         parser.error("--max-rooms, --seconds and --concurrency must be positive")
     signal.signal(signal.SIGTERM, _terminate)
     return run(Options(steps_for(args.max_rooms, args.quick), args.seconds, args.video,
-                       args.concurrency, args.source, args.keep_logs))
+                       args.concurrency, args.source, args.keep_logs, args.agent_state))
 
 
 if __name__ == "__main__":

@@ -143,6 +143,11 @@ class Metrics(CallListener):
         self.observer_rooms = Gauge(
             "avatar_monitor_observer_rooms", "Rooms the room observer is connected to now.",
             registry=registry)
+        self.observer_speech_source = Gauge(
+            "avatar_monitor_observer_speech_source",
+            "Observed rooms by where avatar speech comes from: the voice agent's lk.agent.state "
+            "attribute (no media), or the avatar's audio (received and decoded).",
+            ["source"], registry=registry)
         self.observer_reconnects = Counter(
             "avatar_monitor_observer_reconnects",
             "Room observer reconnection attempts after losing a room.", registry=registry)

@@ -1,9 +1,12 @@
 """The room observer: a hidden participant in each call's room, for what webhooks cannot see.
 
-It joins hidden, publishes nothing and subscribes only to the avatar's audio (LiveKit sends
-active-speaker updates to a track's subscribers only). It reports to the call tracker: data
-messages (`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the
-avatar's connection quality. Rooms are discovered from the tracker (a webhook named them) and
+It joins hidden and publishes nothing. When the avatar speaks comes from the voice agent's
+`lk.agent.state` attribute (livekit-agents sets it to `speaking` while the avatar plays the
+agent's speech), which costs no media. Only in rooms whose agent publishes no such state does it
+subscribe to the avatar's audio (LiveKit sends active-speaker updates to a track's subscribers
+only), which livekit-rtc then receives and decodes. It reports to the call tracker: data messages
+(`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the avatar's
+connection quality. Rooms are discovered from the tracker (a webhook named them) and
 from RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls
 in progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
 """
@@ -32,6 +35,8 @@ from monitor.state import Call, CallListener, CallTracker
 log = logging.getLogger("monitor.observer")
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
+AGENT_STATE = "lk.agent.state"
+SPEECH_SOURCES = ("agent_state", "audio")
 _KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
                6: "BRIDGE"}
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
@@ -65,6 +70,7 @@ class _Watch:
     connected: bool = False
     closing: bool = False
     avatar_identities: set[str] = field(default_factory=set)
+    speech_from_agent: bool = False  # the agent's lk.agent.state, not the avatar's audio
 
 
 class RoomObserver(CallListener):
@@ -85,6 +91,12 @@ class RoomObserver(CallListener):
         self._stragglers: set[asyncio.Future[None]] = set()
         metrics.observer_rooms.set_function(
             lambda: sum(watch.connected for watch in self._watches.values()))
+        for source in SPEECH_SOURCES:
+            from_agent = source == "agent_state"
+            metrics.observer_speech_source.labels(source).set_function(
+                lambda from_agent=from_agent: sum(
+                    w.connected and w.speech_from_agent is from_agent
+                    for w in self._watches.values()))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -225,7 +237,10 @@ class RoomObserver(CallListener):
         room.on("connection_quality_changed",
                 lambda participant, quality: self._on_quality(watch, participant, quality))
         room.on("disconnected", lambda reason: self._on_disconnected(watch, reason, lost))
-        room.on("track_published", self._subscribe_to_avatar_audio)
+        room.on("track_published",
+                lambda publication, participant: self._on_track(watch, publication, participant))
+        room.on("participant_attributes_changed",
+                lambda changed, participant: self._on_attributes(watch, changed, participant))
         room.on("participant_disconnected", lambda _: self._leave_without_users(watch))
         connecting = asyncio.ensure_future(room.connect(
             self.settings.url, self._token(watch.name), rtc.RoomOptions(auto_subscribe=False)))
@@ -237,8 +252,10 @@ class RoomObserver(CallListener):
             self._disconnect_when_connected(connecting, room)
             raise
         for participant in room.remote_participants.values():
+            self._on_attributes(watch, participant.attributes, participant)
+        for participant in room.remote_participants.values():
             for publication in participant.track_publications.values():
-                self._subscribe_to_avatar_audio(publication, participant)
+                self._on_track(watch, publication, participant)
         watch.connected = True
         self._tracker.observing(watch.sid, self._clock())
         self._leave_without_users(watch)
@@ -277,12 +294,35 @@ class RoomObserver(CallListener):
         if Role.USER not in roles:
             self._unwatch(watch.sid)
 
-    def _subscribe_to_avatar_audio(self, publication: rtc.RemoteTrackPublication,
-                                   participant: rtc.RemoteParticipant) -> None:
-        """LiveKit sends speaker updates only to subscribers of the speaker's audio: take the
-        avatar's audio, and nothing else."""
-        if publication.kind == rtc.TrackKind.KIND_AUDIO and self._is_avatar(participant):
+    def _on_track(self, watch: _Watch, publication: rtc.RemoteTrackPublication,
+                  participant: rtc.RemoteParticipant) -> None:
+        """Without the agent's state, speech comes from speaker updates, which LiveKit sends
+        only to subscribers of the speaker's audio: take the avatar's audio, nothing else."""
+        if (not watch.speech_from_agent and publication.kind == rtc.TrackKind.KIND_AUDIO
+                and self._is_avatar(participant)):
             publication.set_subscribed(True)
+
+    def _on_attributes(self, watch: _Watch, changed: dict[str, str],
+                       participant: rtc.Participant) -> None:
+        """The voice agent's state: `speaking` while the avatar plays its speech."""
+        state = changed.get(AGENT_STATE)
+        if state is None or self._tracker.roles.role_of(_participant(participant)) \
+                is not Role.AGENT:
+            return
+        if not watch.speech_from_agent:
+            watch.speech_from_agent = True
+            self._stop_avatar_audio(watch)
+        self._tracker.avatar_speaking(watch.sid, state == "speaking", self._clock())
+
+    def _stop_avatar_audio(self, watch: _Watch) -> None:
+        """The agent's state makes the avatar's audio unnecessary: stop receiving it."""
+        if watch.room is None:
+            return
+        for participant in watch.room.remote_participants.values():
+            if self._is_avatar(participant):
+                for publication in participant.track_publications.values():
+                    if publication.kind == rtc.TrackKind.KIND_AUDIO:  # asked for, or received
+                        publication.set_subscribed(False)
 
     def _on_data(self, watch: _Watch, packet: rtc.DataPacket) -> None:
         message = parse_message(packet.topic or "", packet.data)
@@ -294,6 +334,8 @@ class RoomObserver(CallListener):
                                 watch.sid)
 
     def _on_speakers(self, watch: _Watch, speakers: list[rtc.Participant]) -> None:
+        if watch.speech_from_agent:
+            return
         speaking = any(self._is_avatar(p) for p in speakers)
         self._tracker.avatar_speaking(watch.sid, speaking, self._clock())
 

@@ -42,7 +42,8 @@ def user_token(server: Server, room: str, identity: str) -> str:
 def agent_token(server: Server, room: str, identity: str) -> str:
     """The voice agent (kind agent), as a LiveKit Agents worker joins."""
     return (server.token().with_kind("agent").with_identity(identity).with_name(identity)
-            .with_grants(api.VideoGrants(room_join=True, room=room, agent=True)).to_jwt())
+            .with_grants(api.VideoGrants(room_join=True, room=room, agent=True,
+                                         can_update_own_metadata=True)).to_jwt())
 
 
 def avatar_token(server: Server, room: str, agent_identity: str,

@@ -88,7 +88,8 @@ async def test_idle_timeout_after_the_avatar_stops_speaking(
     await voice.publish(avatar)
     try:
         await metrics.wait_all(expect("avatar_time_to_first_speech_seconds_count", 1),
-                               timeout=15)
+                               expect("avatar_monitor_observer_speech_source", 1,
+                                      source="audio"), timeout=15)
         voice.speaking = False
         # The avatar's own idle timer: silence until the timeout, then it leaves. The wait is
         # the behaviour under test, not synchronisation.
@@ -105,6 +106,33 @@ async def test_idle_timeout_after_the_avatar_stops_speaking(
     body = await verdict(call.room)
     assert body["verdict"] == "idle_timeout", body["findings"]
     assert f"(idle timeout {IDLE_TIMEOUT:g} s)" in body["findings"][0]["evidence"]
+
+
+async def test_speech_from_the_agent_state_without_the_avatar_audio(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """The voice agent publishes lk.agent.state: the observer takes speech from it and not
+    from the avatar's audio. The avatar here sounds a tone throughout, so only the agent's
+    state can tell its silence, and the departure is an idle timeout."""
+    _, agent, avatar = await observed_active_call(call, metrics)
+    await agent.room.local_participant.set_attributes({"lk.agent.state": "listening"})
+    voice = Voice()  # always speaking, as far as its audio goes
+    await voice.publish(avatar)
+    try:
+        await metrics.wait_all(
+            expect("avatar_monitor_observer_speech_source", 1, source="agent_state"),
+            expect("avatar_monitor_observer_speech_source", 0, source="audio"))
+        await agent.room.local_participant.set_attributes({"lk.agent.state": "speaking"})
+        await metrics.wait_all(expect("avatar_time_to_first_speech_seconds_count", 1))
+        await agent.room.local_participant.set_attributes({"lk.agent.state": "listening"})
+        # The avatar's idle timer runs from the end of the agent's speech (the behaviour under
+        # test, not synchronisation).
+        await asyncio.sleep(IDLE_TIMEOUT)
+        await avatar.leave()
+    finally:
+        await voice.stop()
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="idle_timeout"),
+                           timeout=15)
+    assert (await verdict(call.room))["verdict"] == "idle_timeout"
 
 
 async def test_startup_failure_message_from_the_backend(
