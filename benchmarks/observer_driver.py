@@ -131,11 +131,12 @@ class Driver:
                 await self._join(call, user_token(self.server, name, "user"))
                 if self.agent_state:
                     agent = await self._join(call, agent_token(self.server, name, "voice-agent"))
-                    await agent.local_participant.set_attributes(
-                        {"lk.agent.state": "speaking"})
                 avatar = await self._join(
                     call, avatar_token(self.server, name, "voice-agent", AVATAR_IDENTITY))
                 await self._publish(call, avatar)
+                if self.agent_state:  # the agent greets once the avatar is in
+                    await agent.local_participant.set_attributes(
+                        {"lk.agent.state": "speaking"})
             except Exception as exc:
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 await call.close()

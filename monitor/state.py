@@ -243,6 +243,10 @@ class CallTracker:
         call.avatar_left = False
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
             self._activate(call, call.avatar_joined_at - call.started_at)
+        if call.speaking and call.first_speech_at is None:
+            # The voice agent was already speaking (lk.agent.state): the avatar speaks at once.
+            call.first_speech_at = call.last_speech_at = max(self._now, call.avatar_joined_at)
+            self._emit("first_speech", call, 0.0, call.avatar_joined_at)
 
     def _fail(self, call: Call, cause: str, at: float | None = None) -> None:
         if at is None:
@@ -373,7 +377,10 @@ class CallTracker:
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
         """The avatar started or stopped being an active speaker."""
         call = self.calls.get(room_sid)
-        if call is None or call.avatar_joined_at is None or call.avatar_left:
+        if call is None or call.avatar_left:
+            return
+        if call.avatar_joined_at is None:
+            call.speaking = speaking  # the agent speaks before the avatar is in: see _avatar_joined
             return
         if speaking and call.first_speech_at is None:
             call.first_speech_at = at

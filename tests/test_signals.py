@@ -167,3 +167,16 @@ def test_room_gone_ends_the_call_as_server_departure() -> None:
     h.tracker.room_gone(h.room.sid, h.t0 + 50)
     assert h.value("avatar_departures_total", cause="server") == 1
     assert h.value("avatar_calls_in_progress", state="active") == 0
+
+
+def test_an_agent_speaking_before_the_avatar_joins_is_its_first_speech() -> None:
+    """lk.agent.state can say speaking before the avatar's join is known: the avatar speaks
+    from its join on."""
+    h = Harness()
+    h.apply(h.room.joined(h.caller))
+    h.tracker.observing(h.room.sid, h.t0)
+    h.tracker.avatar_speaking(h.room.sid, True, h.t0 + 0.5)
+    assert h.value("avatar_time_to_first_speech_seconds_count") == 0
+    h.apply(h.room.joined(h.face), now=h.t0 + 1.2)
+    assert h.value("avatar_time_to_first_speech_seconds_count") == 1
+    assert h.value("avatar_time_to_first_speech_seconds_sum") == 0
