@@ -90,9 +90,13 @@ def build() -> db.Dashboard:
                 [g.DELAYED, g.NO_SPEECH, g.SUDDEN_EXIT],
                 "Rooms the hidden room observer is connected to. First speech, idle-timeout "
                 "departures and pipeline errors come from it: 0 while calls are active means "
-                "those panels are blind (LIVEKIT_URL unset, or the observer cannot join).",
+                "those panels are blind (LIVEKIT_URL unset, or the observer cannot join). By "
+                "speech source: agent_state (the voice agent's lk.agent.state, no media) or "
+                "audio (the avatar's audio is received).",
                 "short",
-                [Q(f"sum({p.sel('avatar_monitor_observer_rooms')})", "rooms")],
+                [Q(f"sum({p.sel('avatar_monitor_observer_rooms')})", "rooms"),
+                 Q(f"sum by (source) ({p.sel('avatar_monitor_observer_speech_source')})",
+                   "speech from {{source}}")],
             )
         )
         .with_panel(

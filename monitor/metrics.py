@@ -56,6 +56,7 @@ _TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session", Departure.IDLE_TI
 FIRST_SPEECH_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
 POOR_QUALITIES = ("poor", "lost")
 OBSERVER_SKIP_REASONS = ("limit",)
+SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avatar speech from
 # Per-turn agent latencies: LLM first token and TTS first byte in hundreds of milliseconds,
 # end of turn and end to end up to seconds.
 AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
@@ -212,6 +213,8 @@ class Metrics(CallListener):
             self.observer_disconnects.labels(reason)
         for reason in OBSERVER_SKIP_REASONS:
             self.observer_skipped.labels(reason)
+        for source in SPEECH_SOURCES:
+            self.observer_speech_source.labels(source)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()

@@ -27,7 +27,7 @@ from livekit import api, rtc
 
 from monitor.bridge import BackendBridge
 from monitor.events import Event, Participant, disconnect_reason_name
-from monitor.metrics import Metrics
+from monitor.metrics import SPEECH_SOURCES, Metrics
 from monitor.roles import Role
 from monitor.signals import parse_message
 from monitor.state import Call, CallListener, CallTracker
@@ -36,7 +36,6 @@ log = logging.getLogger("monitor.observer")
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 AGENT_STATE = "lk.agent.state"
-SPEECH_SOURCES = ("agent_state", "audio")
 _KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
                6: "BRIDGE"}
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}

@@ -49,6 +49,7 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_observer_disconnects_total": {"reason": None},
     "avatar_monitor_observer_reconnects_total": {},
     "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
+    "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
     # Added by tracing.
     "avatar_monitor_spans_exported_total": {},
     "avatar_monitor_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
