@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from monitor.access import TokenAccess
 from monitor.bridge import BackendBridge
 from monitor.config import Config
 from monitor.event_intake import EventIntake
@@ -22,7 +23,7 @@ from monitor.intake import WebhookIntake
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
 from monitor.state import CallListener, CallTracker, TrackerSettings
-from monitor.status_api import CallStatus, StatusAccess
+from monitor.status_api import CallStatus
 from monitor.status_page import StatusPage
 from monitor.timeline import CallRecords
 from monitor.verdicts import Thresholds
@@ -94,12 +95,13 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
-    event_intake = EventIntake(config.api_key, config.api_secret, bridge, metrics,
-                               config.max_body_bytes, clock)
+    event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
+                               metrics, config.max_body_bytes, clock)
     thresholds = Thresholds(join_timeout=config.avatar_join_timeout,
                             idle_timeout=config.idle_timeout,
                             session_timeout=config.session_timeout)
-    access = StatusAccess.create(config.api_key, config.api_secret, config.public_status)
+    access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
+                                hint=", or run with --public-status")
     status = CallStatus(records, thresholds, access, clock)
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
                    clock, provider, observer)

@@ -9,15 +9,14 @@ counter.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import time
 from collections.abc import Callable
 
 from aiohttp import web
-from livekit.api import TokenVerifier
 
+from monitor.access import Denied, TokenAccess
 from monitor.bridge import BackendBridge
 from monitor.intake import json_reply
 from monitor.logs import RateLimitedLog
@@ -32,10 +31,9 @@ MAX_ROOM_NAME_CHARS = 256
 class EventIntake:
     """The POST /v1/events handler."""
 
-    def __init__(self, api_key: str, api_secret: str, bridge: BackendBridge, metrics: Metrics,
+    def __init__(self, access: TokenAccess, bridge: BackendBridge, metrics: Metrics,
                  max_body_bytes: int, clock: Callable[[], float] = time.time) -> None:
-        self._verifier = TokenVerifier(api_key, api_secret,
-                                       leeway=datetime.timedelta(seconds=60))
+        self._access = access
         self._bridge = bridge
         self._metrics = metrics
         self._max_body_bytes = min(max_body_bytes, MAX_MESSAGE_BYTES)
@@ -47,14 +45,10 @@ class EventIntake:
         length = request.content_length
         if length is not None and length > self._max_body_bytes:
             return self._reject(413, "too_large", too_large)
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else auth
-        if not token:
-            return self._reject(401, "unauthorized", "missing Authorization: Bearer token")
         try:
-            granted_room = self._verifier.verify(token).video.room
-        except Exception as exc:  # livekit-api raises jwt's errors and ValueError alike
-            return self._reject(401, "unauthorized", f"token does not verify: {exc}")
+            granted_room = self._access.room_scope(request)
+        except Denied as denied:
+            return self._reject(*denied.args)
         body = await self._read(request)
         if body is None:
             return self._reject(413, "too_large", too_large)

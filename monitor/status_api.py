@@ -8,15 +8,14 @@ set. A token whose video grant names a room sees only that room.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from livekit.api import TokenVerifier
 
+from monitor.access import ANY_ROOM, Denied, TokenAccess
 from monitor.intake import json_reply
 from monitor.timeline import CallRecord, CallRecords, entry_text
 from monitor.verdicts import (
@@ -33,39 +32,6 @@ STATES = ("live", "finished", "ringing", "active", "failed", "ended")
 SCAN_SLICE = 500
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-ANY_ROOM = ""
-
-
-class Denied(Exception):
-    """The request may not read call status; args: HTTP status, reason, detail."""
-
-
-@dataclass(slots=True)
-class StatusAccess:
-    """Who may read call status: everyone (--public-status) or holders of a valid token."""
-
-    verifier: TokenVerifier | None  # None: public
-
-    @classmethod
-    def create(cls, api_key: str, api_secret: str, public: bool) -> StatusAccess:
-        if public:
-            return cls(None)
-        return cls(TokenVerifier(api_key, api_secret, leeway=datetime.timedelta(seconds=60)))
-
-    def room_scope(self, request: web.Request) -> str:
-        """The room the caller may read (ANY_ROOM for all); raises Denied."""
-        if self.verifier is None:
-            return ANY_ROOM
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else request.query.get("token", "")
-        if not token:
-            raise Denied(401, "unauthorized",
-                         "a LiveKit access token is needed (Authorization: Bearer), or run "
-                         "with --public-status")
-        try:
-            return self.verifier.verify(token).video.room or ANY_ROOM
-        except Exception as exc:
-            raise Denied(401, "unauthorized", f"token does not verify: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -106,7 +72,7 @@ class CallQuery:
 class CallStatus:
     """Reads call records and their verdicts for the API, the page and `diagnose`."""
 
-    def __init__(self, records: CallRecords, thresholds: Thresholds, access: StatusAccess,
+    def __init__(self, records: CallRecords, thresholds: Thresholds, access: TokenAccess,
                  clock: Callable[[], float] = time.time) -> None:
         self.records = records
         self.thresholds = thresholds
@@ -143,7 +109,7 @@ class CallStatus:
 
     async def list_calls(self, request: web.Request) -> web.Response:
         try:
-            scope = self.access.room_scope(request)
+            scope = self.access.room_scope(request, query_token=True)
             query = CallQuery.parse(request.query)
         except Denied as denied:
             return _denied(denied)
@@ -153,7 +119,7 @@ class CallStatus:
     async def get_call(self, request: web.Request) -> web.Response:
         room = request.match_info["room"]
         try:
-            scope = self.access.room_scope(request)
+            scope = self.access.room_scope(request, query_token=True)
         except Denied as denied:
             return _denied(denied)
         if scope and scope != room:

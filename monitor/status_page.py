@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.status_api import CallQuery, CallStatus, Denied
+from monitor.access import Denied
+from monitor.status_api import CallQuery, CallStatus
 from monitor.timeline import CallRecord, entry_text
 from monitor.verdicts import Verdict
 
@@ -71,7 +72,7 @@ class StatusPage:
 
     def _scope(self, request: web.Request) -> str | web.Response:
         try:
-            return self._status.access.room_scope(request)
+            return self._status.access.room_scope(request, query_token=True)
         except Denied as denied:
             status, _, text = denied.args
             body = (f"<h1>avatar-monitor</h1><p>{escape(text)}. Add <code>?token=</code> with a "
