@@ -51,6 +51,7 @@ class ForDurations:
     session_timeout_burst: str = "0s"
     idle_timeout_spike: str = "5m"
     webhooks_unauthorized: str = "2m"
+    reports_refused: str = "2m"
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
 

@@ -117,6 +117,18 @@ CASES: tuple[Case, ...] = (
         {"7m": (), "9m": (Fires("a", 4, (("reason", "unauthorized"),)),)},
     ),
     Case(
+        "AvatarAgentReportsRefused",
+        {
+            s("avatar_monitor_reported_events_rejected_total", "a", reason="unauthorized"): (
+                "0x5 1+1x30"
+            ),
+            s("avatar_monitor_reported_events_rejected_total", "b", reason="malformed"): (
+                "0+10x40"
+            ),
+        },
+        {"7m": (), "9m": (Fires("a", 4),)},
+    ),
+    Case(
         "AvatarMonitorDown",
         {
             s("up", "a"): "1x5 0x20",

@@ -24,6 +24,7 @@ REQUIRED = {
     "AvatarSessionTimeoutBurst": "warning",
     "AvatarIdleTimeoutSpike": "warning",
     "AvatarWebhooksUnauthorized": "warning",
+    "AvatarAgentReportsRefused": "warning",
     "AvatarMonitorDown": "page",
     "AvatarMonitorNoWebhooks": "warning",
 }
