@@ -127,7 +127,9 @@ class Metrics(CallListener):
             ["reason"], registry=registry)
         self.agent_latency = Histogram(
             "avatar_agent_latency_seconds",
-            "Voice agent per-turn latency, as the voice agent reported, by stage.",
+            "Voice agent per-turn latency, as the voice agent reported, by stage: LLM time to "
+            "first token, TTS time to first byte, end-of-utterance (end of turn) delay, end to "
+            "end.",
             ["stage"], buckets=AGENT_LATENCY_BUCKETS, registry=registry)
         self.poor_quality_time = Counter(
             "avatar_poor_connection_seconds",
