@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from livekit import api, rtc
 
+from monitor.config import DEFAULT_AVATAR_IDENTITY
 from monitor.signals import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor.agents")
 
-AVATAR_IDENTITY = "lemonslice-avatar-agent"
 STARTUP_FAILURE_MESSAGE = "Avatar failed to become active"
 # livekit-agents error `type` (STTError, LLMError, TTSError, RealtimeModelError) -> component
 COMPONENT_OF_ERROR = {"stt_error": "stt", "llm_error": "llm", "tts_error": "tts",
@@ -83,8 +83,13 @@ class Reporter:
         await self._deliver({**doc, "v": EVENTS_SCHEMA_VERSION, "at": time.time()},
                             LEMONSLICE_TOPIC, data=doc)
 
+    def close_soon(self) -> None:
+        """Close once the pending sends are done, without waiting here (from an event
+        handler); `aclose()` may still be awaited."""
+        self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
     async def aclose(self, timeout: float = HTTP_TIMEOUT_SECONDS) -> None:
-        """Wait (bounded) for pending sends, then release the HTTP client."""
+        """Wait (bounded) for pending sends, then release the HTTP client; idempotent."""
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=timeout)
         if self._http is not None:
@@ -166,7 +171,7 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
         reporter.report("session_closed", reason=reason)
         for event, handler in handlers.items():
             session.off(event, handler)
-        reporter._closing = asyncio.get_running_loop().create_task(reporter.aclose())
+        reporter.close_soon()
 
     def on_item(ev: ConversationItemAddedEvent) -> None:
         metrics = getattr(ev.item, "metrics", None) or {}
@@ -192,7 +197,7 @@ def _never_raises(handler: Any) -> Any:
     return safe
 
 
-async def wait_for_avatar(room: rtc.Room, identity: str = AVATAR_IDENTITY,
+async def wait_for_avatar(room: rtc.Room, identity: str = DEFAULT_AVATAR_IDENTITY,
                           timeout: float = 30.0, *, reporter: Reporter | None = None,
                           message: str = STARTUP_FAILURE_MESSAGE) -> bool:
     """Wait until the avatar participant is in the room. On timeout, publish
