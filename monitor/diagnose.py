@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from monitor.timeline import utc_clock
+
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_ROOM, EXIT_UNREACHABLE = 0, 1, 2, 3
 STYLE = {"failed": "bold red", "warning": "yellow", "healthy": "green", "in_progress": "green"}
 
@@ -59,7 +61,7 @@ def render(call: dict[str, Any], console: Console) -> None:
     style = STYLE.get(call["status"], "")
     state = "live" if call["live"] else "finished"
     console.print(Text.assemble((call["room"], "bold"), f"  {call['state']} ({state}), started ",
-                                _time(call["started_at"]), " UTC"))
+                                utc_clock(call["started_at"], millis=True), " UTC"))
     console.print(Text.assemble("verdict: ", (call["verdict"], style)))
     for finding in call["findings"]:
         console.print(Text.assemble(
@@ -70,16 +72,10 @@ def render(call: dict[str, Any], console: Console) -> None:
     people = Table("identity", "role", "joined", "left", "reason", title="participants",
                    title_justify="left")
     for p in call["participants"]:
-        people.add_row(p["identity"], p["role"], _time(p["joined_at"]), _time(p["left_at"]),
-                       p["disconnect_reason"] or "")
+        joined, left = (utc_clock(p[k], millis=True) for k in ("joined_at", "left_at"))
+        people.add_row(p["identity"], p["role"], joined, left, p["disconnect_reason"] or "")
     console.print(people)
     timeline = Table("time (UTC)", "event", "detail", title="timeline", title_justify="left")
     for entry in call["timeline"]:
-        timeline.add_row(_time(entry["at"]), entry["event"], entry["detail"])
+        timeline.add_row(utc_clock(entry["at"], millis=True), entry["event"], entry["detail"])
     console.print(timeline)
-
-
-def _time(at: float | None) -> str:
-    if at is None:
-        return ""
-    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]

@@ -3,7 +3,6 @@ timeline. Server-rendered HTML with no script and no build step; it reloads itse
 
 from __future__ import annotations
 
-import datetime
 from html import escape
 from urllib.parse import quote
 
@@ -11,7 +10,7 @@ from aiohttp import web
 
 from monitor.access import Denied
 from monitor.status_api import CallQuery, CallStatus
-from monitor.timeline import CallRecord, entry_text
+from monitor.timeline import CallRecord, entry_text, utc_clock
 from monitor.verdicts import Verdict
 
 STYLE = """
@@ -27,10 +26,6 @@ th{background:#f0f2f5}.failed{color:#b3261e;font-weight:600}.warning{color:#8a5a
 LIMIT = 50
 
 
-def _time(at: float | None) -> str:
-    if at is None:
-        return ""
-    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%H:%M:%S")
 
 
 def _page(title: str, body: str, refresh: bool = True) -> web.Response:
@@ -53,7 +48,7 @@ def _rows(calls: list[tuple[CallRecord, Verdict]], token: str) -> str:
         evidence = verdict.findings[0].evidence if verdict.findings else ""
         rows.append(
             f"<tr><td>{_link(record, token)}</td><td>{escape(record.state)}</td>"
-            f"<td>{_time(record.started_at)}</td>"
+            f"<td>{utc_clock(record.started_at)}</td>"
             f'<td class="{verdict.status}">{escape(verdict.name)}</td>'
             f"<td>{escape(evidence)}</td></tr>")
     return "".join(rows)
@@ -116,11 +111,11 @@ class StatusPage:
             f"{escape(f.next_step)}</div>" for f in verdict.findings
         ) or f'<p class="{verdict.status}">{escape(verdict.name)}: nothing went wrong.</p>'
         people = "".join(
-            f"<tr><td>{escape(p.identity)}</td><td>{p.role}</td><td>{_time(p.joined_at)}</td>"
-            f"<td>{_time(p.left_at)}</td><td>{escape(p.reason or '')}</td></tr>"
+            f"<tr><td>{escape(p.identity)}</td><td>{p.role}</td><td>{utc_clock(p.joined_at)}</td>"
+            f"<td>{utc_clock(p.left_at)}</td><td>{escape(p.reason or '')}</td></tr>"
             for p in record.participants)
         timeline = "".join(
-            f"<tr><td>{_time(entry[0])}</td><td>{escape(entry[1])}</td>"
+            f"<tr><td>{utc_clock(entry[0])}</td><td>{escape(entry[1])}</td>"
             f"<td>{escape(entry_text(entry))}</td></tr>" for entry in record.entries)
         token = request.query.get("token", "")
         back = f"/?token={quote(token)}" if token else "/"

@@ -8,6 +8,7 @@ entries and MAX_PARTICIPANTS participants per call, every live call (itself boun
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -44,6 +45,14 @@ ENTRY_TEXT = {
 }
 
 
+def utc_clock(at: float | None, millis: bool = False) -> str:
+    """A time of day in UTC for people ("" for none): HH:MM:SS, with milliseconds if asked."""
+    if at is None:
+        return ""
+    text = datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%H:%M:%S.%f")
+    return text[:-3] if millis else text[:-7]
+
+
 def entry_text(entry: tuple[Any, ...]) -> str:
     """An entry's details in words."""
     return ENTRY_TEXT[entry[1]].format(*entry[2:])
@@ -67,7 +76,6 @@ class CallRecord:
     sid: str
     started_at: float
     ended_at: float | None = None
-    state: str = "ringing"  # ringing, active, failed, ended
     observed: bool = False
     avatar_joined_at: float | None = None
     join_latency: float | None = None
@@ -90,6 +98,15 @@ class CallRecord:
     @property
     def live(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def state(self) -> str:
+        """ringing, active, failed (the avatar never became active) or ended."""
+        if self.avatar_joined_at is not None:
+            return "active" if self.live else "ended"
+        if self.startup_failure is not None:
+            return "failed"
+        return "ringing" if self.live else "ended"
 
     def add(self, at: float, kind: str, *details: Any) -> None:
         """Append to the timeline; beyond MAX_ENTRIES the oldest entry after the first goes."""
@@ -142,7 +159,6 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is None:
             return
-        record.state = "active"
         record.avatar_joined_at = call.avatar_joined_at
         record.join_latency = latency
         record.add(call.avatar_joined_at or record.started_at, "avatar_joined",
@@ -153,8 +169,6 @@ class CallRecords(CallListener):
         if record is None:
             return
         record.startup_failure = record.startup_failure or cause
-        if record.state == "ringing":
-            record.state = "failed"
         record.add(at, "startup_failure", cause)
 
     def backend_message(self, call: Call, message: str, at: float) -> None:
@@ -207,18 +221,14 @@ class CallRecords(CallListener):
         if record is None:
             return
         record.ended_at = at
-        record.state = "failed" if record.startup_failure and record.avatar_joined_at is None \
-            else "ended"
         record.add(at, "call_ended")
         self._keep(record)
 
     def call_evicted(self, call: Call) -> None:
         record = self.live.pop(call.room_sid, None)
         if record is not None:
-            record.add(record.entries[-1][0] if record.entries else record.started_at,
-                       "evicted")
-            record.ended_at = record.entries[-1][0]
-            record.state = "ended"
+            record.ended_at = record.entries[-1][0]  # the last thing known of it
+            record.add(record.ended_at, "evicted")
             self._keep(record)
 
     def observation_started(self, call: Call, at: float) -> None:

@@ -7,27 +7,21 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from livekit import api
 from livekit.protocol import models
 
 from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
 from monitor.timeline import MAX_ENTRIES, CallRecords
 from monitor.verdicts import RULES
 from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import KEY, SECRET, Room, avatar, user
+from tests.webhooks import Room, access_token, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
 
 
-def token(room: str | None = None, secret: str = SECRET) -> str:
-    grants = api.VideoGrants(room=room) if room else api.VideoGrants()
-    return api.AccessToken(KEY, secret).with_grants(grants).to_jwt()
-
-
 async def get(sidecar: RunningMonitor, path: str, auth: str | None = None
               ) -> tuple[int, dict]:
-    headers = {"Authorization": f"Bearer {token()}" if auth is None else auth}
+    headers = {"Authorization": f"Bearer {access_token()}" if auth is None else auth}
     async with sidecar.http.get(sidecar.url + path, headers=headers) as resp:
         return resp.status, await resp.json()
 
@@ -261,7 +255,7 @@ async def test_list_filters_by_state_and_verdict(start_monitor: StartMonitor) ->
                          ("verdict=healthy", [fine]), ("limit=1", [live])):
         _, body = await get(sidecar, f"/v1/calls?{query}")
         assert [c["room"] for c in body["calls"]] == [c.room.name for c in rooms], query
-    _, body = await get(sidecar, "/v1/calls", f"Bearer {token(room=fine.room.name)}")
+    _, body = await get(sidecar, "/v1/calls", f"Bearer {access_token(room=fine.room.name)}")
     assert [c["room"] for c in body["calls"]] == [fine.room.name]  # a room token sees its room
 
 
@@ -281,10 +275,10 @@ async def test_huge_query_strings_are_refused(sidecar: RunningMonitor) -> None:
 async def test_unknown_room_is_404_and_bad_tokens_401(sidecar: RunningMonitor) -> None:
     status, body = await get(sidecar, "/v1/calls/nowhere")
     assert (status, body["error"]) == (404, "not_found")
-    for auth in ("", "Bearer nonsense", f"Bearer {token(secret='another-secret-' * 3)}"):
+    for auth in ("", "Bearer nonsense", f"Bearer {access_token(secret='another-secret-' * 3)}"):
         status, body = await get(sidecar, "/v1/calls", auth)
         assert (status, body["error"]) == (401, "unauthorized"), auth
-    status, body = await get(sidecar, "/v1/calls/nowhere", f"Bearer {token(room='mine')}")
+    status, body = await get(sidecar, "/v1/calls/nowhere", f"Bearer {access_token(room='mine')}")
     assert (status, body["error"]) == (403, "forbidden")
 
 
@@ -339,10 +333,10 @@ async def test_the_page_needs_a_token_unless_public(start_monitor: StartMonitor)
     await network(call)
     status, html = await page(sidecar, "/")
     assert status == 401 and "--public-status" in html and call.room.name not in html
-    status, html = await page(sidecar, f"/?token={token()}")
+    status, html = await page(sidecar, f"/?token={access_token()}")
     assert status == 200 and call.room.name in html
     assert f"/calls/{call.room.name}?token=" in html  # links keep the token
-    status, html = await page(sidecar, f"/calls/{call.room.name}?token={token()}")
+    status, html = await page(sidecar, f"/calls/{call.room.name}?token={access_token()}")
     assert status == 200 and "avatar left with CONNECTION_TIMEOUT" in html
 
 
@@ -395,3 +389,14 @@ def test_memory_per_kept_record_is_bounded() -> None:
     assert len(monitor.status.records.finished) == calls
     assert all(len(r.entries) == MAX_ENTRIES for r in monitor.status.records.finished.values())
     assert per_record < 8 * 1024, per_record
+
+
+async def test_an_evicted_call_keeps_its_record(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(max_calls=1)
+    first, second = (Call(sidecar, float(int(time.time()) - 100)) for _ in range(2))
+    await first.start()
+    await second.start()  # --max-calls 1: the first call is dropped from tracking
+    body = await first.verdict()
+    assert (body["live"], body["state"]) == (False, "ended")
+    assert body["timeline"][-1]["event"] == "evicted"
+    assert body["ended_at"] == body["timeline"][-2]["at"]
