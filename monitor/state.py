@@ -226,7 +226,9 @@ class CallTracker:
             self._activate(call, call.avatar_joined_at - origin)
             return
         if call.startup_failure_counted:
-            self._set_state(call, CallState.FAILED)  # reported before any user joined
+            # A startup failure reported before the call started, replayed by the bridge on
+            # call_started (emitted above, while the call is still pending).
+            self._set_state(call, CallState.FAILED)
             return
         self._set_state(call, CallState.RINGING)
         call.deadline = call.started_at + self.settings.join_timeout
