@@ -7,6 +7,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
 from livekit.agents import AgentSession, llm, stt, tts
 from livekit.agents.llm import ChatMessage
 from livekit.agents.voice.events import (
@@ -43,8 +44,7 @@ async def test_session_events_reach_the_sidecar(sidecar: RunningMonitor) -> None
                                  "e2e_latency": 1.25})
     session.emit("conversation_item_added", ConversationItemAddedEvent(item=reply))
     session.emit("close", CloseEvent(reason=CloseReason.ERROR))
-    assert reporter._closing is not None
-    await reporter._closing
+    await reporter.aclose()  # the close event already started closing: this waits for it
     assert (reporter.sent, reporter.failed, reporter.dropped) == (7, 0, 0)
     for component, recoverable in (("stt", "true"), ("llm", "false"), ("tts", "false"),
                                    ("realtime", "true"), ("other", "false")):
@@ -67,6 +67,18 @@ async def test_an_unreachable_sidecar_never_raises_into_the_agent() -> None:
     await asyncio.wait(set(reporter._in_flight))
     assert (reporter.sent, reporter.failed) == (0, 1)
     await reporter.aclose()
+
+
+def test_the_sidecar_url_and_keys_come_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AVATAR_MONITOR_URL", "http://127.0.0.1:9465/")
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    reporter = Reporter(ROOM)
+    assert reporter.url == "http://127.0.0.1:9465"
+    assert (reporter._api_key, reporter._api_secret) == (KEY, SECRET)
+    monkeypatch.delenv("AVATAR_MONITOR_URL")
+    assert Reporter(ROOM).url is None  # data channel only
 
 
 async def test_sends_in_flight_are_bounded(sidecar: RunningMonitor) -> None:

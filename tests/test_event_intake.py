@@ -6,10 +6,9 @@ import datetime
 import json
 
 import pytest
-from livekit import api
 
 from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET
+from tests.webhooks import KEY, SECRET, access_token
 
 ROOM = "call-events"
 GOOD = {"v": 1, "type": "pipeline_error", "component": "tts", "recoverable": False,
@@ -18,8 +17,7 @@ GOOD = {"v": 1, "type": "pipeline_error", "component": "tts", "recoverable": Fal
 
 def token(room: str | None = ROOM, key: str = KEY, secret: str = SECRET,
           ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
-    grants = api.VideoGrants(room=room) if room else api.VideoGrants()
-    return api.AccessToken(key, secret).with_grants(grants).with_ttl(ttl).to_jwt()
+    return access_token(room, key, secret, ttl)
 
 
 async def post(sidecar: RunningMonitor, body: bytes | dict, auth: str | None = None
@@ -65,6 +63,14 @@ async def test_unauthenticated(sidecar: RunningMonitor, case: str) -> None:
     assert status == 401
     assert reply["error"] == "unauthorized" and reply["detail"]
     assert await rejected(sidecar, "unauthorized") == 1
+    await assert_good_event_still_counts(sidecar, 0)
+
+
+async def test_a_token_in_the_query_is_not_taken(sidecar: RunningMonitor) -> None:
+    """`?token=` is for the status page in a browser only."""
+    async with sidecar.http.post(f"{sidecar.url}/v1/events?token={token()}",
+                                 data=json.dumps(GOOD).encode()) as resp:
+        assert resp.status == 401
     await assert_good_event_still_counts(sidecar, 0)
 
 

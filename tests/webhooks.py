@@ -1,9 +1,11 @@
 """Builders for signed LiveKit webhook requests, made exactly as livekit-server makes them:
-protobuf `WebhookEvent` to JSON, signed with livekit-api's `AccessToken.with_sha256`."""
+protobuf `WebhookEvent` to JSON, signed with livekit-api's `AccessToken.with_sha256`; and the
+access tokens the sidecar's other endpoints take."""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import itertools
 import time
@@ -20,6 +22,14 @@ _ids = itertools.count(1)
 def sign(body: bytes, key: str = KEY, secret: str = SECRET) -> str:
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
     return api.AccessToken(key, secret).with_sha256(digest).to_jwt()
+
+
+def access_token(room: str | None = None, key: str = KEY, secret: str = SECRET,
+                 ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
+    """A LiveKit access token, as /v1/events, /v1/calls and the status page take; with `room`,
+    its video grant names that room."""
+    grants = api.VideoGrants(room=room) if room else api.VideoGrants()
+    return api.AccessToken(key, secret).with_grants(grants).with_ttl(ttl).to_jwt()
 
 
 def encode(event: webhook.WebhookEvent) -> bytes:

@@ -10,11 +10,10 @@ import asyncio
 import time
 
 import aiohttp
-from livekit import api
 from livekit.protocol import models, webhook
 
 from tests.scrape import value
-from tests.webhooks import KEY, SECRET, Room, agent, avatar, sign, signed, user
+from tests.webhooks import KEY, Room, access_token, agent, avatar, sign, signed, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -104,7 +103,7 @@ async def bad_webhooks(d: Driver) -> None:
 
 async def agent_reports(d: Driver) -> None:
     """The voice agent reports a close and a turn's latencies over POST /v1/events."""
-    token = api.AccessToken(KEY, SECRET).with_grants(api.VideoGrants(room="agent-room")).to_jwt()
+    token = access_token("agent-room")
     for doc in ({"type": "session_closed", "reason": "error"},
                 {"type": "agent_latency", "llm_ttft": 0.4, "tts_ttfb": 0.2, "end_of_turn": 0.5,
                  "e2e": 1.4}):

@@ -19,6 +19,7 @@ from tests.e2e.netns import NetnsError, private_network
 from tests.e2e.participants import Server
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
+from tests.webhooks import access_token
 
 LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 
@@ -151,7 +152,7 @@ def verdict(http: aiohttp.ClientSession, sidecar: Sidecar, api_keys: tuple[str, 
     has finished."""
 
     async def get(room: str) -> dict:
-        token = api.AccessToken(*api_keys).with_grants(api.VideoGrants(room=room)).to_jwt()
+        token = access_token(room, *api_keys)
 
         async def probe() -> dict:
             async with http.get(f"{sidecar.url}/v1/calls/{room}",
