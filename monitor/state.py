@@ -15,12 +15,11 @@ from __future__ import annotations
 import heapq
 import logging
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.dedup import RecentIds
 from monitor.departures import SERVER_REASONS, Departure, DepartureFacts, classify
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
@@ -35,8 +34,10 @@ from monitor.signals import (
 log = logging.getLogger("monitor.state")
 
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
+# The same bound holds for the other participants (agents, recorders) whose leaves count once.
 MAX_USERS_PER_CALL = 32
-ENDED_ROOMS_REMEMBERED = 10_000
+# A webhook's createdAt has whole seconds: an end time taken from it may be up to 1 s early.
+CREATED_AT_PRECISION = 1.0
 # Disconnect reasons that say the server ended a participant's stay, not the participant.
 SENT_AWAY = SERVER_REASONS | {"participant_removed"}
 
@@ -70,6 +71,12 @@ class Call:
     room_finished: bool = False
     trace_id: int = 0  # set by the tracer when tracing is on; exemplars name it
     startup_failure_counted: bool = False
+    ended_at: float | None = None  # server time the call ended
+    # Agents and other non-user participants: sid -> still present (a retried leave counts once).
+    others: dict[str, bool] | None = None
+    # Server time from which this call's transitions are counted in metrics: a call rebuilt
+    # from a RoomService listing after a restart was counted up to then by the previous process.
+    counted_from: float = 0.0
     # From the room observer (local clock, unix seconds); unknown until it watches the room.
     observed_at: float | None = None
     speaking: bool = False
@@ -81,6 +88,31 @@ class Call:
 
 
 _TRACK_BIT = {"audio": 1, "video": 2}
+
+
+class EndedRooms:
+    """Room sids whose call ended, with the server time it ended: a late or retried webhook for
+    a finished call is recognised by its room sid long after the call itself was evicted.
+    Bounded; the oldest are forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ended: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, room_sid: str, ended_at: float) -> None:
+        self._ended[room_sid] = ended_at
+        self._ended.move_to_end(room_sid)
+        if len(self._ended) > self._capacity:
+            self._ended.popitem(last=False)
+
+    def ended_at(self, room_sid: str) -> float | None:
+        return self._ended.get(room_sid)
+
+    def __contains__(self, room_sid: object) -> bool:
+        return room_sid in self._ended
+
+    def __len__(self) -> int:
+        return len(self._ended)
 
 
 class CallListener:
@@ -107,6 +139,9 @@ class CallListener:
     def backend_message(self, call: Call, message: str, at: float) -> None: ...
     def observation_started(self, call: Call, at: float) -> None: ...
     def poor_quality(self, call: Call, quality: str, seconds: float) -> None: ...
+    def late_event(self, room_sid: str, event: Event) -> None: ...  # for a finished call
+    def reconciled(self, call: Call, action: str, participant: Participant | None,
+                   at: float) -> None: ...  # a join or leave taken from a RoomService listing
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,8 +169,9 @@ class CallTracker:
         self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
-        # Rooms whose call ended, remembered after eviction so discovery does not revive them.
-        self.ended_rooms = RecentIds(ENDED_ROOMS_REMEMBERED)
+        # Rooms whose call ended, remembered long after eviction (at least as many as calls
+        # are tracked), so late webhooks and listings do not revive them.
+        self.ended_rooms = EndedRooms(max(settings.max_calls, 10_000))
         self._now = 0.0
         self._handlers: dict[str, Callable[[Event], None]] = {
             "room_started": self._room_started,
@@ -153,7 +189,24 @@ class CallTracker:
         handler = self._handlers.get(event.name)
         if handler is not None and event.room_sid:
             self._now = now
+            if self._is_late(event):
+                self._emit("late_event", event.room_sid, event)
+                return
             handler(event)
+
+    def _is_late(self, event: Event) -> bool:
+        """An event for a call that has ended and been evicted: it happened (by server time)
+        before the call ended, so it changes nothing but the record. A participant who joined
+        after the end starts a new call in the same room."""
+        if event.room_sid in self.calls:
+            return False
+        ended_at = self.ended_rooms.ended_at(event.room_sid)
+        if ended_at is None:
+            return False
+        participant = event.participant
+        if participant is not None and participant.joined_at is not None:
+            return participant.joined_at <= ended_at + CREATED_AT_PRECISION
+        return event.created_at <= ended_at + CREATED_AT_PRECISION
 
     def expire(self, now: float) -> None:
         """Fire join deadlines that have passed and evict calls that finished lingering."""
@@ -194,12 +247,24 @@ class CallTracker:
         if participant is None or participant.hidden:
             return  # hidden participants (observers, recorders) are not part of the call
         role = self.roles.role_of(participant)
+        call = self.calls.get(event.room_sid)
         if role is Role.USER:
+            if call is not None and participant.sid in call.users:
+                return  # a retry or a join reordered after its leave
             self._user_joined(event, participant)
         elif role is Role.AVATAR:
+            if call is not None and call.avatar_sid == participant.sid:
+                return  # a retry
             call = self._call_for(event)
             if call is not None:
                 self._avatar_joined(call, participant, event.created_at)
+        elif call is not None:
+            if call.others is None:
+                call.others = {}
+            if participant.sid in call.others:
+                return  # a retry
+            if len(call.others) < MAX_USERS_PER_CALL:
+                call.others[participant.sid] = True
         call = self.calls.get(event.room_sid)
         if call is not None and call.started_at is not None:
             self._emit("participant_joined", call, role, participant,
@@ -209,6 +274,10 @@ class CallTracker:
         call = self.calls.get(event.room_sid)
         if call is not None and participant.sid in call.users:
             return  # a retry or a join reordered after its leave
+        if call is not None and call.state is CallState.ENDED:
+            joined = participant.joined_at or event.created_at
+            if call.ended_at is not None and joined <= call.ended_at + CREATED_AT_PRECISION:
+                return  # in the room before the call ended: part of that call, not a new one
         if call is None or call.state is CallState.ENDED:
             call = self._call_for(event, replace_ended=True)
         if len(call.users) < MAX_USERS_PER_CALL:
@@ -270,9 +339,13 @@ class CallTracker:
             return
         role = self.roles.role_of(participant)
         call = self.calls.get(event.room_sid)
+        if call is not None and not self._first_leave(call, role, participant):
+            return  # a retry, recognised by its content when its id is no longer remembered
         self._emit("participant_left", call, role, participant, event.created_at)
         if role is Role.USER:
             if call is not None and call.state is CallState.ENDED:
+                if participant.sid in call.users:
+                    call.users[participant.sid] = False
                 return
             if call is None or participant.sid not in call.users:
                 # Its join never reached us (lost or reordered): the leave carries the join time.
@@ -281,6 +354,21 @@ class CallTracker:
             self._user_left(call, participant, event.created_at)
         elif role is Role.AVATAR and call is not None:
             self._avatar_left(call, participant, event.created_at)
+
+    @staticmethod
+    def _first_leave(call: Call, role: Role, participant: Participant) -> bool:
+        """False for a leave this call has already seen."""
+        if role is Role.USER:
+            return call.users.get(participant.sid) is not False
+        if role is Role.AVATAR and call.avatar_sid == participant.sid:
+            return not call.avatar_left
+        if call.others is None:
+            call.others = {}
+        if call.others.get(participant.sid) is False:
+            return False
+        if participant.sid in call.others or len(call.others) < MAX_USERS_PER_CALL:
+            call.others[participant.sid] = False
+        return True
 
     def _user_left(self, call: Call, participant: Participant, at: float) -> None:
         if call.users.get(participant.sid) is False:
@@ -463,7 +551,8 @@ class CallTracker:
         if call.state is CallState.ENDED:
             return
         self._set_state(call, CallState.ENDED)
-        self.ended_rooms.seen(call.room_sid)
+        call.ended_at = at
+        self.ended_rooms.add(call.room_sid, at)
         self._emit("call_ended", call, at)
         self._lingering.append((self._now + self.settings.linger, call.room_sid))
 

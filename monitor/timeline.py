@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.departures import Departure
-from monitor.events import Participant
+from monitor.events import Event, Participant
 from monitor.roles import Role
 from monitor.signals import AgentLatency, PipelineError
 from monitor.state import Call, CallListener
@@ -42,6 +42,8 @@ ENTRY_TEXT = {
     "pipeline_error": "{0} {1} error",
     "session_closed": "{0}",
     "agent_latency": "{0}",
+    "late": "{0} {1}, after the call ended",
+    "reconciled": "{0} {1} (from a RoomService listing)",
 }
 
 
@@ -265,6 +267,19 @@ class CallRecords(CallListener):
         if record is not None:
             record.add(at, "agent_latency", ", ".join(
                 f"{stage} {seconds:.2f} s" for stage, seconds in latency.stages))
+
+    def late_event(self, room_sid: str, event: Event) -> None:
+        record = self.finished.get(room_sid)
+        if record is not None:
+            who = event.participant.identity[:MAX_IDENTITY_CHARS] if event.participant else ""
+            record.add(event.created_at, "late", event.name, who)
+
+    def reconciled(self, call: Call, action: str, participant: Participant | None,
+                   at: float) -> None:
+        record = self.live.get(call.room_sid) or self.finished.get(call.room_sid)
+        if record is not None:
+            who = participant.identity[:MAX_IDENTITY_CHARS] if participant else ""
+            record.add(at, "reconciled", action, who)
 
     def _keep(self, record: CallRecord) -> None:
         if self.recent <= 0:

@@ -159,3 +159,51 @@ def test_a_second_avatar_does_not_replace_the_first() -> None:
           room.joined(avatar(t0 + 5, identity="spare-avatar")))
     assert recorder.seen.count(("avatar_joined", 1.0)) == 1
     assert len([s for s in recorder.seen if s[0] == "avatar_joined"]) == 1
+
+
+def test_a_late_user_leave_after_the_linger_counts_nothing() -> None:
+    """The avatar leaves first; the user leaves after the call was evicted. The leave belongs to
+    the finished call (the user joined before it ended): no new call, no startup failure."""
+    tracker, recorder = make(linger=10, join_timeout=30)
+    t0 = 1_000_000.0
+    room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
+    apply(tracker, room.joined(caller), room.joined(face), room.left(face, t0 + 60), now=t0 + 60)
+    tracker.expire(t0 + 75)
+    assert room.sid not in tracker.calls
+    apply(tracker, room.left(caller, t0 + 80), now=t0 + 80)
+    tracker.expire(t0 + 200)
+    assert recorder.seen.count(("started", room.sid)) == 1
+    assert ("startup_failed", "join_timeout") not in recorder.seen
+    assert room.sid not in tracker.calls and sum(tracker.counts.values()) == 0
+
+
+def test_retried_leaves_count_once_without_their_ids() -> None:
+    """Retries with new ids (as if the id memory had moved on) are recognised by content."""
+    class Lefts(Recorder):
+        def participant_left(self, call, role, participant, at):
+            self.seen.append(("left", role.value))
+
+    lefts = Lefts()
+    tracker = CallTracker(RoleClassifier(["lemonslice-avatar-agent"]), TrackerSettings(),
+                          [lefts])
+    t0 = time.time()
+    room, caller, voice, face = Room(created_at=t0), user(t0), agent(t0), avatar(t0 + 1)
+    apply(tracker, room.joined(caller), room.joined(voice), room.joined(face))
+    for _ in range(2):  # each build has a fresh event id
+        apply(tracker, room.left(voice, t0 + 30), room.left(caller, t0 + 31),
+              room.left(face, t0 + 32))
+    assert sorted(s for s in lefts.seen if s[0] == "left") == [
+        ("left", "agent"), ("left", "avatar"), ("left", "user")]
+    assert lefts.seen.count(("avatar_left", "user_hangup")) == 1
+
+
+def test_a_user_joining_after_the_end_starts_a_new_call_even_after_eviction() -> None:
+    tracker, recorder = make(linger=10)
+    t0 = 1_000_000.0
+    room, caller = Room(created_at=t0), user(t0)
+    apply(tracker, room.joined(caller), room.left(caller, t0 + 5), now=t0 + 5)
+    tracker.expire(t0 + 20)
+    apply(tracker, room.joined(caller), now=t0 + 21)  # a late retry: the old call's user
+    assert recorder.seen.count(("started", room.sid)) == 1
+    apply(tracker, room.joined(user(t0 + 30)), now=t0 + 30)
+    assert recorder.seen.count(("started", room.sid)) == 2
