@@ -25,6 +25,13 @@ test: deps test-deps
 	$(BIN)/ruff check monitor tests benchmarks dashboards
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 
+# `make test-repeat N=3`: the whole suite N times in a row; a flaky test fails one of the runs.
+N ?= 3
+.PHONY: test-repeat
+test-repeat: deps test-deps
+	@for i in $$(seq 1 $(N)); do echo "== run $$i of $(N)"; \
+		$(MAKE) --no-print-directory test || { echo "== run $$i of $(N) failed"; exit 1; }; done
+
 docs: deps
 	$(BIN)/avatar-monitor docs metrics > docs/metrics.md
 	$(BIN)/avatar-monitor docs diagnosis > docs/diagnosis.md

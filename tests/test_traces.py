@@ -181,7 +181,10 @@ async def test_export_to_a_real_otlp_http_endpoint(start_monitor: StartMonitor) 
                                       otlp_protocol="http/protobuf")
         await normal_call(sidecar, float(int(time.time()) - 120))
         text = await sidecar.scrape(accept=OPENMETRICS)
-        sidecar.monitor.tracer_provider.force_flush(5000)
+        # The export thread posts to the receiver, which this event loop serves: flush from
+        # another thread, so the loop keeps answering while the flush waits for the export.
+        provider = sidecar.monitor.tracer_provider
+        assert await asyncio.to_thread(provider.force_flush, 5000)
         await wait_for_spans(receiver.spans, 3)
     finally:
         await runner.cleanup()
@@ -216,7 +219,7 @@ async def test_export_to_a_real_otlp_grpc_endpoint(start_monitor: StartMonitor) 
         sidecar = await start_monitor(otlp_endpoint=f"http://127.0.0.1:{port}",
                                       otlp_protocol="grpc")
         await normal_call(sidecar, float(int(time.time()) - 120))
-        sidecar.monitor.tracer_provider.force_flush(5000)
+        assert await asyncio.to_thread(sidecar.monitor.tracer_provider.force_flush, 5000)
         await wait_for_spans(service.spans, 3)
     finally:
         server.stop(grace=None)
