@@ -17,6 +17,7 @@ from prometheus_client.exposition import choose_encoder
 
 from monitor.access import TokenAccess
 from monitor.bridge import BackendBridge
+from monitor.clock import ServerClock
 from monitor.config import Config
 from monitor.event_intake import EventIntake
 from monitor.intake import WebhookIntake
@@ -34,11 +35,32 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from monitor.observer import RoomObserver
+    from monitor.reconcile import Reconciler
 
 log = logging.getLogger("monitor.app")
 
 # How often passed join deadlines are checked: the precision of "recorded on time".
 DEADLINE_TICK_SECONDS = 0.2
+# /healthz fails when the deadline loop has not completed a check for this long: the loop died,
+# its check keeps failing, or the event loop is blocked.
+STALL_SECONDS = 5.0
+
+
+class Health:
+    """What /healthz reads: when the deadline loop last completed a check."""
+
+    def __init__(self) -> None:
+        self.last_tick = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.task is None or self.task.done():
+            found.append("deadline loop not running")
+        stalled = time.monotonic() - self.last_tick
+        if stalled > STALL_SECONDS:
+            found.append(f"deadline loop stalled for {stalled:.1f} s")
+        return found
 
 
 @dataclass(slots=True)
@@ -54,19 +76,26 @@ class Monitor:
     event_intake: EventIntake
     status: CallStatus
     clock: Callable[[], float]
+    server_clock: ServerClock
     tracer_provider: TracerProvider | None = None
     observer: RoomObserver | None = None
+    reconciler: Reconciler | None = None
+    health: Health | None = None
 
 
 MONITOR = web.AppKey("monitor", Monitor)
 
 
-def build_monitor(config: Config, clock: Callable[[], float] = time.time,
+def build_monitor(config: Config, clock: Callable[[], float] | None = None,
                   span_exporter: SpanExporter | None = None) -> Monitor:
     """Wire intake -> call state -> metrics (and spans, when an OTLP endpoint or an exporter
-    is given)."""
+    is given). `clock` is the server's time; by default measured from webhooks (ServerClock)."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    server_clock = ServerClock()
+    if clock is None:
+        clock = server_clock.now
+    metrics.server_clock_offset.set_function(server_clock.offset)
     listeners: list[CallListener] = [metrics]
     provider = None
     if span_exporter is None and config.otlp_endpoint:
@@ -86,15 +115,19 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
     records = CallRecords(config.recent_calls)
     listeners.append(records)
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
+    tracker.since = clock()
     bridge = BackendBridge(tracker, metrics)
     # Last: a call's span and record exist before the bridge replays events into the call.
     tracker.add_listener(bridge)
-    observer = _observer(config, tracker, metrics, bridge, clock) if config.livekit_url else None
+    observer = None
+    if config.livekit_url and config.observer:
+        observer = _observer(config, tracker, metrics, bridge, clock)
     if observer is not None:
         tracker.add_listener(observer)
     registry.register(CallStateCollector(tracker))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
-    intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock)
+    intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock,
+                           server_clock)
     event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
                                metrics, config.max_body_bytes, clock)
     thresholds = Thresholds(join_timeout=config.avatar_join_timeout,
@@ -103,8 +136,17 @@ def build_monitor(config: Config, clock: Callable[[], float] = time.time,
     access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
                                 hint=", or run with --public-status")
     status = CallStatus(records, thresholds, access, clock)
+    reconciler = None
+    if config.livekit_url:
+        from monitor.reconcile import Reconciler
+
+        reconciler = Reconciler(config.livekit_url, config.api_key, config.api_secret, tracker,
+                                metrics, clock, server_clock, config.observe_interval,
+                                config.shard)
+        intake.ready = reconciler.startup_done
+        intake.on_dropped_upstream = reconciler.request
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
-                   clock, provider, observer)
+                   clock, server_clock, provider, observer, reconciler, Health())
 
 
 def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
@@ -114,8 +156,7 @@ def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: Ba
     shard, shards = config.shard
     settings = ObserverSettings(
         url=config.livekit_url, api_key=config.api_key, api_secret=config.api_secret,
-        max_rooms=config.observe_max_rooms, shard=shard, shards=shards,
-        discovery_interval=config.observe_interval)
+        max_rooms=config.observe_max_rooms, shard=shard, shards=shards)
     return RoomObserver(settings, tracker, metrics, bridge, clock)
 
 
@@ -133,7 +174,7 @@ def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
     return provider, CallTracer(provider.get_tracer("avatar-monitor"))
 
 
-def create_app(config: Config, clock: Callable[[], float] = time.time,
+def create_app(config: Config, clock: Callable[[], float] | None = None,
                span_exporter: SpanExporter | None = None) -> web.Application:
     monitor = build_monitor(config, clock, span_exporter)
     app = web.Application(client_max_size=config.max_body_bytes)
@@ -147,7 +188,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time,
     app.router.add_get("/calls/{room}", page.call)
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.cleanup_ctx.append(_deadline_clock)
+    app.cleanup_ctx.append(_reconciler)
     app.cleanup_ctx.append(_room_observer)
     app.on_cleanup.append(_stop_tracing)
     return app
@@ -160,6 +203,15 @@ async def _room_observer(app: web.Application) -> AsyncIterator[None]:
     yield
     if observer is not None:
         await observer.stop()
+
+
+async def _reconciler(app: web.Application) -> AsyncIterator[None]:
+    reconciler = app[MONITOR].reconciler
+    if reconciler is not None:
+        await reconciler.start()
+    yield
+    if reconciler is not None:
+        await reconciler.stop()
 
 
 async def _stop_tracing(app: web.Application) -> None:
@@ -179,12 +231,37 @@ def _metrics_handler(registry: CollectorRegistry):
 
 
 async def _healthz(request: web.Request) -> web.Response:
+    """Liveness: the deadline loop runs (an event loop blocked for long does not answer)."""
+    health = request.app[MONITOR].health
+    problems = health.problems() if health is not None else []
+    if problems:
+        return web.json_response({"status": "failing", "problems": problems}, status=503)
     return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Readiness: a key pair, and with --livekit-url, LiveKit answering RoomService and the
+    startup reconciliation done."""
+    monitor = request.app[MONITOR]
+    problems = []
+    if not (monitor.config.api_key and monitor.config.api_secret):
+        problems.append("no LIVEKIT_API_KEY / LIVEKIT_API_SECRET")
+    reconciler = monitor.reconciler
+    if reconciler is not None:
+        if not reconciler.startup_done.is_set():
+            problems.append("startup reconciliation with LiveKit not done")
+        if not reconciler.reachable():
+            problems.append("LiveKit RoomService unreachable: "
+                            + (reconciler.last_error or "no answer yet"))
+    if problems:
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
 
 
 async def _deadline_clock(app: web.Application) -> AsyncIterator[None]:
     """Fires join timeouts on time even when no further webhook arrives."""
     monitor = app[MONITOR]
+    health = monitor.health or Health()
 
     async def tick() -> None:
         while True:
@@ -193,10 +270,12 @@ async def _deadline_clock(app: web.Application) -> AsyncIterator[None]:
                 now = monitor.clock()
                 monitor.tracker.expire(now)
                 monitor.bridge.expire(now)
-            except Exception:  # never let a bug stop the clock
+                health.last_tick = time.monotonic()
+            except Exception:  # never let a bug stop the clock (a failing check stalls health)
                 log.exception("deadline check failed")
 
     task = asyncio.create_task(tick())
+    health.task = task
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

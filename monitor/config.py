@@ -28,6 +28,7 @@ class Config:
     log_level: str = "info"
     log_json: bool = False
     livekit_url: str = ""
+    observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
     observe_max_rooms: int = 200
     shard: tuple[int, int] = (0, 1)
     observe_interval: float = 30.0
@@ -113,8 +114,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            count)
     option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
     option("log_level", "log level", choices=LOG_LEVELS)
-    option("livekit_url", "LiveKit server URL (ws://, wss://, http:// or https://) for the room "
-           "observer, a hidden participant in each call's room; observer off when empty",
+    option("livekit_url", "LiveKit server URL (ws://, wss://, http:// or https://) for the "
+           "RoomService reconciler and the room observer, a hidden participant in each call's "
+           "room; both off when empty",
            env="LIVEKIT_URL")
     option("observe_max_rooms", "rooms observed at once; more are skipped and counted", count)
     parser.add_argument(
@@ -134,6 +136,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("AVATAR_MONITOR_PUBLIC_STATUS", "") not in ("", "0", "false"),
         help="serve /v1/calls and the status page without a token; they show room names and "
              "identities (env AVATAR_MONITOR_PUBLIC_STATUS=1)")
+    parser.add_argument(
+        "--no-observer", dest="observer", action="store_false",
+        default=_env("AVATAR_MONITOR_OBSERVER", "1") not in ("0", "false", "off"),
+        help="with --livekit-url, reconcile with RoomService but join no room (env "
+             "AVATAR_MONITOR_OBSERVER=0)")
     parser.add_argument(
         "--log-json", action="store_true",
         default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
@@ -181,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_level=args.log_level,
         log_json=args.log_json,
         livekit_url=args.livekit_url,
+        observer=args.observer,
         observe_max_rooms=args.observe_max_rooms,
         shard=args.shard,
         observe_interval=args.observe_interval,

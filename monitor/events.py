@@ -75,6 +75,7 @@ class Event:
     participant: Participant | None
     track_kind: str | None  # audio, video, data
     track_published_at: float | None
+    num_dropped: int = 0  # webhooks livekit-server dropped for this URL before this one
 
 
 def parse_event(body: bytes) -> Event:
@@ -188,4 +189,5 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         participant=participant,
         track_kind=track_kind,
         track_published_at=track_published_at,
+        num_dropped=_int(doc, "numDropped") or 0,
     )

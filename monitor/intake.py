@@ -6,6 +6,8 @@ is processed as usual.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from monitor.clock import ServerClock
 from monitor.dedup import RecentIds
 from monitor.events import KNOWN_EVENTS, MalformedEvent, parse_event
 from monitor.logs import RateLimitedLog
@@ -23,6 +26,9 @@ from monitor.verify import Unauthorized, WebhookVerifier
 log = logging.getLogger("monitor.intake")
 
 DEDUP_CAPACITY = 100_000
+# After a restart, webhooks wait this long at most for the first RoomService listing, so a leave
+# is not applied to a call the listing has yet to rebuild.
+STARTUP_WAIT_SECONDS = 10.0
 _OK_BODY = b'{"status":"ok"}'
 
 
@@ -36,7 +42,8 @@ class WebhookIntake:
     """The POST /webhook handler."""
 
     def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: Metrics,
-                 max_body_bytes: int, clock: Callable[[], float] = time.time) -> None:
+                 max_body_bytes: int, clock: Callable[[], float] = time.time,
+                 server_clock: ServerClock | None = None) -> None:
         self._verifier = verifier
         self._tracker = tracker
         self._metrics = metrics
@@ -44,6 +51,9 @@ class WebhookIntake:
         self._clock = clock
         self._recent = RecentIds(DEDUP_CAPACITY)
         self._warn = RateLimitedLog(log)
+        self._server_clock = server_clock
+        self.ready: asyncio.Event | None = None  # the startup reconciliation, when configured
+        self.on_dropped_upstream: Callable[[], None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         length = request.content_length
@@ -70,10 +80,27 @@ class WebhookIntake:
             self._metrics.webhook_rejected("duplicate")
             return json_reply(200, status="duplicate")
         self._metrics.webhook_received(event.name)
+        self._observe_clock(event)
+        if event.num_dropped > 0:
+            self._metrics.webhooks_dropped_upstream.inc(event.num_dropped)
+            if self.on_dropped_upstream is not None:
+                self.on_dropped_upstream()
         if event.name not in KNOWN_EVENTS:
             return json_reply(200, status="ignored")
+        if self.ready is not None and not self.ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), STARTUP_WAIT_SECONDS)
         self._tracker.apply(event, self._clock())
         return web.Response(body=_OK_BODY, content_type="application/json")
+
+    def _observe_clock(self, event) -> None:
+        """The event's server timestamps sample the server's clock (see monitor.clock)."""
+        if self._server_clock is None:
+            return
+        self._server_clock.observe(event.created_at)
+        participant = event.participant
+        if event.name == "participant_joined" and participant and participant.joined_at:
+            self._server_clock.observe(participant.joined_at)
 
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
         self._metrics.webhook_rejected(reason)

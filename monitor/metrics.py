@@ -55,7 +55,9 @@ _TIMEOUT_OF_DEPARTURE = {Departure.SESSION_TIMEOUT: "session", Departure.IDLE_TI
 # Avatars greet within seconds once generate_reply() runs on join; 60 s is the idle timeout.
 FIRST_SPEECH_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60)
 POOR_QUALITIES = ("poor", "lost")
-OBSERVER_SKIP_REASONS = ("limit",)
+OBSERVER_SKIP_REASONS = ("limit", "gone")
+RECONCILE_ACTIONS = ("call_recovered", "join", "leave", "room_gone")
+RECONCILE_OUTCOMES = ("ok", "failed")
 SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avatar speech from
 # Per-turn agent latencies: LLM first token and TTS first byte in hundreds of milliseconds,
 # end of turn and end to end up to seconds.
@@ -173,6 +175,22 @@ class Metrics(CallListener):
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
             ["reason"], registry=registry)
+        self.webhooks_dropped_upstream = Counter(
+            "avatar_monitor_webhooks_dropped_upstream",
+            "Webhooks livekit-server says it dropped for this URL (WebhookEvent.num_dropped).",
+            registry=registry)
+        self.reconcile_runs = Counter(
+            "avatar_monitor_reconcile_runs",
+            "RoomService listings (ListRooms, ListParticipants) by outcome.", ["outcome"],
+            registry=registry)
+        self.reconciled = Counter(
+            "avatar_monitor_reconciled",
+            "What RoomService listings showed that webhooks had not: calls rebuilt, joins and "
+            "leaves applied, calls whose room was gone ended.", ["action"], registry=registry)
+        self.server_clock_offset = Gauge(
+            "avatar_monitor_server_clock_offset_seconds",
+            "livekit-server's clock minus this machine's, measured from webhook timestamps.",
+            registry=registry)
         self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
         self._disconnect_counter = {
             (role, reason): self.disconnects.labels(role.value, reason)
@@ -217,6 +235,10 @@ class Metrics(CallListener):
             self.observer_skipped.labels(reason)
         for source in SPEECH_SOURCES:
             self.observer_speech_source.labels(source)
+        for action in RECONCILE_ACTIONS:
+            self.reconciled.labels(action)
+        for outcome in RECONCILE_OUTCOMES:
+            self.reconcile_runs.labels(outcome)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
@@ -226,13 +248,20 @@ class Metrics(CallListener):
 
     # -- call transitions ------------------------------------------------------------------
 
+    # A call rebuilt from a listing after a restart (counted_from > 0) was counted by the
+    # previous process up to then: what happened before is not counted again.
+
     def call_started(self, call: Call) -> None:
-        self.calls_started.inc()
+        if (call.started_at or 0.0) >= call.counted_from:
+            self.calls_started.inc()
 
     def avatar_joined(self, call: Call, latency: float) -> None:
-        self.join_latency.observe(latency, _exemplar(call))
+        if (call.avatar_joined_at or 0.0) >= call.counted_from:
+            self.join_latency.observe(latency, _exemplar(call))
 
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
+        if at < call.counted_from:
+            return
         self.startup_failures.labels(cause).inc()
         if cause == "join_timeout":
             self.timeouts.labels("join").inc()

@@ -19,15 +19,15 @@ import logging
 import random
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
 from monitor.bridge import BackendBridge
-from monitor.events import Event, Participant, disconnect_reason_name
+from monitor.events import Participant, disconnect_reason_name
 from monitor.metrics import SPEECH_SOURCES, Metrics
+from monitor.reconcile import in_shard
 from monitor.roles import Role
 from monitor.signals import parse_message
 from monitor.state import Call, CallListener, CallTracker
@@ -49,13 +49,9 @@ class ObserverSettings:
     max_rooms: int = 200
     shard: int = 0
     shards: int = 1
-    discovery_interval: float = 30.0
     max_backoff: float = 30.0
 
 
-def in_shard(room_name: str, shard: int, shards: int) -> bool:
-    """Stable across processes and restarts (unlike hash()), so replicas split rooms evenly."""
-    return zlib.crc32(room_name.encode()) % shards == shard
 
 
 @dataclass(slots=True)
@@ -85,7 +81,6 @@ class RoomObserver(CallListener):
         self._identity = f"{OBSERVER_IDENTITY_PREFIX}-{uuid.uuid4().hex[:8]}"
         self._watches: dict[str, _Watch] = {}
         self._api: api.LiveKitAPI | None = None
-        self._discovery: asyncio.Task | None = None
         # Connects finishing after a cancel, and closes under way: kept until done.
         self._stragglers: set[asyncio.Future[None]] = set()
         metrics.observer_rooms.set_function(
@@ -102,13 +97,8 @@ class RoomObserver(CallListener):
     async def start(self) -> None:
         s = self.settings
         self._api = api.LiveKitAPI(s.url, s.api_key, s.api_secret)
-        self._discovery = asyncio.create_task(self._discover_forever())
 
     async def stop(self) -> None:
-        if self._discovery is not None:
-            self._discovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._discovery
         await asyncio.gather(*(self._close(watch) for watch in list(self._watches.values())))
         if self._stragglers:
             await asyncio.wait(set(self._stragglers), timeout=10)
@@ -126,38 +116,7 @@ class RoomObserver(CallListener):
     def call_evicted(self, call: Call) -> None:
         self._unwatch(call.room_sid)
 
-    # -- discovery -------------------------------------------------------------------------
-
-    async def _discover_forever(self) -> None:
-        while True:
-            try:
-                await self.discover()
-            except Exception as exc:  # the server may be down: try again next round
-                log.warning("room discovery failed: %s", exc)
-            await asyncio.sleep(self.settings.discovery_interval)
-
-    async def discover(self) -> None:
-        """List the server's rooms; replay the participants of calls not yet tracked, and end
-        the calls whose room is gone (webhooks lost, or the server restarted)."""
-        assert self._api is not None
-        asked_at = self._clock()
-        listed = await self._api.room.list_rooms(api.ListRoomsRequest())
-        live = {room.sid for room in listed.rooms}
-        for sid, call in list(self._tracker.calls.items()):
-            if sid not in live and call.tracked_at < asked_at:
-                self._tracker.room_gone(sid, self._clock())
-        for room in listed.rooms:
-            if (room.sid in self._tracker.calls or room.sid in self._tracker.ended_rooms
-                    or not room.num_participants or not self._mine(room.name)):
-                continue
-            participants = await self._api.room.list_participants(
-                api.ListParticipantsRequest(room=room.name))
-            now = self._clock()
-            self._tracker.apply(_room_event("room_started", room, None, now), now)
-            for info in sorted(participants.participants, key=lambda p: p.joined_at_ms):
-                self._tracker.apply(_room_event("participant_joined", room, info, now), now)
-            log.info("recovered room %s with %d participants", room.name,
-                     len(participants.participants))
+    # -- rooms -----------------------------------------------------------------------------
 
     def _mine(self, room_name: str) -> bool:
         return in_shard(room_name, self.settings.shard, self.settings.shards)
@@ -200,8 +159,10 @@ class RoomObserver(CallListener):
                 self._metrics.observer_reconnects.inc()
                 delay = min(self.settings.max_backoff, 0.5 * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                if not await self._room_exists(watch):
-                    return
+            # Joining a room that does not exist would create it (a new sid, room_started sent
+            # to every webhook consumer): join only the call's own room, as it still is.
+            if not await self._room_exists(watch):
+                return
             attempt += 1
             lost = asyncio.Event()
             try:
@@ -209,11 +170,14 @@ class RoomObserver(CallListener):
             except Exception as exc:
                 log.warning("observer could not join room %s: %s", watch.name, exc)
                 continue
+            if watch.closing:
+                return
             attempt = 1
             await lost.wait()
 
     async def _room_exists(self, watch: _Watch) -> bool:
-        """Before rejoining (which would create the room anew), check that it still exists."""
+        """Before joining (which would create the room anew), check that it exists with the
+        call's sid."""
         assert self._api is not None
         try:
             listed = await self._api.room.list_rooms(api.ListRoomsRequest(names=[watch.name]))
@@ -223,10 +187,14 @@ class RoomObserver(CallListener):
         if any(room.sid == watch.sid for room in listed.rooms):
             return True
         log.info("room %s is gone; closing its call", watch.name)
+        self._gone(watch)
+        return False
+
+    def _gone(self, watch: _Watch) -> None:
+        self._metrics.observer_skipped.labels("gone").inc()
         self._watches.pop(watch.sid, None)
         watch.closing = True
         self._tracker.room_gone(watch.sid, self._clock())
-        return False
 
     async def _connect(self, watch: _Watch, lost: asyncio.Event) -> None:
         room = rtc.Room()
@@ -250,6 +218,14 @@ class RoomObserver(CallListener):
         except asyncio.CancelledError:
             self._disconnect_when_connected(connecting, room)
             raise
+        joined_sid = await asyncio.wait_for(room.sid, 10)
+        if joined_sid != watch.sid:
+            # The room closed between the check and the join, which made it anew: leave at once.
+            log.warning("room %s has sid %s, not the call's %s; leaving", watch.name,
+                        joined_sid, watch.sid)
+            await room.disconnect()
+            self._gone(watch)
+            return
         for participant in room.remote_participants.values():
             self._on_attributes(watch, participant.attributes, participant)
         for participant in room.remote_participants.values():
@@ -361,21 +337,3 @@ def _participant(p: rtc.Participant) -> Participant:
         sid=p.sid, identity=p.identity, kind=_KIND_NAMES.get(int(p.kind), "STANDARD"),
         joined_at=None, disconnect_reason="unknown_reason",
         publishes_on_behalf=bool(p.attributes.get("lk.publish_on_behalf")))
-
-
-def _room_event(name: str, room: api.Room, info: api.ParticipantInfo | None, now: float
-                ) -> Event:
-    """A webhook-equivalent event built from RoomService answers (server timestamps)."""
-    participant = None
-    if info is not None:
-        participant = Participant(
-            sid=info.sid, identity=info.identity,
-            kind=api.ParticipantInfo.Kind.Name(info.kind),
-            joined_at=(info.joined_at_ms / 1000) or float(info.joined_at) or None,
-            disconnect_reason="unknown_reason",
-            publishes_on_behalf=bool(info.attributes.get("lk.publish_on_behalf")),
-            hidden=info.permission.hidden)
-    created = (room.creation_time_ms / 1000) or float(room.creation_time) or None
-    return Event(name=name, id="", created_at=now, room_sid=room.sid, room_name=room.name,
-                 room_created_at=created, participant=participant, track_kind=None,
-                 track_published_at=None)

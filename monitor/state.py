@@ -173,6 +173,12 @@ class CallTracker:
         # are tracked), so late webhooks and listings do not revive them.
         self.ended_rooms = EndedRooms(max(settings.max_calls, 10_000))
         self._now = 0.0
+        # Server time this process started: calls rebuilt from a listing count from then on.
+        self.since = 0.0
+        self._counted_from = 0.0  # for calls made now (set while reconciling)
+        # The last RoomService listing: room sids live then, and when it was asked.
+        self._listed: set[str] = set()
+        self._listed_at: float | None = None
         self._handlers: dict[str, Callable[[Event], None]] = {
             "room_started": self._room_started,
             "room_finished": self._room_finished,
@@ -200,10 +206,16 @@ class CallTracker:
         after the end starts a new call in the same room."""
         if event.room_sid in self.calls:
             return False
+        participant = event.participant
         ended_at = self.ended_rooms.ended_at(event.room_sid)
         if ended_at is None:
-            return False
-        participant = event.participant
+            # Not tracked: late if a listing made after it happened no longer had its room
+            # (joining the observer to it would create the room anew).
+            if self._listed_at is None or event.room_sid in self._listed:
+                return False
+            happened = participant.joined_at if participant and participant.joined_at \
+                else event.created_at
+            return happened + CREATED_AT_PRECISION < self._listed_at
         if participant is not None and participant.joined_at is not None:
             return participant.joined_at <= ended_at + CREATED_AT_PRECISION
         return event.created_at <= ended_at + CREATED_AT_PRECISION
@@ -425,6 +437,72 @@ class CallTracker:
         delay = max(published - joined, 0.0)
         self._emit("first_track", call, kind, delay, joined + delay)
 
+    # -- reconciliation (RoomService listings) ----------------------------------------------
+
+    def listed(self, live_sids: set[str], at: float) -> None:
+        """A RoomService listing asked at `at` (server time) had these rooms."""
+        self._listed, self._listed_at = live_sids, at
+
+    def present(self, room_sid: str) -> list[Participant]:
+        """The participants this room's live call holds present (users and the avatar)."""
+        call = self.calls.get(room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return []
+        here = [Participant(sid, "", "STANDARD", None, "unknown_reason", False)
+                for sid, present in call.users.items() if present]
+        if call.avatar_sid is not None and not call.avatar_left:
+            here.append(Participant(call.avatar_sid, call.avatar_identity or "", "AGENT",
+                                    call.avatar_joined_at, "unknown_reason", True))
+        return here
+
+    def reconcile(self, room_sid: str, room_name: str, room_created_at: float | None,
+                  present: list[Participant], gone: list[Participant], at: float) -> list[str]:
+        """Apply what a listing shows and webhooks did not: joins of participants present but
+        unknown (a call rebuilt after a restart counts from `since`), leaves of participants
+        gone. Returns the actions taken: call_recovered, join, leave."""
+        self._now = at
+        actions: list[str] = []
+        existed = room_sid in self.calls
+        self._counted_from = self.since
+        try:
+            for participant in sorted(present, key=lambda p: p.joined_at or at):
+                if participant.hidden or self._knows(room_sid, participant):
+                    continue
+                event = Event("participant_joined", "", at, room_sid, room_name,
+                              room_created_at, participant, None, None)
+                if self._is_late(event):
+                    continue
+                self._participant_joined(event)
+                call = self.calls.get(room_sid)
+                if call is not None and self._knows(room_sid, participant):
+                    actions.append("join")
+                    self._emit("reconciled", call, "join", participant, at)
+        finally:
+            self._counted_from = 0.0
+        call = self.calls.get(room_sid)
+        if not existed and call is not None and call.started_at is not None:
+            actions.append("call_recovered")
+            log.info("recovered the call in room %s from a listing", room_name)
+        for participant in gone:
+            call = self.calls.get(room_sid)
+            if call is None or call.state is CallState.ENDED:
+                break
+            self._emit("reconciled", call, "leave", participant, at)
+            self._participant_left(Event("participant_left", "", at, room_sid, room_name,
+                                         room_created_at, participant, None, None))
+            actions.append("leave")
+        return actions
+
+    def _knows(self, room_sid: str, participant: Participant) -> bool:
+        call = self.calls.get(room_sid)
+        if call is None:
+            return False
+        if call.state is CallState.ENDED:
+            joined = participant.joined_at or self._now
+            return call.ended_at is None or joined <= call.ended_at + CREATED_AT_PRECISION
+        return (participant.sid in call.users or participant.sid == call.avatar_sid
+                or (call.others is not None and participant.sid in call.others))
+
     # -- observer input (local clock) -------------------------------------------------------
 
     def observing(self, room_sid: str, at: float) -> None:
@@ -512,7 +590,8 @@ class CallTracker:
             if oldest.state is not CallState.ENDED:
                 self._emit("call_evicted", oldest)
             self._forget(oldest)
-        call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now)
+        call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now,
+                    counted_from=self._counted_from)
         self.calls[call.room_sid] = call
         self.sid_by_name[call.room_name] = call.room_sid
         self.counts[CallState.PENDING] += 1

@@ -1,0 +1,96 @@
+"""The server clock estimate, num_dropped, and /healthz and /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from monitor.clock import ServerClock
+from tests.conftest import RunningMonitor, StartMonitor
+from tests.webhooks import Room, user
+
+
+class FakeTime:
+    def __init__(self, wall: float) -> None:
+        self.wall, self.mono = wall, 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+def test_the_server_clock_is_the_freshest_sample_never_ahead_of_the_server() -> None:
+    t = FakeTime(1_000_000.0)
+    clock = ServerClock(window=60, wall=lambda: t.wall, mono=lambda: t.mono)
+    assert clock.now() == t.wall and clock.offset() == 0  # no sample yet: the wall clock
+    server_behind = 60.0
+    # Delivered 0.2 s, then 5 s (a retry) after the server stamped them.
+    t.advance(10)
+    clock.observe(t.wall - server_behind - 0.2)
+    t.advance(1)
+    clock.observe(t.wall - server_behind - 5)
+    assert abs(clock.offset() + server_behind + 0.2) < 1e-6
+    assert abs(clock.now() - (t.wall - server_behind - 0.2)) < 1e-6
+    t.advance(1)
+    clock.observe(t.wall - server_behind - 0.05)  # a faster delivery refines it
+    assert abs(clock.offset() + server_behind + 0.05) < 1e-6
+    # The server's clock steps forward (NTP): the larger sample wins at once.
+    t.advance(1)
+    clock.observe(t.wall + 30)
+    assert abs(clock.offset() - 30) < 1e-6
+    # Past the window, older maxima are forgotten.
+    t.advance(120)
+    clock.observe(t.wall - 2)
+    assert abs(clock.offset() + 2) < 1e-6
+
+
+async def test_num_dropped_is_counted(sidecar: RunningMonitor) -> None:
+    room = Room()
+    event = room.joined(user(time.time()))
+    event.num_dropped = 7
+    status, _ = await sidecar.send(event)
+    assert status == 200
+    assert await sidecar.value("avatar_monitor_webhooks_dropped_upstream_total") == 7
+    assert await sidecar.value("avatar_calls_started_total") == 1
+
+
+async def status_of(sidecar: RunningMonitor, path: str) -> tuple[int, dict]:
+    async with sidecar.http.get(sidecar.url + path) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_healthz_fails_when_the_deadline_loop_stops_or_stalls(
+        sidecar: RunningMonitor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert await status_of(sidecar, "/healthz") == (200, {"status": "ok"})
+    assert await status_of(sidecar, "/readyz") == (200, {"status": "ready"})
+    monkeypatch.setattr("monitor.app.STALL_SECONDS", 0.5)
+
+    def broken(now: float) -> None:
+        raise RuntimeError("a bug in the deadline check")
+
+    monkeypatch.setattr(sidecar.monitor.tracker, "expire", broken)
+    await asyncio.sleep(1.0)  # the behaviour under test: no check completes for this long
+    status, body = await status_of(sidecar, "/healthz")
+    assert status == 503 and "deadline loop stalled" in body["problems"][0], body
+    monkeypatch.undo()
+    monkeypatch.setattr("monitor.app.STALL_SECONDS", 0.5)
+    health = sidecar.monitor.health
+    assert health is not None and health.task is not None
+    await asyncio.sleep(0.5)
+    assert (await status_of(sidecar, "/healthz"))[0] == 200
+    health.task.cancel()
+    await asyncio.sleep(0)
+    status, body = await status_of(sidecar, "/healthz")
+    assert status == 503 and "deadline loop not running" in body["problems"], body
+
+
+async def test_readyz_waits_for_livekit(start_monitor: StartMonitor) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sidecar = await start_monitor(livekit_url=f"ws://127.0.0.1:{port}", observer=False)
+    status, body = await status_of(sidecar, "/readyz")
+    assert status == 503, body
+    assert "startup reconciliation with LiveKit not done" in body["problems"]
+    assert (await status_of(sidecar, "/healthz"))[0] == 200  # alive, only not ready
