@@ -15,6 +15,9 @@ RUN pip install . \
 
 USER 10001
 EXPOSE 9465
+# Liveness: /healthz fails when the deadline loop stops or stalls. Readiness (/readyz: key pair,
+# LiveKit reachable, startup reconciliation done) is for orchestrators that have it (Kubernetes
+# readinessProbe); see README "Health".
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['AVATAR_MONITOR_PORT'] + '/healthz', timeout=2)"]
 

@@ -9,6 +9,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null || need+=(chromium)  # the status page, in a real browser
 command -v ip >/dev/null || need+=(iproute2)  # the e2e stage makes its own network namespace
+command -v faketime >/dev/null || need+=(faketime)  # a sidecar whose clock is off the server's
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2

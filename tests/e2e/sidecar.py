@@ -22,6 +22,8 @@ class Sidecar:
     extra_args: list[str] = field(default_factory=list)
     avatar_join_timeout: float = 30.0
     python: str = sys.executable
+    prefix: list[str] = field(default_factory=list)  # e.g. faketime, to skew its clock
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=procs.free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -38,14 +40,14 @@ class Sidecar:
         return self.workdir / "avatar-monitor.log"
 
     def argv(self) -> list[str]:
-        return [self.python, "-m", "monitor", "serve", "--host", "127.0.0.1",
+        return [*self.prefix, self.python, "-m", "monitor", "serve", "--host", "127.0.0.1",
                 "--port", str(self.port), "--avatar-join-timeout", str(self.avatar_join_timeout),
                 *self.extra_args]
 
     def start(self, timeout: float = 20.0) -> None:
         """Start it and wait for GET /healthz to answer 200."""
         env = {"LIVEKIT_API_KEY": self.api_key, "LIVEKIT_API_SECRET": self.api_secret,
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **self.env}
         self.process = procs.start(self.argv(), self.log_path, env=env, cwd=REPO)
         procs.wait_http_ok(self.url + "/healthz", self.process, self.log_path, timeout)
 
