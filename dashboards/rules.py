@@ -152,13 +152,13 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         "AvatarAgentReportsRefused",
         "sum by (job, instance) (increase(avatar_monitor_reported_events_rejected_total"
-        f'{{reason=~"unauthorized|forbidden"}}[{T.rejections_window}])) > 0',
+        f'{{reason=~"unauthorized|forbidden|foreign_room"}}[{T.rejections_window}])) > 0',
         FOR.reports_refused,
         "warning",
         (g.NO_SPEECH, g.SESSION_DIES),
         "avatar-monitor refuses the voice agent's reports on {{ $labels.instance }}",
         f"{_COUNT} POST /v1/events request(s) in the last {T.rejections_window} had no valid "
-        "token, or one for another room: pipeline errors and startup failures the agent "
+        "agent token for their room: pipeline errors and startup failures the agent "
         "sends over HTTP go uncounted.",
     ),
     Alert(

@@ -1,6 +1,7 @@
 """Who may use /v1/events, /v1/calls and the status page: holders of a LiveKit access token
 signed with the sidecar's key pair (livekit-api `AccessToken`), in `Authorization: Bearer`.
-A token whose video grant names a room is good for that room only."""
+A token whose video grant names a room is good for that room only. Reports (/v1/events) take
+more: an agent's token (kind `agent`) whose grant names the room reported on."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from livekit.api import TokenVerifier
+from livekit.api.access_token import Claims
 
 ANY_ROOM = ""
+AGENT_KIND = "agent"
 
 
 class Denied(Exception):
@@ -35,14 +38,45 @@ class TokenAccess:
         `query_token`, a `?token=` parameter is taken too (for a browser)."""
         if self.verifier is None:
             return ANY_ROOM
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else ""
+        return _room_of(self._claims(request, query_token))
+
+    def agent_room(self, request: web.Request) -> str:
+        """The one room an agent's token may report on; raises Denied: 401 without a good
+        token, 403 `forbidden` for a token that is not an agent's (a user's join token), 403
+        `foreign_room` for an agent token that names no room."""
+        if self.verifier is None:
+            return ANY_ROOM
+        claims = self._claims(request, query_token=False)
+        if claims.kind != AGENT_KIND:
+            raise Denied(403, "forbidden",
+                         "only the voice agent may report: the token's kind must be agent")
+        room = _room_of(claims)
+        if not room:
+            raise Denied(403, "foreign_room", "an agent token must grant the room it reports on")
+        return room
+
+    def _claims(self, request: web.Request, query_token: bool) -> Claims:
+        assert self.verifier is not None
+        token = bearer_token(request)
         if not token and query_token:
             token = request.query.get("token", "")
         if not token:
             raise Denied(401, "unauthorized",
                          f"a LiveKit access token is needed (Authorization: Bearer){self.hint}")
         try:
-            return self.verifier.verify(token).video.room or ANY_ROOM
+            return self.verifier.verify(token)
         except Exception as exc:  # livekit-api raises jwt's errors and ValueError alike
-            raise Denied(401, "unauthorized", f"token does not verify: {exc}") from None
+            raise Denied(401, "unauthorized",
+                         f"token does not verify: {type(exc).__name__}") from None
+
+
+def bearer_token(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:] if auth.startswith("Bearer ") else ""
+
+
+def _room_of(claims: Claims) -> str:
+    room = claims.video.room if claims.video is not None else ""
+    if type(room) is not str:  # never read as "any room"
+        raise Denied(401, "unauthorized", "the token's room grant is not a room name")
+    return room

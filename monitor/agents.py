@@ -7,8 +7,10 @@
         return                                        # startup_failure already published
 
 Events go out on the room's data topic `avatar-monitor/events` (read by the sidecar's room
-observer) and, when a sidecar URL is given, to its `POST /v1/events`; each carries an id, so the
-sidecar counts it once whichever way it arrives. Nothing here raises into the agent: a failed
+observer, which takes them from agent participants only) and, when a sidecar URL is given, to its
+`POST /v1/events` with an agent token (kind `agent`, a grant for this room only, minted with the
+API key pair) and the room's sid; each carries an id, so the sidecar counts it once whichever way
+it arrives. Nothing here raises into the agent: a failed
 send is logged and counted in `Reporter.failed`, and at most `max_in_flight` sends are pending
 (more are dropped and counted in `Reporter.dropped`).
 """
@@ -49,6 +51,7 @@ LATENCY_OF_METRIC = {"llm_node_ttft": "llm_ttft", "tts_node_ttfb": "tts_ttfb",
                      "end_of_turn_delay": "end_of_turn", "e2e_latency": "e2e"}
 HTTP_TIMEOUT_SECONDS = 5.0
 TOKEN_TTL = datetime.timedelta(minutes=10)
+ROOM_SID_WAIT_SECONDS = 5.0
 
 
 class Reporter:
@@ -67,6 +70,7 @@ class Reporter:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._room_sid: str | None = None
 
     def report(self, kind: str, **fields: Any) -> str | None:
         """Queue one event of the avatar-monitor/events schema; returns its id, or None when
@@ -138,12 +142,13 @@ class Reporter:
             if self._http is None:
                 self._http = aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_SECONDS))
-            token = (api.AccessToken(self._api_key, self._api_secret)
-                     .with_grants(api.VideoGrants(room=self.room.name))
-                     .with_ttl(TOKEN_TTL).to_jwt())
-            async with self._http.post(f"{self.url}/v1/events",
-                                       json={**doc, "room": self.room.name},
-                                       headers={"Authorization": f"Bearer {token}"}) as resp:
+            body = {**doc, "room": self.room.name}
+            room_sid = await self._sid()
+            if room_sid:
+                body["room_sid"] = room_sid
+            headers = {"Authorization": f"Bearer {self.token()}"}
+            async with self._http.post(f"{self.url}/v1/events", json=body,
+                                       headers=headers) as resp:
                 if resp.status < 300:
                     return True
                 log.warning("avatar-monitor: POST /v1/events answered %d: %s",
@@ -151,6 +156,28 @@ class Reporter:
         except Exception as exc:
             log.warning("avatar-monitor: POST /v1/events failed: %s", exc)
         return False
+
+
+    def token(self) -> str:
+        """What /v1/events takes: an agent's token (kind agent) for this room only."""
+        local = getattr(self.room, "local_participant", None)
+        identity = getattr(local, "identity", "") or "avatar-monitor-reporter"
+        return (api.AccessToken(self._api_key, self._api_secret).with_kind("agent")
+                .with_identity(identity).with_grants(api.VideoGrants(room=self.room.name))
+                .with_ttl(TOKEN_TTL).to_jwt())
+
+    async def _sid(self) -> str | None:
+        """The room's sid (livekit-rtc learns it shortly after connecting), or None."""
+        if self._room_sid is None:
+            sid = getattr(self.room, "sid", None)
+            if isinstance(sid, str):
+                self._room_sid = sid
+            elif sid is not None:
+                try:
+                    self._room_sid = await asyncio.wait_for(sid, ROOM_SID_WAIT_SECONDS)
+                except Exception as exc:
+                    log.warning("avatar-monitor: the room's sid is unknown: %s", exc)
+        return self._room_sid or None
 
 
 def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -> Reporter:

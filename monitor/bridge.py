@@ -1,10 +1,11 @@
 """The backend bridge: events the voice agent reports, by data channel or POST /v1/events.
 
-Each event is applied once: an `id` seen by both paths counts once. Counters move as soon as an
-event arrives, whether or not its call is known, so nothing reported is lost. What an event does
-to its call (a startup failure, the time of an unrecoverable error, a span event) needs the call:
-events for a room whose webhooks have not arrived yet wait in a bounded buffer, are applied when
-the call starts, and expire after a while (a startup failure that expires is still counted).
+Each event is applied once: an `id` seen by both paths counts once. An event counts when it is
+applied to its call, found by room sid (which must belong to the room named) or, without a sid,
+by the room's current call. Events for a call whose webhooks have not arrived yet wait in a
+bounded buffer under their room name and sid, are applied when a call with that very name and
+sid starts, and otherwise expire: counted as expired, never as what they report. An event with
+no sid and no call to go to is not kept (outcome `unmatched`).
 """
 
 from __future__ import annotations
@@ -47,34 +48,44 @@ class BackendBridge(CallListener):
         self._metrics = metrics
         self.settings = settings
         self._recent = RecentIds(RECENT_IDS)
-        self._waiting: OrderedDict[str, _Waiting] = OrderedDict()  # room name -> events
+        # (room name, room sid) -> events waiting for that call
+        self._waiting: OrderedDict[tuple[str, str], _Waiting] = OrderedDict()
 
     def accept(self, source: str, event: ReportedEvent, now: float, room_name: str,
                room_sid: str | None = None) -> str:
         """Take one event for a room from `source` (data_channel or http); returns its
-        outcome: applied, buffered or duplicate."""
+        outcome: applied, buffered, unmatched or duplicate. The caller checks `conflicts`
+        first."""
         if event.id is not None and self._recent.seen(event.id):
             return self._outcome(source, "duplicate")
         at = now
         if event.at is not None and abs(event.at - now) <= MAX_CLOCK_SKEW_SECONDS:
             at = event.at
-        if not isinstance(event.signal, StartupFailureMessage):
-            self._metrics.reported(event.signal)
         call = self._call(room_sid, room_name)
-        if call is not None:
-            self._tracker.signal(call.room_sid, event.signal, at)
+        if call is not None and call.state is not CallState.PENDING:
+            self._apply(call.room_sid, event, at)
             return self._outcome(source, "applied")
-        self._wait(room_name, event, at, now)
+        sid = room_sid or (call.room_sid if call is not None else None)
+        if not sid:
+            return self._outcome(source, "unmatched")
+        self._wait(room_name, sid, event, at, now)
         return self._outcome(source, "buffered")
+
+    def conflicts(self, room_name: str, room_sid: str | None) -> bool:
+        """Whether `room_sid` is the sid of a known call in another room than `room_name`."""
+        if not room_sid:
+            return False
+        call = self._tracker.calls.get(room_sid)
+        return call is not None and call.room_name != room_name
 
     def expire(self, now: float) -> None:
         """Give up on rooms whose call did not appear in time."""
         limit = now - self.settings.pending_seconds
         while self._waiting:
-            name, waiting = next(iter(self._waiting.items()))
+            key, waiting = next(iter(self._waiting.items()))
             if waiting.since > limit:
                 break
-            self._drop(name)
+            self._drop(key)
 
     @property
     def waiting_events(self) -> int:
@@ -83,48 +94,50 @@ class BackendBridge(CallListener):
     # -- call transitions ------------------------------------------------------------------
 
     def call_started(self, call: Call) -> None:
-        waiting = self._waiting.pop(call.room_name, None)
+        waiting = self._waiting.pop((call.room_name, call.room_sid), None)
         if waiting is None:
             return
         for event, at in waiting.events:
-            self._tracker.signal(call.room_sid, event.signal, at)
+            self._apply(call.room_sid, event, at)
             self._metrics.bridge_events.labels("buffer", "applied").inc()
 
     # -- internals -------------------------------------------------------------------------
 
-    def _call(self, room_sid: str | None, room_name: str) -> Call | None:
-        calls = self._tracker.calls
-        call = calls.get(room_sid) if room_sid else None
-        if call is None:
-            sid = self._tracker.sid_by_name.get(room_name)
-            call = calls.get(sid) if sid else None
-        if call is not None and call.state is CallState.PENDING:
-            return None  # the room exists but no user joined yet: wait for the call itself
-        return call
+    def _apply(self, room_sid: str, event: ReportedEvent, at: float) -> None:
+        """Count the event (a startup failure is counted per call, by the tracker) and apply
+        it to its call."""
+        if not isinstance(event.signal, StartupFailureMessage):
+            self._metrics.reported(event.signal)
+        self._tracker.signal(room_sid, event.signal, at)
 
-    def _wait(self, room_name: str, event: ReportedEvent, at: float, now: float) -> None:
-        waiting = self._waiting.get(room_name)
+    def _call(self, room_sid: str | None, room_name: str) -> Call | None:
+        """The call with that sid in that room; without a sid, the room's current call."""
+        calls = self._tracker.calls
+        if room_sid:
+            call = calls.get(room_sid)
+            return call if call is not None and call.room_name == room_name else None
+        sid = self._tracker.sid_by_name.get(room_name)
+        return calls.get(sid) if sid else None
+
+    def _wait(self, room_name: str, room_sid: str, event: ReportedEvent, at: float,
+              now: float) -> None:
+        key = (room_name, room_sid)
+        waiting = self._waiting.get(key)
         if waiting is None:
             while len(self._waiting) >= self.settings.pending_rooms:
                 self._drop(next(iter(self._waiting)))
-            waiting = self._waiting[room_name] = _Waiting(now, [])
+            waiting = self._waiting[key] = _Waiting(now, [])
         if len(waiting.events) >= self.settings.pending_per_room:
-            self._lost(waiting.events.pop(0)[0])
+            waiting.events.pop(0)
             self._metrics.bridge_events.labels("buffer", "expired").inc()
         waiting.events.append((event, at))
 
-    def _drop(self, room_name: str) -> None:
-        waiting = self._waiting.pop(room_name)
-        for event, _ in waiting.events:
-            self._lost(event)
-            self._metrics.bridge_events.labels("buffer", "expired").inc()
-        log.info("no call for room %s: %d reported events not applied to a call",
-                 room_name, len(waiting.events))
-
-    def _lost(self, event: ReportedEvent) -> None:
-        """An event whose call never appeared: its counters moved already, except this one."""
-        if isinstance(event.signal, StartupFailureMessage):
-            self._metrics.startup_failures.labels("message").inc()
+    def _drop(self, key: tuple[str, str]) -> None:
+        """The call never appeared: its events expire, and count as nothing else."""
+        waiting = self._waiting.pop(key)
+        self._metrics.bridge_events.labels("buffer", "expired").inc(len(waiting.events))
+        log.debug("no call for room %s (sid %s): %d reported events expired",
+                  key[0], key[1], len(waiting.events))
 
     def _outcome(self, source: str, outcome: str) -> str:
         self._metrics.bridge_events.labels(source, outcome).inc()

@@ -1,10 +1,11 @@
 """POST /v1/events: the voice agent's reports over HTTP, for the backend bridge.
 
 The body is one event of the `avatar-monitor/events` schema (docs/events.md) plus the `room` it
-belongs to. The caller authenticates with a LiveKit access token (livekit-api `AccessToken`,
-signed with the API key and secret) in `Authorization: Bearer`; a token whose video grant names
-a room may only report for that room. Every rejection is a short JSON reason, a log line and a
-counter.
+belongs to and, best, the room's `room_sid`. Only the voice agent may report: the caller's
+LiveKit access token (livekit-api `AccessToken`, signed with the API key and secret, in
+`Authorization: Bearer`) must be an agent's (kind `agent`) with a video grant for that very room,
+and a `room_sid` must be the sid of a call in that room. Every rejection is a short JSON reason,
+a log line and a counter.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class EventIntake:
         if length is not None and length > self._max_body_bytes:
             return self._reject(413, "too_large", too_large)
         try:
-            granted_room = self._access.room_scope(request)
+            granted_room = self._access.agent_room(request)
         except Denied as denied:
             return self._reject(*denied.args)
         body = await self._read(request)
@@ -63,10 +64,13 @@ class EventIntake:
             return self._reject(400, "malformed",
                                 f"room must be a room name of 1 to {MAX_ROOM_NAME_CHARS} "
                                 "characters")
-        if room_sid is not None and type(room_sid) is not str:
-            return self._reject(400, "malformed", "room_sid must be a string")
+        if room_sid is not None and (type(room_sid) is not str
+                                     or len(room_sid) > MAX_ROOM_NAME_CHARS):
+            return self._reject(400, "malformed", "room_sid must be a room sid")
         if granted_room and granted_room != room:
-            return self._reject(403, "forbidden", "the token is for another room")
+            return self._reject(403, "foreign_room", "the token is for another room")
+        if self._bridge.conflicts(room, room_sid or None):
+            return self._reject(403, "foreign_room", "room_sid is the sid of another room")
         try:
             event = parse_event(doc)
         except BadEvent as exc:

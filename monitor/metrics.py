@@ -27,6 +27,7 @@ from monitor.signals import (
     EVENT_TYPES,
     LATENCY_STAGES,
     LEMONSLICE_TYPES,
+    TOPIC_LABELS,
     AgentLatency,
     PipelineError,
     SessionClosed,
@@ -64,10 +65,13 @@ SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avata
 AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 BRIDGE_OUTCOMES = {
     "data_channel": ("applied", "buffered", "duplicate"),
-    "http": ("applied", "buffered", "duplicate"),
+    "http": ("applied", "buffered", "unmatched", "duplicate"),
     "buffer": ("applied", "expired"),
 }
-BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "malformed", "too_large")
+# forbidden: not an agent's token; foreign_room: no grant for the room, or a sid of another room
+BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "too_large")
+# Data messages on the topics read, from a sender that is not an agent participant of the room.
+DATA_REFUSALS = ("forbidden",)
 
 
 class Metrics(CallListener):
@@ -171,6 +175,11 @@ class Metrics(CallListener):
         self.bridge_rejected = Counter(
             "avatar_monitor_reported_events_rejected",
             "POST /v1/events requests rejected, by reason.", ["reason"], registry=registry)
+        self.data_refused = Counter(
+            "avatar_monitor_data_messages_refused",
+            "Data messages on the topics read that were refused (the sender is not an agent "
+            "participant of the room), by topic and reason.",
+            ["topic", "reason"], registry=registry)
         self.spans_dropped = Counter(
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
@@ -223,6 +232,9 @@ class Metrics(CallListener):
                 self.bridge_events.labels(source, outcome)
         for reason in BRIDGE_REJECTIONS:
             self.bridge_rejected.labels(reason)
+        for topic in TOPIC_LABELS.values():
+            for reason in DATA_REFUSALS:
+                self.data_refused.labels(topic, reason)
         for quality in POOR_QUALITIES:
             self.poor_quality_time.labels(quality)
         for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),

@@ -26,6 +26,7 @@ from livekit import api, rtc
 
 from monitor.bridge import BackendBridge
 from monitor.events import Participant, disconnect_reason_name
+from monitor.logs import RateLimitedLog
 from monitor.metrics import SPEECH_SOURCES, Metrics
 from monitor.reconcile import in_shard
 from monitor.roles import Role
@@ -38,6 +39,7 @@ OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 AGENT_STATE = "lk.agent.state"
 _KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
                6: "BRIDGE"}
+_refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
 
 
@@ -303,6 +305,11 @@ class RoomObserver(CallListener):
         message = parse_message(packet.topic or "", packet.data)
         if message is None:
             return
+        if not _is_agent(packet.participant):  # only the voice agent and the avatar report
+            self._metrics.data_refused.labels(message.topic, "forbidden").inc()
+            _refusals.warning("forbidden", "data message on %s refused: the sender is not an "
+                               "agent participant", packet.topic)
+            return
         self._metrics.data_message(message.topic, message.type)
         if message.event is not None:
             self._bridge.accept("data_channel", message.event, self._clock(), watch.name,
@@ -330,6 +337,11 @@ class RoomObserver(CallListener):
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
         return self._tracker.roles.role_of(_participant(participant)) is Role.AVATAR
+
+
+def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:
+    """An AGENT participant of the room (None: sent by a server SDK, not a participant)."""
+    return sender is not None and _KIND_NAMES.get(int(sender.kind)) == "AGENT"
 
 
 def _participant(p: rtc.Participant) -> Participant:

@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from livekit import api
 from livekit.agents import AgentSession, llm, stt, tts
 from livekit.agents.llm import ChatMessage
 from livekit.agents.voice.events import (
@@ -19,9 +20,16 @@ from livekit.agents.voice.events import (
 
 from monitor.agents import Reporter, instrument
 from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET
+from tests.webhooks import KEY, SECRET, Room, user
 
-ROOM = SimpleNamespace(name="call-agents")  # HTTP only: the room's name is all that is used
+CALL = Room(name="call-agents")
+# HTTP only: the room's name and sid, and the agent's identity, are all that is used.
+ROOM = SimpleNamespace(name=CALL.name, sid=CALL.sid,
+                       local_participant=SimpleNamespace(identity="agent-1"))
+
+
+async def start_call(sidecar: RunningMonitor) -> None:
+    assert (await sidecar.send(CALL.joined(user(time.time() - 1))))[0] == 200
 
 
 def error_event(kind: type, recoverable: bool) -> ErrorEvent:
@@ -31,6 +39,7 @@ def error_event(kind: type, recoverable: bool) -> ErrorEvent:
 
 
 async def test_session_events_reach_the_sidecar(sidecar: RunningMonitor) -> None:
+    await start_call(sidecar)
     session = AgentSession()
     reporter = instrument(session, ROOM, url=sidecar.url, api_key=KEY, api_secret=SECRET,
                           data_channel=False)
@@ -82,6 +91,7 @@ def test_the_sidecar_url_and_keys_come_from_the_environment(
 
 
 async def test_sends_in_flight_are_bounded(sidecar: RunningMonitor) -> None:
+    await start_call(sidecar)
     reporter = Reporter(ROOM, url=sidecar.url, api_key=KEY, api_secret=SECRET,
                         data_channel=False, max_in_flight=2)
     ids = [reporter.report("session_closed", reason="job_shutdown") for _ in range(5)]
@@ -99,3 +109,12 @@ async def test_a_refused_report_is_counted_as_failed(sidecar: RunningMonitor) ->
     assert (reporter.sent, reporter.failed) == (0, 1)
     assert await sidecar.value("avatar_monitor_reported_events_rejected_total",
                                reason="unauthorized") == 1
+
+
+def test_the_reporters_token_is_an_agents_for_its_room_only() -> None:
+    claims = api.TokenVerifier(KEY, SECRET).verify(
+        Reporter(ROOM, api_key=KEY, api_secret=SECRET).token())
+    assert claims.kind == "agent"
+    assert claims.identity == "agent-1"
+    assert claims.video is not None and claims.video.room == CALL.name
+    assert not (claims.video.room_join or claims.video.room_admin or claims.video.room_list)

@@ -1,23 +1,26 @@
-"""POST /v1/events over real HTTP: authentication, schema errors, size limit; nothing lost."""
+"""POST /v1/events over real HTTP: only the voice agent's token for the call's room reports; each
+forgery is refused and counted by reason, and the good report after it still counts."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import time
 
 import pytest
 
 from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET, access_token
+from tests.webhooks import KEY, SECRET, Room, access_token, agent_token, join_token, user
 
 ROOM = "call-events"
+CALL = Room(name=ROOM)
 GOOD = {"v": 1, "type": "pipeline_error", "component": "tts", "recoverable": False,
-        "room": ROOM}
+        "room": ROOM, "room_sid": CALL.sid}
 
 
 def token(room: str | None = ROOM, key: str = KEY, secret: str = SECRET,
           ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
-    return access_token(room, key, secret, ttl)
+    return agent_token(room, key, secret, ttl)
 
 
 async def post(sidecar: RunningMonitor, body: bytes | dict, auth: str | None = None
@@ -33,19 +36,53 @@ async def rejected(sidecar: RunningMonitor, reason: str) -> float | None:
     return await sidecar.value("avatar_monitor_reported_events_rejected_total", reason=reason)
 
 
+async def start_call(sidecar: RunningMonitor, room: Room = CALL) -> None:
+    assert (await sidecar.send(room.joined(user(time.time() - 1))))[0] == 200
+
+
+async def errors(sidecar: RunningMonitor) -> float | None:
+    return await sidecar.value("avatar_pipeline_errors_total", component="tts",
+                               recoverable="false")
+
+
 async def assert_good_event_still_counts(sidecar: RunningMonitor, before: float) -> None:
-    assert await post(sidecar, GOOD) == (202, {"status": "buffered"})
-    assert await sidecar.value("avatar_pipeline_errors_total", component="tts",
-                               recoverable="false") == before + 1
+    await start_call(sidecar)
+    assert await post(sidecar, GOOD) == (202, {"status": "applied"})
+    assert await errors(sidecar) == before + 1
 
 
 async def test_a_good_event_is_accepted(sidecar: RunningMonitor) -> None:
     await assert_good_event_still_counts(sidecar, 0)
     status, reply = await post(sidecar, {**GOOD, "id": "once"})
-    assert (status, reply) == (202, {"status": "buffered"})
+    assert (status, reply) == (202, {"status": "applied"})
     assert await post(sidecar, {**GOOD, "id": "once"}) == (202, {"status": "duplicate"})
-    unscoped = f"Bearer {token(room=None)}"  # a token without a room may report for any room
-    assert (await post(sidecar, {**GOOD, "room": "other"}, unscoped))[0] == 202
+    without_sid = {k: v for k, v in GOOD.items() if k != "room_sid"}
+    assert await post(sidecar, without_sid) == (202, {"status": "applied"})  # the room's call
+    assert await errors(sidecar) == 3
+
+
+async def test_a_report_before_its_call_waits_for_that_call(sidecar: RunningMonitor) -> None:
+    assert await post(sidecar, GOOD) == (202, {"status": "buffered"})
+    assert await errors(sidecar) == 0  # counted once applied to its call
+    await start_call(sidecar)
+    assert await errors(sidecar) == 1
+
+
+async def test_invented_rooms_expire_and_count_as_nothing(sidecar: RunningMonitor) -> None:
+    """An agent token for rooms with no call: buffered, then expired, never a failure."""
+    for n in range(20):
+        room = f"invented-{n}"
+        startup = {"v": 1, "type": "startup_failure", "room": room, "room_sid": f"RM_x{n}"}
+        assert await post(sidecar, startup, f"Bearer {token(room)}") == (
+            202, {"status": "buffered"})
+    no_sid = {"v": 1, "type": "startup_failure", "room": "invented-x"}
+    assert await post(sidecar, no_sid, f"Bearer {token('invented-x')}") == (
+        202, {"status": "unmatched"})
+    sidecar.monitor.bridge.expire(time.time() + sidecar.monitor.bridge.settings.pending_seconds)
+    assert await sidecar.value("avatar_monitor_reported_events_total", source="buffer",
+                               outcome="expired") == 20
+    assert await sidecar.value("avatar_startup_failures_total", cause="message") == 0
+    await assert_good_event_still_counts(sidecar, 0)
 
 
 UNAUTHORIZED = {
@@ -74,10 +111,39 @@ async def test_a_token_in_the_query_is_not_taken(sidecar: RunningMonitor) -> Non
     await assert_good_event_still_counts(sidecar, 0)
 
 
-async def test_a_token_for_another_room_is_forbidden(sidecar: RunningMonitor) -> None:
-    status, reply = await post(sidecar, GOOD, f"Bearer {token(room='elsewhere')}")
-    assert (status, reply["error"]) == (403, "forbidden")
-    assert await rejected(sidecar, "forbidden") == 1
+FORGED = {
+    # A frontend user's join token, for the very room: not the agent.
+    "join token": ("forbidden", lambda: join_token(ROOM)),
+    "no kind": ("forbidden", lambda: access_token(ROOM)),
+    "kind standard": ("forbidden", lambda: access_token(ROOM, kind="standard")),
+    "kind egress": ("forbidden", lambda: access_token(ROOM, kind="egress")),
+    "agent, no room": ("foreign_room", lambda: token(room=None)),
+    "agent, another room": ("foreign_room", lambda: token(room="elsewhere")),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+async def test_forged_reports_are_refused(sidecar: RunningMonitor, case: str) -> None:
+    await start_call(sidecar)
+    reason, make = FORGED[case]
+    startup = {"v": 1, "type": "startup_failure", "room": ROOM, "room_sid": CALL.sid}
+    for doc in (GOOD, startup):
+        status, reply = await post(sidecar, doc, f"Bearer {make()}")
+        assert (status, reply["error"]) == (403, reason)
+    assert await rejected(sidecar, reason) == 2
+    assert await errors(sidecar) == 0
+    assert await sidecar.value("avatar_startup_failures_total", cause="message") == 0
+    await assert_good_event_still_counts(sidecar, 0)
+
+
+async def test_a_sid_of_another_room_is_refused(sidecar: RunningMonitor) -> None:
+    """Room A's agent token, naming room A with room B's sid: B's call is not touched."""
+    other = Room()
+    await start_call(sidecar, other)
+    status, reply = await post(sidecar, {**GOOD, "room_sid": other.sid})
+    assert (status, reply["error"]) == (403, "foreign_room")
+    assert await rejected(sidecar, "foreign_room") == 1
+    assert await errors(sidecar) == 0
     await assert_good_event_still_counts(sidecar, 0)
 
 
@@ -91,6 +157,7 @@ async def test_a_token_for_another_room_is_forbidden(sidecar: RunningMonitor) ->
         ({k: v for k, v in GOOD.items() if k != "room"}, "room must be"),
         ({**GOOD, "room": "r" * 300}, "room must be"),
         ({**GOOD, "room_sid": 5}, "room_sid"),
+        ({**GOOD, "room_sid": "R" * 300}, "room_sid"),
         ({**GOOD, "v": 2}, "v must be 1"),
         ({**GOOD, "type": "hello"}, "type must be one of"),
         ({**GOOD, "recoverable": "no"}, "recoverable"),

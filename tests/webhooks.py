@@ -25,11 +25,27 @@ def sign(body: bytes, key: str = KEY, secret: str = SECRET) -> str:
 
 
 def access_token(room: str | None = None, key: str = KEY, secret: str = SECRET,
-                 ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
-    """A LiveKit access token, as /v1/events, /v1/calls and the status page take; with `room`,
-    its video grant names that room."""
+                 ttl: datetime.timedelta = datetime.timedelta(minutes=5), kind: str = "",
+                 identity: str = "") -> str:
+    """A LiveKit access token, as /v1/calls and the status page take; with `room`, its video
+    grant names that room; with kind `agent`, it is what /v1/events takes."""
     grants = api.VideoGrants(room=room) if room else api.VideoGrants()
-    return api.AccessToken(key, secret).with_grants(grants).with_ttl(ttl).to_jwt()
+    token = api.AccessToken(key, secret).with_grants(grants).with_ttl(ttl)
+    if kind:
+        token = token.with_kind(kind)  # type: ignore[arg-type]
+    return token.with_identity(identity).to_jwt()
+
+
+def agent_token(room: str | None, key: str = KEY, secret: str = SECRET,
+                ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
+    """The voice agent's token for /v1/events, as monitor.agents mints it."""
+    return access_token(room, key, secret, ttl, kind="agent", identity="agent-1")
+
+
+def join_token(room: str, identity: str = "user-1", key: str = KEY, secret: str = SECRET) -> str:
+    """A user's join token, as every frontend holds one."""
+    return (api.AccessToken(key, secret).with_identity(identity)
+            .with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt())
 
 
 def encode(event: webhook.WebhookEvent) -> bytes:

@@ -13,7 +13,7 @@ import aiohttp
 from livekit.protocol import models, webhook
 
 from tests.scrape import value
-from tests.webhooks import KEY, Room, access_token, agent, avatar, sign, signed, user
+from tests.webhooks import KEY, Room, agent, agent_token, avatar, sign, signed, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -61,7 +61,7 @@ async def padding_rooms(d: Driver) -> None:
     await d.wait_metric("avatar_monitor_calls_evicted_total", 1)
 
 
-async def answered_call(d: Driver, end: bool, avatar_reason: int = R.CLIENT_INITIATED) -> None:
+async def answered_call(d: Driver, end: bool, avatar_reason: int = R.CLIENT_INITIATED) -> Room:
     """User, agent and avatar join, the avatar publishes audio and video; then (if `end`) the
     user hangs up, or the avatar drops with `avatar_reason` while the user stays."""
     t = time.time()
@@ -70,13 +70,14 @@ async def answered_call(d: Driver, end: bool, avatar_reason: int = R.CLIENT_INIT
     await d.send(room.started(), room.joined(caller), room.joined(bot), room.joined(face),
                  room.track(face, AUDIO, t + 1.0), room.track(face, VIDEO, t + 1.3))
     if not end:
-        return
+        return room
     if avatar_reason == R.CLIENT_INITIATED:
         await d.send(room.left(caller, t + 40), room.left(bot, t + 41), room.left(face, t + 41))
     else:
         await d.send(room.left(face, t + 25, avatar_reason), room.left(bot, t + 26),
                      room.left(caller, t + 27))
     await d.send(room.finished(t + 50))
+    return room
 
 
 async def abandoned_call(d: Driver) -> None:
@@ -101,15 +102,17 @@ async def bad_webhooks(d: Driver) -> None:
     assert await d.post(body, headers) == 200  # the retry is counted as a duplicate
 
 
-async def agent_reports(d: Driver) -> None:
-    """The voice agent reports a close and a turn's latencies over POST /v1/events."""
-    token = access_token("agent-room")
+async def agent_reports(d: Driver, room: Room) -> None:
+    """The voice agent of a live call reports a close and a turn's latencies over
+    POST /v1/events, with its agent token."""
+    token = agent_token(room.name)
     for doc in ({"type": "session_closed", "reason": "error"},
                 {"type": "agent_latency", "llm_ttft": 0.4, "tts_ttfb": 0.2, "end_of_turn": 0.5,
                  "e2e": 1.4}):
-        async with d.http.post(d.base + "/v1/events", json={"v": 1, "room": "agent-room", **doc},
+        body = {"v": 1, "room": room.name, "room_sid": room.sid, **doc}
+        async with d.http.post(d.base + "/v1/events", json=body,
                                headers={"Authorization": f"Bearer {token}"}) as resp:
-            assert resp.status == 202, await resp.text()
+            assert (resp.status, await resp.json()) == (202, {"status": "applied"})
 
 
 async def run(d: Driver) -> None:
@@ -120,5 +123,5 @@ async def run(d: Driver) -> None:
     await answered_call(d, end=True, avatar_reason=R.SIGNAL_CLOSE)
     await abandoned_call(d)
     await bad_webhooks(d)
-    await agent_reports(d)
-    await answered_call(d, end=False)  # still active while Prometheus is queried
+    live = await answered_call(d, end=False)  # still active while Prometheus is queried
+    await agent_reports(d, live)
