@@ -2,6 +2,10 @@
 
 The first rule that matches names the departure. Rules for richer signals (idle timeout, pipeline
 errors, from the room observer) slot into `RULES` at the place their priority says.
+
+Two departures are normal endings, not failures: the user hung up, or the voice agent ended the
+call (it left first, or closed its session for a non-error reason, and the avatar then left, was
+removed or the room was deleted within `AGENT_HANGUP_WINDOW`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from enum import StrEnum
 
 class Departure(StrEnum):
     USER_HANGUP = "user_hangup"
+    AGENT_HANGUP = "agent_hangup"
     PIPELINE_ERROR = "pipeline_error"
     IDLE_TIMEOUT = "idle_timeout"
     SESSION_TIMEOUT = "session_timeout"
@@ -26,6 +31,18 @@ SERVER_REASONS = frozenset({"room_deleted", "room_closed", "server_shutdown"})
 NETWORK_REASONS = frozenset(
     {"signal_close", "connection_timeout", "media_failure", "state_mismatch", "join_failure"}
 )
+# Departures that are how calls normally end.
+HEALTHY = frozenset({Departure.USER_HANGUP, Departure.AGENT_HANGUP})
+# AgentSession close reasons by which the voice agent itself ends a call (`session.shutdown()`,
+# livekit-agents' EndCallTool; a task that completes). Not `job_shutdown`: a job is also shut
+# down when the room is deleted under it.
+AGENT_ENDED_REASONS = frozenset({"user_initiated", "task_completed"})
+# room_finished's end reason when the room was deleted through the API (EndCallTool's default).
+ROOM_END_API_DELETE = "api_delete"
+# The agent ending the call and the avatar's departure are taken as one ending within this time.
+AGENT_HANGUP_WINDOW = 10.0
+# Webhook times have whole seconds: a later event may carry an earlier second.
+CLOCK_GRAIN = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,6 +58,11 @@ class DepartureFacts:
     silence_seconds: float | None = None
     idle_timeout: float = 60.0
     unrecoverable_error_age: float | None = None  # seconds from the last such error to leaving
+    # Seconds from the voice agent ending the call (its own leave, or its session closing for
+    # one of AGENT_ENDED_REASONS) to the avatar leaving; negative when the agent ended it after.
+    agent_ended_before: float | None = None
+    session_close_reason: str | None = None  # the voice agent's session, when it reported one
+    room_end_reason: str | None = None  # from room_finished, when it came first
 
 
 # An unrecoverable pipeline error this long before the avatar left is taken as the reason.
@@ -48,6 +70,25 @@ PIPELINE_ERROR_WINDOW = 30.0
 
 
 Rule = Callable[[DepartureFacts], Departure | None]
+
+
+def agent_hangup(facts: DepartureFacts) -> Departure | None:
+    """The voice agent ended the call, and the avatar went with it: it followed the agent out,
+    or the agent removed it or deleted the room (the agent's end may then be seen just after)."""
+    gap = facts.agent_ended_before
+    if gap is None or facts.session_close_reason == "error":
+        return None
+    reason = facts.disconnect_reason
+    if reason == "client_initiated":
+        ended = -CLOCK_GRAIN <= gap <= AGENT_HANGUP_WINDOW
+    elif reason == "participant_removed":
+        ended = abs(gap) <= AGENT_HANGUP_WINDOW
+    elif reason == "room_deleted":
+        ended = (abs(gap) <= AGENT_HANGUP_WINDOW
+                 and facts.room_end_reason in (None, ROOM_END_API_DELETE))
+    else:
+        ended = False
+    return Departure.AGENT_HANGUP if ended else None
 
 
 def removed(facts: DepartureFacts) -> Departure | None:
@@ -87,10 +128,12 @@ def network(facts: DepartureFacts) -> Departure | None:
 
 # Root causes first: a dead pipeline (the user may hang up on a mute avatar, the backend may then
 # remove it), then the user hanging up (after which livekit-server closes the room on the agents,
-# or the backend removes them). Then explicit server-side ends, then the avatar's own timeouts (a
-# process killed at its session limit may still look like a network drop).
+# or the backend removes them), then the agent ending the call (by leaving, removing the avatar or
+# deleting the room). Then explicit server-side ends, then the avatar's own timeouts (a process
+# killed at its session limit may still look like a network drop).
 RULES: tuple[Rule, ...] = (
-    pipeline_error, user_hangup, removed, server, idle_timeout, session_timeout, network)
+    pipeline_error, user_hangup, agent_hangup, removed, server, idle_timeout, session_timeout,
+    network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, Parse, ParseError
-from livekit.protocol.models import DisconnectReason, ParticipantInfo, TrackType
+from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
 # The event names livekit-server sends; any other name is counted as "other" and ignored.
@@ -31,6 +31,11 @@ _REASON_NAME = {number: name.lower() for name, number in DisconnectReason.items(
 _REASON_BY_NAME = {name: name.lower() for name, _ in DisconnectReason.items()}
 _TRACK_NAME = {number: name.lower() for name, number in TrackType.items()}
 _TRACK_BY_NAME = {name: name.lower() for name, _ in TrackType.items()}
+# ROOM_END_API_DELETE -> "api_delete"; ROOM_END_UNKNOWN (the default) -> None.
+_END_NAME: dict[int, str | None] = {
+    number: None if number == 0 else name.removeprefix("ROOM_END_").lower()
+    for name, number in RoomEndReason.items()}
+_END_BY_NAME = {name: _END_NAME[number] for name, number in RoomEndReason.items()}
 
 _INTEGER = re.compile(r"-?[0-9]+")
 
@@ -60,6 +65,7 @@ class Participant:
     disconnect_reason: str  # DisconnectReason in lower case, "unknown_reason" when absent
     publishes_on_behalf: bool
     hidden: bool = False  # a hidden participant (a recorder, an observer): never a caller
+    on_behalf_of: str = ""  # for an avatar: the identity of the agent it publishes for
 
 
 @dataclass(slots=True)
@@ -76,6 +82,7 @@ class Event:
     track_kind: str | None  # audio, video, data
     track_published_at: float | None
     num_dropped: int = 0  # webhooks livekit-server dropped for this URL before this one
+    room_end_reason: str | None = None  # room_finished: api_delete, idle_timeout, ... or None
 
 
 def parse_event(body: bytes) -> Event:
@@ -172,6 +179,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
                                     _REASON_NAME, "unknown_reason"),
             publishes_on_behalf=bool(attributes.get(PUBLISH_ON_BEHALF)),
             hidden=permission.get("hidden") is True,
+            on_behalf_of=_on_behalf_of(attributes),
         )
     track_kind = track_published_at = None
     if track is not None:
@@ -190,4 +198,10 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         track_kind=track_kind,
         track_published_at=track_published_at,
         num_dropped=_int(doc, "numDropped") or 0,
+        room_end_reason=_enum(doc, "roomEndReason", _END_BY_NAME, _END_NAME, None),
     )
+
+
+def _on_behalf_of(attributes: dict[str, Any]) -> str:
+    value = attributes.get(PUBLISH_ON_BEHALF)
+    return value[:256] if type(value) is str else ""

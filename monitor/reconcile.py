@@ -46,6 +46,7 @@ def participant_of(info: api.ParticipantInfo) -> Participant:
         joined_at=(info.joined_at_ms / 1000) or float(info.joined_at) or None,
         disconnect_reason="unknown_reason",
         publishes_on_behalf=bool(info.attributes.get("lk.publish_on_behalf")),
+        on_behalf_of=info.attributes.get("lk.publish_on_behalf", "")[:256],
         hidden=info.permission.hidden)
 
 

@@ -8,6 +8,10 @@ Lifecycle: pending (room known, no user yet) -> ringing -> active -> ended, with
 when no avatar joins within the join timeout (a failed call still turns active if the avatar joins
 late) and ringing -> ended when every user leaves first (abandoned). Ended calls linger briefly to
 absorb late or reordered webhooks, then are evicted.
+
+An avatar sent away (removed, room deleted) before the voice agent has been seen to end the call
+is held for up to AGENT_HANGUP_WINDOW: the agent's own end (its leave, or its
+session closing) often arrives just after, and then the call ended normally.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.departures import SERVER_REASONS, Departure, DepartureFacts, classify
+from monitor.departures import (
+    AGENT_ENDED_REASONS,
+    AGENT_HANGUP_WINDOW,
+    ROOM_END_API_DELETE,
+    SERVER_REASONS,
+    Departure,
+    DepartureFacts,
+    classify,
+)
 from monitor.events import Event, Participant
 from monitor.roles import Role, RoleClassifier
 from monitor.signals import (
@@ -40,6 +52,9 @@ MAX_USERS_PER_CALL = 32
 CREATED_AT_PRECISION = 1.0
 # Disconnect reasons that say the server ended a participant's stay, not the participant.
 SENT_AWAY = SERVER_REASONS | {"participant_removed"}
+# Avatar departures that the voice agent's end, seen just after, can show to be an agent hang-up
+# (an avatar that leaves by itself follows an agent that has already left).
+AGENT_MAY_HAVE_ENDED = frozenset({"participant_removed", "room_deleted"})
 
 
 class CallState(StrEnum):
@@ -85,6 +100,24 @@ class Call:
     unrecoverable_error_at: float | None = None
     poor_quality_since: float | None = None
     poor_quality: str = ""
+    # The voice agent the avatar publishes for (lk.publish_on_behalf), when it said so.
+    avatar_agent: str = ""
+    # When the voice agent ended the call (server time of its own leave, or its session closing
+    # for a non-error reason), and how its session closed, when it reported that.
+    agent_ended_at: float | None = None
+    session_close_reason: str | None = None
+    room_end_reason: str | None = None
+    held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+
+
+@dataclass(slots=True, frozen=True)
+class HeldDeparture:
+    """An avatar's leave kept back until the voice agent's end is seen, or the wait is over."""
+
+    reason: str
+    session_seconds: float
+    at: float  # server time of the leave
+    left: float  # the leave on this machine's clock (see CallTracker._avatar_left)
 
 
 _TRACK_BIT = {"audio": 1, "video": 2}
@@ -169,6 +202,7 @@ class CallTracker:
         self.counts: dict[CallState, int] = dict.fromkeys(CallState, 0)
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
+        self._holding: deque[tuple[float, str]] = deque()  # (local release time, room sid)
         # Rooms whose call ended, remembered long after eviction (at least as many as calls
         # are tracked), so late webhooks and listings do not revive them.
         self.ended_rooms = EndedRooms(max(settings.max_calls, 10_000))
@@ -228,12 +262,19 @@ class CallTracker:
             call = self.calls.get(sid)
             if call is not None and call.state is CallState.RINGING and call.deadline == deadline:
                 self._fail(call, "join_timeout")
+        while self._holding and self._holding[0][0] <= now:
+            _, sid = self._holding.popleft()
+            call = self.calls.get(sid)
+            if call is not None and call.held is not None:
+                self._release(call)
         while self._lingering and self._lingering[0][0] <= now:
             _, sid = self._lingering.popleft()
             call = self.calls.get(sid)
             if call is None:
                 continue
-            if call.state is not CallState.ENDED and call.room_finished:
+            if call.held is not None:
+                self._release(call)
+            elif call.state is not CallState.ENDED and call.room_finished:
                 self._finish_without_departure(call)
             if call.state is CallState.ENDED:
                 self._forget(call)
@@ -248,7 +289,11 @@ class CallTracker:
         if call is None or call.state is CallState.ENDED:
             return
         call.room_finished = True
-        if call.avatar_joined_at is not None and not call.avatar_left:
+        call.room_end_reason = event.room_end_reason
+        if call.held is not None:
+            if not self._may_wait_for_agent(call):
+                self._release(call)
+        elif call.avatar_joined_at is not None and not call.avatar_left:
             # The avatar's own participant_left may still be on its way: wait for it a little.
             self._lingering.append((self._now + self.settings.linger, call.room_sid))
         else:
@@ -322,6 +367,7 @@ class CallTracker:
             return  # a second avatar: the first one defines the call
         call.avatar_sid = participant.sid
         call.avatar_identity = sys.intern(participant.identity)
+        call.avatar_agent = participant.on_behalf_of
         call.avatar_joined_at = participant.joined_at or at
         call.avatar_left = False
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
@@ -366,6 +412,8 @@ class CallTracker:
             self._user_left(call, participant, event.created_at)
         elif role is Role.AVATAR and call is not None:
             self._avatar_left(call, participant, event.created_at)
+        elif role is Role.AGENT and call is not None:
+            self._agent_left(call, participant, event.created_at)
 
     @staticmethod
     def _first_leave(call: Call, role: Role, participant: Participant) -> bool:
@@ -396,7 +444,8 @@ class CallTracker:
             self._end(call, at)
         elif call.state is CallState.FAILED:
             self._end(call, at)
-        elif call.state is CallState.ACTIVE and participant.disconnect_reason not in SENT_AWAY:
+        elif (call.state is CallState.ACTIVE and not call.avatar_left
+              and participant.disconnect_reason not in SENT_AWAY):
             call.user_left_first = True  # not when the server sent everyone away
 
     def _avatar_left(self, call: Call, participant: Participant, at: float) -> None:
@@ -415,13 +464,55 @@ class CallTracker:
         # timed on this machine's clock (silence, poor quality), arrival narrows that down.
         left = min(max(self._now, at), at + 1.0)
         self._end_poor_quality(call, left)
-        facts = self._facts(call, participant.disconnect_reason, session, left)
+        if call.state is CallState.PENDING:
+            self._end(call, at)  # the avatar came and went before any user: no call happened
+            return
+        if call.state is not CallState.ACTIVE:
+            return
+        call.held = HeldDeparture(participant.disconnect_reason, session, at, left)
+        if self._may_wait_for_agent(call):
+            self._holding.append((self._now + AGENT_HANGUP_WINDOW, call.room_sid))
+        else:
+            self._release(call)
+
+    def _may_wait_for_agent(self, call: Call) -> bool:
+        """Whether the held leave, not yet an agent hang-up, could become one when the agent's end
+        arrives (it often comes just after the avatar is removed or the room deleted)."""
+        held = call.held
+        if held is None or call.agent_ended_at is not None:
+            return False
+        if call.room_finished and call.room_end_reason != ROOM_END_API_DELETE:
+            return False
+        if held.reason not in AGENT_MAY_HAVE_ENDED or call.session_close_reason == "error":
+            return False
+        departure = classify(self._facts(call, held.reason, held.session_seconds, held.left))
+        return departure in (Departure.REMOVED, Departure.SERVER)
+
+    def _release(self, call: Call) -> None:
+        """Classify the held leave with what is known now, and end the call."""
+        held = call.held
+        if held is None:
+            return
+        facts = self._facts(call, held.reason, held.session_seconds, held.left)
+        call.held = None
         if call.state is CallState.ACTIVE:
             log.debug("avatar left %s: %s", call.room_name, facts)
-            self._emit("avatar_left", call, classify(facts), session, at)
-            self._end(call, at)
-        elif call.state is CallState.PENDING:
-            self._end(call, at)  # the avatar came and went before any user: no call happened
+            self._emit("avatar_left", call, classify(facts), held.session_seconds, held.at)
+        self._end(call, held.at)
+
+    def _agent_left(self, call: Call, participant: Participant, at: float) -> None:
+        """The voice agent left by itself: it ended the call (unless a user hung up first)."""
+        if participant.disconnect_reason != "client_initiated":
+            return
+        if call.avatar_agent and participant.identity != call.avatar_agent:
+            return  # another agent in the room, not the one the avatar works for
+        self._agent_ended(call, at)
+
+    def _agent_ended(self, call: Call, at: float) -> None:
+        if call.agent_ended_at is None:
+            call.agent_ended_at = at
+        if call.held is not None:
+            self._release(call)
 
     def _track_published(self, event: Event) -> None:
         participant, kind = event.participant, event.track_kind
@@ -517,7 +608,9 @@ class CallTracker:
         call = self.calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return
-        if call.state is CallState.ACTIVE and not call.avatar_left:
+        if call.held is not None:
+            self._release(call)
+        elif call.state is CallState.ACTIVE and not call.avatar_left:
             call.avatar_left = True
             self._end_poor_quality(call, at)
             session = max(at - (call.avatar_joined_at or at), 0.0)
@@ -538,7 +631,12 @@ class CallTracker:
                 call.unrecoverable_error_at = at
             self._emit("pipeline_error", call, signal, at)
         elif isinstance(signal, SessionClosed):
+            call.session_close_reason = signal.reason
             self._emit("session_closed", call, signal.reason, at)
+            if signal.reason in AGENT_ENDED_REASONS:
+                self._agent_ended(call, at)
+            elif call.held is not None:
+                self._release(call)  # the session closed for another reason: nothing to wait for
         elif isinstance(signal, AgentLatency):
             self._emit("agent_latency", call, signal, at)
 
@@ -608,6 +706,10 @@ class CallTracker:
         error_age = None
         if call.unrecoverable_error_at is not None:
             error_age = max(at - call.unrecoverable_error_at, 0.0)
+        agent_ended_before = None
+        if call.agent_ended_at is not None:
+            left = call.held.at if call.held is not None else at
+            agent_ended_before = left - call.agent_ended_at
         return DepartureFacts(
             disconnect_reason=reason,
             session_seconds=session,
@@ -617,6 +719,9 @@ class CallTracker:
             silence_seconds=silence,
             idle_timeout=self.settings.idle_timeout,
             unrecoverable_error_age=error_age,
+            agent_ended_before=agent_ended_before,
+            session_close_reason=call.session_close_reason,
+            room_end_reason=call.room_end_reason,
         )
 
     def _finish_without_departure(self, call: Call) -> None:

@@ -7,6 +7,7 @@ import time
 import pytest
 from livekit.protocol import models
 
+from monitor.departures import AGENT_HANGUP_WINDOW
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.scrape import value
 from tests.webhooks import Room, agent, avatar, user
@@ -152,6 +153,8 @@ async def test_departure_causes(sidecar: RunningMonitor, reason: int, session_se
     if user_first:
         await send_all(sidecar, room.left(caller, t0 + 2))
     await send_all(sidecar, room.left(face, t0 + 1 + session_seconds, reason))
+    # An avatar sent away waits a while for the voice agent's end (an agent hang-up); none comes.
+    sidecar.monitor.tracker.expire(time.time() + AGENT_HANGUP_WINDOW)
     assert await sidecar.value("avatar_departures_total", cause=cause) == 1
     reason_label = models.DisconnectReason.Name(reason).lower()
     assert await sidecar.value("avatar_disconnects_total", role="avatar",
@@ -167,7 +170,8 @@ async def test_room_deleted_is_server_whoever_leaves_first(sidecar: RunningMonit
     room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
     await send_all(sidecar, room.joined(caller), room.joined(face),
                    room.left(caller, t0 + 30, R.ROOM_DELETED),
-                   room.left(face, t0 + 30, R.ROOM_DELETED))
+                   room.left(face, t0 + 30, R.ROOM_DELETED),
+                   room.finished(t0 + 30, models.RoomEndReason.ROOM_END_SERVER_SHUTDOWN))
     assert await sidecar.value("avatar_departures_total", cause="server") == 1
     assert await sidecar.value("avatar_departures_total", cause="user_hangup") == 0
 

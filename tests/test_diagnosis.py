@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 from livekit.protocol import models
 
+from monitor.departures import AGENT_HANGUP_WINDOW
 from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
 from monitor.timeline import MAX_ENTRIES, CallRecords
 from monitor.verdicts import RULES
 from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, access_token, avatar, user
+from tests.webhooks import Room, access_token, agent, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -115,11 +116,25 @@ async def network(c: Call) -> None:
 async def removed(c: Call) -> None:
     await c.start()
     await c.avatar_leaves(c.t + 50, R.PARTICIPANT_REMOVED)
+    # The removal waits for the voice agent's end (an agent hang-up); none comes in the window.
+    c.sidecar.monitor.tracker.expire(time.time() + AGENT_HANGUP_WINDOW)
 
 
 async def server(c: Call) -> None:
     await c.start()
     await c.avatar_leaves(c.t + 50, R.ROOM_DELETED)
+    await c.send(c.room.finished(c.t + 50, models.RoomEndReason.ROOM_END_SERVER_SHUTDOWN))
+
+
+async def agent_hangup(c: Call) -> None:
+    """The voice agent ends the call (EndCallTool without deleting the room): it leaves, and its
+    avatar follows it out; the user is still there."""
+    voice = agent(c.t)
+    await c.send(c.room.joined(voice))
+    await c.start()
+    c.observe(speech=(c.t + 3, c.t + 30))
+    await c.send(c.room.left(voice, c.t + 40))
+    await c.avatar_leaves(c.t + 40.5)
 
 
 async def black_screen(c: Call) -> None:
@@ -188,12 +203,13 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "slow_to_speak": (slow_to_speak, "warning", "first spoke 8.0 s after joining"),
     "recoverable_errors": (recoverable_errors, "warning", "1 recoverable pipeline error"),
     "healthy": (healthy, "healthy", ""),
+    "agent_hangup": (agent_hangup, "healthy", ""),
     "in_progress": (in_progress, "in_progress", ""),
 }
 
 
 def test_every_rule_has_a_case() -> None:
-    assert {rule.name for rule in RULES} | {"healthy", "in_progress"} == set(CASES)
+    assert {rule.name for rule in RULES} | {"healthy", "agent_hangup", "in_progress"} == set(CASES)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -203,7 +219,10 @@ async def test_verdict(start_monitor: StartMonitor, name: str) -> None:
     call = Call(sidecar, float(int(time.time()) - 100))
     await scenario(call)
     body = await call.verdict()
-    assert (body["verdict"], body["status"]) == (name, status), body["findings"]
+    verdict = "healthy" if status == "healthy" else name
+    assert (body["verdict"], body["status"]) == (verdict, status), body["findings"]
+    if name == "agent_hangup":
+        assert body["avatar"]["departure"] == "agent_hangup"
     if evidence:
         finding = body["findings"][0]
         assert evidence in finding["evidence"], finding

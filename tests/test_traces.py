@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from monitor.departures import AGENT_HANGUP_WINDOW
 from monitor.span_export import BoundedSpanProcessor
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, avatar, user
@@ -116,6 +117,7 @@ async def test_removed_avatar_departure_attribute(start_monitor: StartMonitor) -
     room, face = Room(created_at=t0), avatar(t0 + 1)
     await send_all(sidecar, room.joined(user(t0)), room.joined(face),
                    room.left(face, t0 + 30, R.PARTICIPANT_REMOVED))
+    sidecar.monitor.tracker.expire(time.time() + AGENT_HANGUP_WINDOW)  # no agent hang-up came
     flush(sidecar)
     assert by_name(exporter)["avatar.session"].attributes["avatar.departure"] == "removed"
 

@@ -80,8 +80,9 @@ class Room:
     def started(self, at: float | None = None) -> webhook.WebhookEvent:
         return self.event("room_started", self.created_at if at is None else at)
 
-    def finished(self, at: float) -> webhook.WebhookEvent:
-        return self.event("room_finished", at)
+    def finished(self, at: float, reason: int = models.RoomEndReason.ROOM_END_UNKNOWN
+                 ) -> webhook.WebhookEvent:
+        return self.event("room_finished", at, room_end_reason=reason)
 
     def joined(self, who: models.ParticipantInfo, at: float | None = None
                ) -> webhook.WebhookEvent:
