@@ -169,8 +169,9 @@ def build() -> db.Dashboard:
             series(
                 "Departures by cause",
                 [g.DISAPPEARS, g.SUDDEN_EXIT, g.SAME_MINUTES],
-                f"Why avatars left calls, per {T.departures_window}: user_hangup is normal; "
-                "session_timeout, removed, server and network are not.",
+                f"Why avatars left calls, per {T.departures_window}: user_hangup and "
+                "agent_hangup (the voice agent ended the call) are normal; pipeline_error, "
+                "idle_timeout, session_timeout, removed, server and network are not.",
                 "short",
                 [Q(_rec(p.DEPARTURES, "cause"), "{{cause}}")],
                 bars=True,

@@ -96,6 +96,7 @@ CASES: tuple[Case, ...] = (
             s("avatar_departures_total", "a", cause="session_timeout"): "0x5 1+1x30",
             s("avatar_timeouts_total", "b", timeout="session"): "0+1x40",
             s("avatar_departures_total", "c", cause="user_hangup"): "0+10x40",
+            s("avatar_departures_total", "c", cause="agent_hangup"): "0+10x40",
         },
         {"2m": (), "8m": (Fires("a", 3), Fires("b", 8))},
     ),
