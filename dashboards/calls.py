@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog import builder
 
+from dashboards import config, slo
 from dashboards import guide as g
 from dashboards import promql as p
 from dashboards.base import dashboard
 from dashboards.config import THRESHOLDS as T
-from dashboards.panels import Q, distribution, row, series, single, warn_at
+from dashboards.panels import Q, distribution, row, series, single, thresholds
 
 UID = "avatar-calls"
 
@@ -28,10 +30,43 @@ def _quantiles(metric: str, by: str = "") -> list[Q]:
     ]
 
 
+def _slo_panels() -> list[builder.Builder]:
+    """Per SLO: the error budget left over the period, and its burn rate over each window."""
+    out: list[builder.Builder] = []
+    page = max(a.factor for a in config.BURN_ALERTS)
+    for objective in config.SLOS:
+        symptoms = list(slo.SYMPTOMS[objective.name])
+        left = p.sel(slo.BUDGET_LEFT, fleet=True, slo=objective.name)
+        out.append(single(
+            f"{objective.title}: budget left",
+            symptoms,
+            f"Share of the {config.SLO_PERIOD} error budget of SLO {objective.name} not yet "
+            f"spent (objective {objective.objective:.2%}; good: {objective.good}). Summed over "
+            "the sidecars of a job; below 0 the objective is missed.",
+            "percentunit",
+            Q(f"min({left})", "{{job}}"),
+            colors=thresholds((None, "red"), (0, "orange"), (0.25, "green")),
+        ))
+        windows = [a.long for a in config.BURN_ALERTS] + [config.BURN_ALERTS[0].short]
+        out.append(series(
+            f"{objective.title}: burn rate",
+            symptoms,
+            "How many times faster than the objective allows the error budget burns, per "
+            f"window. Pages: {slo.pairs_in_words('page')}; ticket: "
+            f"{slo.pairs_in_words('ticket')}. The dashed line is the fastest page factor.",
+            "x",
+            [Q(f"max({p.sel(slo.ERROR_RATIO + w, fleet=True, slo=objective.name)}) / "
+               f"{objective.budget:.6g}", w) for w in sorted(windows, key=slo.seconds)],
+            threshold=page,
+            width=18,
+        ))
+    return out
+
+
 def build() -> db.Dashboard:
     """Calls from start to departure, in the order the guide's sections follow a call."""
     inc = f"[{p.RATE}]"
-    return (
+    board = (
         dashboard(
             "Avatar calls",
             UID,
@@ -80,6 +115,12 @@ def build() -> db.Dashboard:
                 width=24,
             )
         )
+    )
+    board = board.with_row(row(f"Service-level objectives ({config.SLO_PERIOD})"))
+    for panel in _slo_panels():
+        board = board.with_panel(panel)
+    return (
+        board
         .with_row(row("Avatar joining"))
         .with_panel(
             series(
@@ -111,21 +152,12 @@ def build() -> db.Dashboard:
                 [g.NEVER_CONNECTS, g.FAILS_TO_JOIN],
                 f"Calls whose avatar never joined, per {T.startup_failures_window}: "
                 "join_timeout (no avatar within the join timeout) or message (the agent "
-                "published a startup_failure room message). Any failure pages.",
+                "published a startup_failure room message). They page through the "
+                "call_startup SLO's burn rate (row above), not one by one.",
                 "short",
                 [Q(_rec(p.STARTUP_FAILURES, "cause"), "{{cause}}")],
                 bars=True,
-                width=9,
-            )
-        )
-        .with_panel(
-            single(
-                f"Startup failure ratio ({T.startup_failure_ratio_window})",
-                [g.NEVER_CONNECTS, g.FAILS_TO_JOIN],
-                "Startup failures per call started; red at the alert threshold.",
-                "percentunit",
-                Q(f"max({p.sel(p.STARTUP_FAILURE_RATIO.record)})", "ratio"),
-                colors=warn_at(T.startup_failure_ratio),
+                width=12,
             )
         )
         .with_panel(
@@ -141,7 +173,7 @@ def build() -> db.Dashboard:
                     )
                 ],
                 bars=True,
-                width=9,
+                width=12,
             )
         )
         .with_row(row("During the call"))

@@ -10,6 +10,10 @@ SIDECAR_JOB = "avatar-monitor"
 # Where `runbook_url` annotations point; each alert appends `#<anchor>` of docs/runbooks.md.
 RUNBOOK_BASE_URL = "docs/runbooks.md"
 
+# Labels kept when call counts are summed over sidecars: calls are split between instances, so
+# ratios and counts about calls are taken over the sum, never per instance.
+FLEET_LABELS: tuple[str, ...] = ("job",)
+
 # Grafana
 DATASOURCE_TYPE = "prometheus"
 DATASOURCE_VAR = "datasource"
@@ -24,11 +28,8 @@ TIME_FROM = "now-6h"
 class Thresholds:
     """Alert thresholds; dashboards draw the same values as threshold lines and colours."""
 
-    # A startup failure pages at once: the join timeout has already elapsed when it is counted.
+    # Startup failures page through the call_startup SLO's burn rate (dashboards/slo.py).
     startup_failures_window: str = "5m"
-    startup_failure_ratio: float = 0.05
-    startup_failure_ratio_window: str = "15m"
-    startup_failure_ratio_min_calls: int = 5
     join_latency_p95_seconds: float = 15.0
     join_latency_window: str = "5m"
     pipeline_errors_window: str = "5m"
@@ -44,8 +45,10 @@ class Thresholds:
 class ForDurations:
     """How long each alert's condition must hold before it fires (`for:`)."""
 
-    startup_failures: str = "0s"
-    startup_failure_ratio: str = "5m"
+    # Burn-rate alerts need no `for:`: the short window of each pair is the debounce, and it
+    # resets them within minutes once the burn stops (the SRE workbook's choice).
+    budget_burn: str = "0s"
+    budget_ticket: str = "0s"
     join_latency_high: str = "10m"
     pipeline_errors: str = "0s"
     session_timeout_burst: str = "0s"
@@ -54,6 +57,52 @@ class ForDurations:
     reports_refused: str = "2m"
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A service-level objective over calls: the share of good events it promises."""
+
+    name: str  # the `slo` label of its recorded series
+    title: str
+    objective: float  # e.g. 0.995: 99.5 % of events good over the period
+    alert: str  # alert name prefix: <alert>BudgetBurn (page), <alert>BudgetTicket (ticket)
+    good: str  # what a good event is, in words
+
+    @property
+    def budget(self) -> float:
+        """The share of events allowed to be bad."""
+        return round(1 - self.objective, 10)
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """Multi-window burn-rate alert: both windows burn faster than `factor` times the budget."""
+
+    long: str
+    short: str
+    factor: float
+    severity: str
+
+
+# Join latency SLO: a join within this many seconds is good; it must be a bucket edge of
+# avatar_join_latency_seconds.
+JOIN_WITHIN_SECONDS = 10.0
+SLO_PERIOD = "30d"
+STARTUP_SLO = SLO(
+    "call_startup", "Calls whose avatar becomes active", 0.995, "AvatarStartup",
+    "a started call whose avatar joined (abandoned calls are neither good nor bad)")
+JOIN_SLO = SLO(
+    "join_latency", f"Avatar joins within {JOIN_WITHIN_SECONDS:g} s", 0.99, "AvatarJoinSpeed",
+    f"an avatar join within {JOIN_WITHIN_SECONDS:g} s of the call's start")
+SLOS: tuple[SLO, ...] = (STARTUP_SLO, JOIN_SLO)
+# The SRE workbook's pairs: 2 % of a 30-day budget in an hour or 5 % in six hours pages; 10 % in
+# three days opens a ticket.
+BURN_ALERTS: tuple[BurnAlert, ...] = (
+    BurnAlert("1h", "5m", 14.4, "page"),
+    BurnAlert("6h", "30m", 6.0, "page"),
+    BurnAlert("3d", "6h", 1.0, "ticket"),
+)
 
 
 THRESHOLDS = Thresholds()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dashboards.config import THRESHOLDS as T
@@ -12,19 +13,24 @@ DASHBOARD_MATCHERS = {"job": '=~"$job"', "instance": '=~"$instance"'}
 RATE = "$__rate_interval"
 
 
-def sel(metric: str, dashboard: bool = True, **labels: str) -> str:
-    """`metric{...}` with equality matchers; dashboards add the job/instance variables."""
-    parts = [f"{k}{v}" for k, v in DASHBOARD_MATCHERS.items()] if dashboard else []
+def sel(metric: str, dashboard: bool = True, fleet: bool = False, **labels: str) -> str:
+    """`metric{...}` with equality matchers; dashboards add the job/instance variables (only
+    job for `fleet` series, which are summed over instances)."""
+    matchers = {"job": DASHBOARD_MATCHERS["job"]} if fleet else DASHBOARD_MATCHERS
+    parts = [f"{k}{v}" for k, v in matchers.items()] if dashboard else []
     parts += [f'{k}="{v}"' for k, v in labels.items()]
     return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
 
 @dataclass(frozen=True)
 class Recording:
-    """A recording rule: a shared expression stored as its own series."""
+    """A recording rule: a shared expression stored as its own series, in rule group `group`
+    (`avatar-monitor.<group>`), with fixed `labels` added to its series."""
 
     record: str
     expr: str
+    labels: tuple[tuple[str, str], ...] = ()
+    group: str = "recording"
 
 
 def _quantile(q: float) -> Recording:
@@ -42,16 +48,6 @@ STARTUP_FAILURES = Recording(
     f"instance_cause:avatar_startup_failures:increase{T.startup_failures_window}",
     "sum by (job, instance, cause) "
     f"(increase(avatar_startup_failures_total[{T.startup_failures_window}]))",
-)
-_rw = T.startup_failure_ratio_window
-CALLS_STARTED_RATIO_WINDOW = Recording(
-    f"instance:avatar_calls_started:increase{_rw}",
-    f"sum by (job, instance) (increase(avatar_calls_started_total[{_rw}]))",
-)
-STARTUP_FAILURE_RATIO = Recording(
-    f"instance:avatar_startup_failures:ratio{_rw}",
-    f"sum by (job, instance) (increase(avatar_startup_failures_total[{_rw}]))\n"
-    f"/ {CALLS_STARTED_RATIO_WINDOW.record}",
 )
 DEPARTURES = Recording(
     f"instance_cause:avatar_departures:increase{T.departures_window}",
@@ -77,8 +73,6 @@ RECORDINGS: tuple[Recording, ...] = (
     JOIN_P95,
     JOIN_P99,
     STARTUP_FAILURES,
-    CALLS_STARTED_RATIO_WINDOW,
-    STARTUP_FAILURE_RATIO,
     DEPARTURES,
     TIMEOUTS,
     REJECTIONS,
@@ -89,13 +83,18 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NOT_METRICS = re.compile(r'"[^"]*"|\[[^\]]*\]|\b(?:by|without|on|ignoring)\s*\([^)]*\)')
 
 
-def metric_names(expr: str) -> set[str]:
+def metric_names(expr: str, recordings: Iterable[Recording] | None = None) -> set[str]:
     """Raw metric names an expression reads, with recorded series resolved to their sources."""
-    recorded = {r.record: r.expr for r in RECORDINGS}
+    if recordings is None:
+        from dashboards.slo import ALL_RECORDINGS as recordings
+    recorded: dict[str, list[str]] = {}
+    for r in recordings:
+        recorded.setdefault(r.record, []).append(r.expr)
     names: set[str] = set()
     for token in _NAME.findall(_NOT_METRICS.sub(" ", expr)):
         if token in recorded:
-            names |= metric_names(recorded[token])
+            for source in recorded[token]:
+                names |= metric_names(source, recordings)
         elif token.startswith("avatar_") or token == "up":
             names.add(token)
     return names

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client.utils import floatToGoString
+
 from dashboards import config
-from dashboards.promql import JOIN_P95, STARTUP_FAILURE_RATIO
-from dashboards.rules import ALERT_GROUP, ALERTS, RECORDING_GROUP, RULES_FILE, Alert, expand
+from dashboards.promql import JOIN_P95
+from dashboards.rules import ALERTS, RULES_FILE, Alert, expand, group_names
+from dashboards.slo import ERROR_RATIO
 from dashboards.yamlout import dump
 
 TESTS_FILE = "alerts/tests/avatar-monitor.rules.test.yml"
@@ -41,6 +44,35 @@ class Case:
     series: dict[str, str]
     checks: dict[str, tuple[Fires, ...]]
     exprs: tuple[tuple[str, str, dict[str, float]], ...] = ()
+    title: str = ""
+
+
+_CALL_STARTUP = (("slo", "call_startup"),)
+_JOIN_LATENCY = (("slo", "join_latency"),)
+
+
+def _startup(failures: str) -> dict[str, str]:
+    """One sidecar with 10 valid calls a minute and `failures` (a promtool series) failing."""
+    return {
+        s("avatar_calls_started_total", "a"): "0+11x120",
+        s("avatar_calls_abandoned_total", "a"): "0+1x120",  # not valid: 10 valid calls a minute
+        s("avatar_startup_failures_total", "a", cause="join_timeout"): failures,
+        s("avatar_startup_failures_total", "a", cause="message"): "0x120",
+    }
+
+
+def _joins(within: str) -> dict[str, str]:
+    """One sidecar with 10 avatar joins a minute, `within` of them within the SLO's bound."""
+    le = floatToGoString(config.JOIN_WITHIN_SECONDS)
+    return {
+        s("avatar_join_latency_seconds_count", "a"): "0+10x120",
+        s("avatar_join_latency_seconds_bucket", "a", le=le): within,
+        s("avatar_join_latency_seconds_bucket", "a", le="+Inf"): "0+10x120",
+    }
+
+
+def _ratio(name: str, window: str) -> str:
+    return f'{ERROR_RATIO}{window}{{slo="{name}"}}'
 
 
 def _bucket(instance: str, le: str, values: str) -> tuple[str, str]:
@@ -48,27 +80,77 @@ def _bucket(instance: str, le: str, values: str) -> tuple[str, str]:
 
 
 CASES: tuple[Case, ...] = (
+    # SLO call_startup (objective 99.5 %, budget 0.5 %): 10 calls a minute.
     Case(
-        "AvatarStartupFailures",
-        {
-            s("avatar_startup_failures_total", "a", cause="join_timeout"): "0x5 1x20",
-            s("avatar_startup_failures_total", "a", cause="message"): "0x26",
-        },
-        {"5m": (), "8m": (Fires("a", 1, (("cause", "join_timeout"),)),), "20m": ()},
+        "AvatarStartupBudgetBurn",
+        _startup("0+1x120"),  # 10 % of calls fail: a 20x burn on every window
+        {"10m": (Fires("", 20, _CALL_STARTUP),), "60m": (Fires("", 20, _CALL_STARTUP),)},
+        ((_ratio("call_startup", "5m"), "10m", {"": 0.1}),),
+        title="fast burn pages",
     ),
     Case(
-        "AvatarStartupFailureRatioHigh",
-        {
-            # a: half the calls fail; b: one call, one failure (too few calls); c: 1 in 150.
-            s("avatar_calls_started_total", "a"): "0+2x40",
-            s("avatar_startup_failures_total", "a", cause="join_timeout"): "0+1x40",
-            s("avatar_calls_started_total", "b"): "0x5 1x35",
-            s("avatar_startup_failures_total", "b", cause="join_timeout"): "0x8 1x32",
-            s("avatar_calls_started_total", "c"): "0+10x40",
-            s("avatar_startup_failures_total", "c", cause="join_timeout"): "0x10 1x30",
+        "AvatarStartupBudgetBurn",
+        _startup("0+0.2x120"),  # 2 % of calls fail: 4x, under both page factors
+        {"10m": (), "60m": (), "120m": ()},
+        title="slow burn stays quiet",
+    ),
+    Case(
+        "AvatarStartupBudgetBurn",
+        _startup("0x100 5x20"),  # 5 failures in one minute: the 1h and 30m windows dilute it
+        {"103m": ()},
+        ((_ratio("call_startup", "5m"), "103m", {"": 0.1}),),
+        title="a short spike stays quiet",
+    ),
+    Case(
+        "AvatarStartupBudgetBurn",
+        {  # a: 20 calls a minute, none fail; b: 2 a minute, 1 in 10 fails. Summed: 0.9 %.
+            s("avatar_calls_started_total", "a"): "0+20x60",
+            s("avatar_calls_abandoned_total", "a"): "0x60",
+            s("avatar_startup_failures_total", "a", cause="join_timeout"): "0x60",
+            s("avatar_calls_started_total", "b"): "0+2x60",
+            s("avatar_calls_abandoned_total", "b"): "0x60",
+            s("avatar_startup_failures_total", "b", cause="join_timeout"): "0+0.2x60",
         },
-        {"5m": (), "10m": (Fires("a", 0.5),), "20m": (Fires("a", 0.5),)},
-        ((STARTUP_FAILURE_RATIO.record, "10m", {"a": 0.5, "b": 1.0, "c": 0.0}),),
+        {"30m": (), "60m": ()},
+        title="calls split over two sidecars are summed, not paged per instance",
+    ),
+    Case(
+        "AvatarStartupBudgetTicket",
+        _startup("0+0.2x120"),
+        {"10m": (Fires("", 4, _CALL_STARTUP),), "120m": (Fires("", 4, _CALL_STARTUP),)},
+        title="slow burn opens a ticket",
+    ),
+    Case(
+        "AvatarStartupBudgetTicket",
+        _startup("0+0.03x120"),  # 0.3 %: within the budget
+        {"10m": (), "120m": ()},
+        title="a burn within the budget opens none",
+    ),
+    # SLO join_latency (objective 99 % within 10 s, budget 1 %): 10 joins a minute.
+    Case(
+        "AvatarJoinSpeedBudgetBurn",
+        _joins("0+8x120"),  # 20 % slower than 10 s: 20x
+        {"10m": (Fires("", 20, _JOIN_LATENCY),)},
+        ((_ratio("join_latency", "1h"), "10m", {"": 0.2}),),
+        title="fast burn pages",
+    ),
+    Case(
+        "AvatarJoinSpeedBudgetBurn",
+        _joins("0+9.7x120"),  # 3 %: 3x
+        {"10m": (), "120m": ()},
+        title="slow burn stays quiet",
+    ),
+    Case(
+        "AvatarJoinSpeedBudgetTicket",
+        _joins("0+9.7x120"),
+        {"10m": (Fires("", 3, _JOIN_LATENCY),), "120m": (Fires("", 3, _JOIN_LATENCY),)},
+        title="slow burn opens a ticket",
+    ),
+    Case(
+        "AvatarJoinSpeedBudgetTicket",
+        _joins("0+9.95x120"),  # 0.5 %: within the budget
+        {"10m": (), "120m": ()},
+        title="a burn within the budget opens none",
     ),
     Case(
         "AvatarJoinLatencyHigh",
@@ -159,7 +241,9 @@ def _alert(name: str) -> Alert:
 
 
 def _expected(alert: Alert, fires: Fires) -> dict[str, object]:
-    labels = {"job": JOB, "instance": fires.instance, **dict(fires.labels)}
+    # Fleet-level series (summed over instances) have no instance label: Fires("").
+    labels = {"job": JOB, **({"instance": fires.instance} if fires.instance else {}),
+              **dict(fires.labels)}
     return {
         "exp_labels": {**labels, "severity": alert.severity, **alert.labels},
         "exp_annotations": {
@@ -171,7 +255,7 @@ def _expected(alert: Alert, fires: Fires) -> dict[str, object]:
 def _group(case: Case) -> dict[str, object]:
     alert = _alert(case.alert)
     return {
-        "name": case.alert,
+        "name": f"{case.alert}: {case.title}" if case.title else case.alert,
         "interval": "1m",
         "input_series": [{"series": k, "values": v} for k, v in case.series.items()],
         "alert_rule_test": [
@@ -187,12 +271,21 @@ def _group(case: Case) -> dict[str, object]:
                 "expr": record,
                 "eval_time": at,
                 "exp_samples": [
-                    {"labels": s(record, inst), "value": value} for inst, value in samples.items()
+                    {"labels": _sample(record, inst), "value": value}
+                    for inst, value in samples.items()
                 ],
             }
             for record, at, samples in case.exprs
         ],
     }
+
+
+def _sample(record: str, instance: str) -> str:
+    """A recorded series' labels as promtool prints them; "" for a fleet-level SLO series."""
+    if not instance:
+        name, _, rest = record.partition("{")
+        return f'{name}{{job="{JOB}", {rest}' if rest else f'{name}{{job="{JOB}"}}'
+    return s(record, instance)
 
 
 def document(cases: tuple[Case, ...] = CASES) -> dict[str, object]:
@@ -201,7 +294,7 @@ def document(cases: tuple[Case, ...] = CASES) -> dict[str, object]:
         "rule_files": ["../" + RULES_FILE.removeprefix("alerts/")],
         "evaluation_interval": "1m",
         # Recorded series first, as the alerts read them (Prometheus itself lags by <= 1 interval).
-        "group_eval_order": [RECORDING_GROUP, ALERT_GROUP],
+        "group_eval_order": group_names(),
         "tests": [_group(c) for c in cases],
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dashboards import config
+from dashboards import config, slo
 from dashboards import guide as g
 from dashboards import promql as p
 from dashboards.config import FOR
@@ -13,8 +13,9 @@ from dashboards.config import THRESHOLDS as T
 from dashboards.guide import Symptom
 from dashboards.yamlout import dump
 
-RECORDING_GROUP = "avatar-monitor.recording"
-ALERT_GROUP = "avatar-monitor.alerts"
+GROUP_PREFIX = "avatar-monitor."
+RECORDING_GROUP = GROUP_PREFIX + "recording"
+ALERT_GROUP = GROUP_PREFIX + "alerts"
 RULES_FILE = "alerts/avatar-monitor.rules.yml"
 
 _UP = f'up{{job="{config.SIDECAR_JOB}"}}'
@@ -58,36 +59,35 @@ class Alert:
         }
 
 
+def _burn_alert(objective: config.SLO, severity: str) -> Alert:
+    """The page (or ticket) of one SLO: its error budget burns too fast over both windows."""
+    suffix = "BudgetBurn" if severity == "page" else "BudgetTicket"
+    period = slo.seconds(config.SLO_PERIOD)
+    gone = " or ".join(
+        f"{(period / a.factor) / 86400:.3g} days" for a in config.BURN_ALERTS
+        if a.severity == severity)
+    return Alert(
+        objective.alert + suffix,
+        slo.burn_expr(objective, severity),
+        FOR.budget_burn if severity == "page" else FOR.budget_ticket,
+        severity,
+        slo.SYMPTOMS[objective.name],
+        f"{objective.title}: error budget burning " '{{ $value | printf "%.1f" }}x',
+        f"SLO {objective.name}: {objective.objective:.2%} of events good over "
+        f"{config.SLO_PERIOD} (good: {objective.good}). The error budget burns faster than "
+        f"{slo.pairs_in_words(severity)}: at that pace the {config.SLO_PERIOD} budget lasts "
+        f"{gone}. The value is the burn rate over the longer window.",
+    )
+
+
 def _max_of(*vectors: str) -> str:
     """Largest of series with different label sets, per sidecar."""
     return "max by (job, instance) (\n  " + "\n  or\n  ".join(vectors) + "\n)"
 
 
 ALERTS: tuple[Alert, ...] = (
-    Alert(
-        "AvatarStartupFailures",
-        f"{p.STARTUP_FAILURES.record} > 0",
-        FOR.startup_failures,
-        "page",
-        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
-        "Avatar failed to join a call ({{ $labels.cause }}) on {{ $labels.instance }}",
-        f"{_COUNT} call(s) in the last {T.startup_failures_window} stayed ringing until they "
-        "failed with cause {{ $labels.cause }} (join_timeout: no avatar joined within the "
-        "join timeout; message: the agent published a startup_failure room message).",
-    ),
-    Alert(
-        "AvatarStartupFailureRatioHigh",
-        f"{p.STARTUP_FAILURE_RATIO.record} > {T.startup_failure_ratio}\n"
-        f"and on (job, instance) {p.CALLS_STARTED_RATIO_WINDOW.record} "
-        f">= {T.startup_failure_ratio_min_calls}",
-        FOR.startup_failure_ratio,
-        "page",
-        (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
-        "{{ $value | humanizePercentage }} of avatar calls fail to start on {{ $labels.instance }}",
-        f"More than {T.startup_failure_ratio:.0%} of the calls started in the last "
-        f"{T.startup_failure_ratio_window} ended without the avatar joining: a systematic "
-        "failure (avatar service, credentials, agent dispatch), not a rare one.",
-    ),
+    *(_burn_alert(objective, severity) for objective in config.SLOS
+      for severity in ("page", "ticket")),
     Alert(
         "AvatarJoinLatencyHigh",
         f"{p.JOIN_P95.record} > {T.join_latency_p95_seconds:g}",
@@ -191,18 +191,26 @@ def groups(
     runbook_base: str = config.RUNBOOK_BASE_URL, for_override: str | None = None
 ) -> dict[str, object]:
     """The rule file as data; `for_override` replaces every `for:` (test copies)."""
+    recording: dict[str, list[dict[str, object]]] = {}
+    for r in slo.ALL_RECORDINGS:
+        rule: dict[str, object] = {"record": r.record, "expr": r.expr}
+        if r.labels:
+            rule["labels"] = dict(r.labels)
+        recording.setdefault(GROUP_PREFIX + r.group, []).append(rule)
     return {
         "groups": [
-            {
-                "name": RECORDING_GROUP,
-                "rules": [{"record": r.record, "expr": r.expr} for r in p.RECORDINGS],
-            },
+            *({"name": name, "rules": rules} for name, rules in recording.items()),
             {
                 "name": ALERT_GROUP,
                 "rules": [a.rule(runbook_base, for_override) for a in ALERTS],
             },
         ]
     }
+
+
+def group_names() -> list[str]:
+    """Every rule group, in the order the rule file lists them (recordings first)."""
+    return [str(group["name"]) for group in groups()["groups"]]  # type: ignore[index]
 
 
 def render(runbook_base: str = config.RUNBOOK_BASE_URL, for_override: str | None = None) -> str:

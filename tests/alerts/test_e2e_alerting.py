@@ -1,15 +1,16 @@
 """End to end on real components: sidecar -> Prometheus (committed rule file) -> Alertmanager ->
 a webhook receiver in this test; then every dashboard query through Prometheus' HTTP API.
 
-The committed rules are loaded unchanged: the startup-failure page has `for: 0s` by design (the
-join timeout has already elapsed when a failure is counted), so it fires on the first rule
-evaluation after the scrape that sees the failure. Other alerts keep their `for:` and do not fire
-here; their firing is proven by the promtool unit tests.
+The committed rules are loaded unchanged. First one rare startup failure among many good calls:
+the call_startup SLO's burn-rate page stays quiet. Then a burst of startup failures: the page
+(`for: 0s`, both windows of its pair above 14.4x) reaches the receiver. Alerts with a `for:` do
+not fire here; their firing is proven by the promtool unit tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import re
 import time
@@ -21,9 +22,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from dashboards import config
-from dashboards.promql import RECORDINGS
-from dashboards.rules import ALERTS, RULES_FILE
+from dashboards import config, slo
+from dashboards.rules import ALERT_GROUP, ALERTS, RULES_FILE
+from dashboards.slo import ALL_RECORDINGS
 from tests.alerts import scenario
 from tests.alerts.stack import (
     LOOPBACK,
@@ -51,6 +52,9 @@ class Stack:
     receiver: Receiver
     sidecar_instance: str
     processes: list[Process]
+    # After the rare startup failure: the 1h burn rate, and burn-rate alerts pending or firing.
+    rare_burn: float = 0.0
+    rare_alerts: list[dict[str, object]] | None = None
 
     async def query(self, expr: str) -> list[dict[str, object]]:
         """An instant query; fails on any API error."""
@@ -99,7 +103,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         s = Stack(http, f"http://{LOOPBACK}:{prom_port}", receiver,
                   f"{LOOPBACK}:{sidecar_port}", processes)
         await _wait_for_scrape(s)
-        await scenario.run(scenario.Driver(http, sidecar_url))
+        driver = scenario.Driver(http, sidecar_url)
+        await scenario.rare_startup_failure(driver)
+        await _evaluated_after_rare_failure(s)
+        await scenario.run(driver)
         yield s
     finally:
         for proc in reversed(processes):
@@ -116,24 +123,71 @@ async def _wait_for_scrape(s: Stack, timeout: float = 20) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_startup_failure_pages_through_alertmanager(stack: Stack) -> None:
-    alert = await stack.receiver.wait_for("AvatarStartupFailures", timeout=30)
+BURN_PAGE = "AvatarStartupBudgetBurn"
+_SLO = f'{{slo="{config.STARTUP_SLO.name}"}}'
+
+
+async def _evaluated_after_rare_failure(s: Stack, timeout: float = 30) -> None:
+    """Once Prometheus has recorded the rare failure and evaluated the alerts after that, keep
+    the 1h burn rate and the burn-rate alerts pending or firing (Stack.rare_*)."""
+    deadline = time.monotonic() + timeout
+    expr = f"{slo.ERROR_RATIO}5m{_SLO} > 0"
+    while not await s.query(expr):
+        assert time.monotonic() < deadline, f"the failure never reached {expr}\n{s.logs()}"
+        await asyncio.sleep(0.2)
+    seen = time.time()
+    while _alerts_evaluated_at(await s.api("/api/v1/rules")) <= seen:
+        assert time.monotonic() < deadline, "alerts not evaluated after the failure"
+        await asyncio.sleep(0.2)
+    burn = await s.query(slo.burn_rate(config.STARTUP_SLO, "1h"))
+    s.rare_burn = float(burn[0]["value"][1])  # type: ignore[index]
+    s.rare_alerts = [a for a in (await s.api("/api/v1/alerts"))["alerts"]  # type: ignore[union-attr]
+                     if a["labels"]["alertname"] == BURN_PAGE]
+
+
+def _alerts_evaluated_at(rules: dict[str, object]) -> float:
+    """When Prometheus last evaluated the alerting rule group (unix seconds)."""
+    group = next(g for g in rules["groups"] if g["name"] == ALERT_GROUP)  # type: ignore[union-attr]
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", group["lastEvaluation"]).replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+async def test_a_rare_startup_failure_does_not_page(stack: Stack) -> None:
+    """1 failure in 61 calls: seen (the burn rate is above 0) but far below 14.4x, no page."""
+    page = max(a.factor for a in config.BURN_ALERTS)
+    assert 0 < stack.rare_burn < page / 2, stack.rare_burn
+    assert stack.rare_alerts == [], stack.rare_alerts
+
+
+async def test_a_burst_of_startup_failures_pages_through_alertmanager(stack: Stack) -> None:
+    alert = await stack.receiver.wait_for(BURN_PAGE, timeout=30)
     labels, annotations = alert["labels"], alert["annotations"]
     assert isinstance(labels, dict) and isinstance(annotations, dict)
     assert labels["severity"] == "page"
-    assert labels["cause"] == "join_timeout"
+    assert labels["slo"] == config.STARTUP_SLO.name
     assert labels["job"] == config.SIDECAR_JOB
-    assert labels["instance"] == stack.sidecar_instance
-    assert annotations["runbook_url"] == f"{config.RUNBOOK_BASE_URL}#avatarstartupfailures"
+    assert "instance" not in labels  # summed over the sidecars
+    assert annotations["runbook_url"] == f"{config.RUNBOOK_BASE_URL}#avatarstartupbudgetburn"
     assert "The call never connects" in annotations["description"]
-    assert re.search(r"\b1 call\(s\) in the last 5m\b", annotations["description"])
+    # The first pair to agree pages: 6h/30m (above 6x) while the burst is under way.
+    pages = [a.factor for a in config.BURN_ALERTS if a.severity == "page"]
+    burn = re.search(r"burning ([0-9.]+)x", annotations["summary"])
+    assert burn and float(burn.group(1)) > min(pages), annotations["summary"]
+    # After the whole burst, the fastest pair (1h/5m above 14.4x) agrees too.
+    fast = next(a for a in config.BURN_ALERTS if a.factor == max(pages))
+    expr = " and ".join(f"{slo.burn_rate(config.STARTUP_SLO, w)} > {fast.factor}"
+                        for w in (fast.long, fast.short))
+    deadline = time.monotonic() + 15
+    while not await stack.query(expr):
+        assert time.monotonic() < deadline, f"never true: {expr}"
+        await asyncio.sleep(0.5)
 
 
 async def test_rules_load_and_evaluate_cleanly(stack: Stack) -> None:
     data = await stack.api("/api/v1/rules")
     rules = [r for g in data["groups"] for r in g["rules"]]  # type: ignore[index, union-attr]
     names = {r.get("name") for r in rules}
-    assert names == {a.name for a in ALERTS} | {r.record for r in RECORDINGS}
+    assert names == {a.name for a in ALERTS} | {r.record for r in ALL_RECORDINGS}
     broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not broken, broken
 
@@ -178,7 +232,8 @@ async def test_dashboard_queries_show_the_scenario(stack: Stack) -> None:
         'sum by (cause) (instance_cause:avatar_departures:increase15m{cause="user_hangup"})',
         'sum by (cause) (instance_cause:avatar_departures:increase15m{cause="network"})',
         'sum by (timeout) (instance_timeout:avatar_timeouts:increase15m{timeout="join"})',
-        "max(instance:avatar_startup_failures:ratio15m)",
+        f"max({slo.ERROR_RATIO}1h{_SLO})",
+        f"1 - min({slo.BUDGET_LEFT}{_SLO})",  # the share of the budget spent
         'sum(avatar_calls_in_progress{state="active"})',
         f"sum(increase(avatar_calls_abandoned_total[{RATE_INTERVAL}]))",
         f"sum(increase(avatar_monitor_calls_evicted_total[{RATE_INTERVAL}]))",

@@ -17,8 +17,10 @@ RULES = ROOT / rules.RULES_FILE
 TESTS = ROOT / rule_tests.TESTS_FILE
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 REQUIRED = {
-    "AvatarStartupFailures": "page",
-    "AvatarStartupFailureRatioHigh": "page",
+    "AvatarStartupBudgetBurn": "page",
+    "AvatarStartupBudgetTicket": "ticket",
+    "AvatarJoinSpeedBudgetBurn": "page",
+    "AvatarJoinSpeedBudgetTicket": "ticket",
     "AvatarJoinLatencyHigh": "warning",
     "AvatarPipelineErrorsUnrecoverable": "page",
     "AvatarSessionTimeoutBurst": "warning",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dashboards import rules
-from dashboards.promql import RECORDINGS
+from dashboards.slo import ALL_RECORDINGS as RECORDINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_FILES = sorted((ROOT / "dashboards").glob("*.json"))

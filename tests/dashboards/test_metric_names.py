@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 
-from dashboards.promql import RECORDINGS, metric_names
+from prometheus_client.utils import floatToGoString
+
+from dashboards.promql import metric_names
+from dashboards.slo import ALL_RECORDINGS as RECORDINGS
+from monitor.metrics import JOIN_LATENCY_BUCKETS
 from tests.dashboards.exprs import ROOT, base_name, dashboard_exprs, rule_exprs, selectors
 
 # name -> {label: allowed values}; None means any value (an open set).
@@ -93,11 +97,25 @@ def used_label_values() -> set[tuple[str, str, str]]:
     out = set()
     for expr in dashboard_exprs() + rule_exprs():
         for metric, matchers in selectors(expr):
-            sources = metric_names(records[metric]) if metric in records else {metric}
+            if metric in records:  # a recorded series: its labels are the rule's own
+                continue
+            sources = {metric}
             for label, (op, value) in matchers.items():
-                if op == "=" and label not in ("job", "instance"):
+                if op == "=" and label not in ("job", "instance", "le"):
                     out |= {(base_name(s), label, value) for s in sources - NOT_EXPORTED}
     return out
+
+
+def test_le_matchers_name_a_bucket_of_the_histogram() -> None:
+    buckets = {"avatar_join_latency_seconds": JOIN_LATENCY_BUCKETS}
+    seen = 0
+    for expr in dashboard_exprs() + rule_exprs():
+        for metric, matchers in selectors(expr):
+            if "le" in matchers:
+                seen += 1
+                op, value = matchers["le"]
+                assert op == "=" and value in {floatToGoString(b) for b in buckets[metric[:-7]]}
+    assert seen, "the join_latency SLO reads a bucket"
 
 
 def test_dashboards_and_rules_use_only_contract_metrics() -> None:
