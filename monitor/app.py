@@ -115,7 +115,11 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     records = CallRecords(config.recent_calls)
     listeners.append(records)
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
-    tracker.since = clock()
+    if clock is server_clock.now:
+        tracker.started_at = server_clock.started_at
+    else:
+        started = clock()
+        tracker.started_at = lambda: started
     bridge = BackendBridge(tracker, metrics)
     # Last: a call's span and record exist before the bridge replays events into the call.
     tracker.add_listener(bridge)

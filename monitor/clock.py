@@ -34,7 +34,8 @@ class ServerClock:
         self._wall = wall
         self._mono = mono
         self._window = window
-        self._anchor = wall() - mono()
+        self._created = mono()
+        self._anchor = wall() - self._created
         self._samples: deque[tuple[float, float]] = deque()  # (mono at, sample), decreasing
         self.measured = False
         self._warned_at: float | None = None
@@ -42,6 +43,10 @@ class ServerClock:
     def now(self) -> float:
         """The server's time now (unix seconds), as best known."""
         return self._mono() + self._anchor
+
+    def started_at(self) -> float:
+        """The server's time when this clock was made (the process start), as best known."""
+        return self._created + self._anchor
 
     def offset(self) -> float:
         """Server clock minus this machine's wall clock, in seconds."""

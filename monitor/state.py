@@ -92,6 +92,9 @@ class Call:
     # Server time from which this call's transitions are counted in metrics: a call rebuilt
     # from a RoomService listing after a restart was counted up to then by the previous process.
     counted_from: float = 0.0
+    # First seen through the leave of a user who joined before this process started, with no
+    # listing to say whether the avatar had joined: its startup outcome cannot be known.
+    avatar_unknown: bool = False
     # From the room observer (local clock, unix seconds); unknown until it watches the room.
     observed_at: float | None = None
     speaking: bool = False
@@ -207,8 +210,9 @@ class CallTracker:
         # are tracked), so late webhooks and listings do not revive them.
         self.ended_rooms = EndedRooms(max(settings.max_calls, 10_000))
         self._now = 0.0
-        # Server time this process started: calls rebuilt from a listing count from then on.
-        self.since = 0.0
+        # Server time this process started (a function: the server's clock is measured only
+        # once webhooks arrive): calls under way before it count from then on.
+        self.started_at: Callable[[], float] = lambda: 0.0
         self._counted_from = 0.0  # for calls made now (set while reconciling)
         # The last RoomService listing: room sids live then, and when it was asked.
         self._listed: set[str] = set()
@@ -272,9 +276,10 @@ class CallTracker:
             call = self.calls.get(sid)
             if call is None:
                 continue
+            unknown_ended = call.avatar_unknown and call.state is CallState.FAILED
             if call.held is not None:
                 self._release(call)
-            elif call.state is not CallState.ENDED and call.room_finished:
+            elif call.state is not CallState.ENDED and (call.room_finished or unknown_ended):
                 self._finish_without_departure(call)
             if call.state is CallState.ENDED:
                 self._forget(call)
@@ -327,7 +332,9 @@ class CallTracker:
             self._emit("participant_joined", call, role, participant,
                        participant.joined_at or event.created_at)
 
-    def _user_joined(self, event: Event, participant: Participant) -> None:
+    def _user_joined(self, event: Event, participant: Participant,
+                     blind: bool = False) -> None:
+        """A user's join; `blind` when it is known only from its leave, after a restart."""
         call = self.calls.get(event.room_sid)
         if call is not None and participant.sid in call.users:
             return  # a retry or a join reordered after its leave
@@ -342,6 +349,11 @@ class CallTracker:
         if call.state is not CallState.PENDING:
             return
         call.started_at = participant.joined_at or event.created_at
+        if blind:
+            # Counted as started by the previous process; whether the avatar joined then is
+            # unknown (no listing says), so no join timeout or abandon can be counted.
+            call.counted_from = max(call.counted_from, self.started_at())
+            call.avatar_unknown = call.avatar_joined_at is None
         self._emit("call_started", call)
         if call.avatar_joined_at is not None:
             origin = call.started_at
@@ -357,6 +369,8 @@ class CallTracker:
             self._set_state(call, CallState.FAILED)
             return
         self._set_state(call, CallState.RINGING)
+        if call.avatar_unknown:
+            return  # no deadline: the avatar may have joined before this process started
         call.deadline = call.started_at + self.settings.join_timeout
         heapq.heappush(self._deadlines, (call.deadline, call.room_sid))
 
@@ -406,8 +420,10 @@ class CallTracker:
                     call.users[participant.sid] = False
                 return
             if call is None or participant.sid not in call.users:
-                # Its join never reached us (lost or reordered): the leave carries the join time.
-                self._user_joined(event, participant)
+                # Its join never reached us (lost or reordered, or before this process started):
+                # the leave carries the join time.
+                joined = participant.joined_at or event.created_at
+                self._user_joined(event, participant, blind=joined < self.started_at())
                 call = self.calls[event.room_sid]
             self._user_left(call, participant, event.created_at)
         elif role is Role.AVATAR and call is not None:
@@ -436,7 +452,14 @@ class CallTracker:
         call.users[participant.sid] = False
         if any(call.users.values()):
             return
-        if call.state is CallState.RINGING and call.deadline is not None and at >= call.deadline:
+        if call.state is CallState.RINGING and call.avatar_unknown:
+            # The avatar's leave, if it was there, is the call's departure; else the call ends
+            # uncounted when its room finishes or after the linger.
+            call.user_left_first = participant.disconnect_reason not in SENT_AWAY
+            self._set_state(call, CallState.FAILED)
+            self._lingering.append((self._now + self.settings.linger, call.room_sid))
+        elif call.state is CallState.RINGING and call.deadline is not None and \
+                at >= call.deadline:
             self._fail(call, "join_timeout")  # the deadline passed before the leave (server time)
             self._end(call, at)
         elif call.state is CallState.RINGING:
@@ -549,12 +572,12 @@ class CallTracker:
     def reconcile(self, room_sid: str, room_name: str, room_created_at: float | None,
                   present: list[Participant], gone: list[Participant], at: float) -> list[str]:
         """Apply what a listing shows and webhooks did not: joins of participants present but
-        unknown (a call rebuilt after a restart counts from `since`), leaves of participants
+        unknown (a call rebuilt after a restart counts from `started_at`), leaves of participants
         gone. Returns the actions taken: call_recovered, join, leave."""
         self._now = at
         actions: list[str] = []
         existed = room_sid in self.calls
-        self._counted_from = self.since
+        self._counted_from = self.started_at()
         try:
             for participant in sorted(present, key=lambda p: p.joined_at or at):
                 if participant.hidden or self._knows(room_sid, participant):

@@ -6,9 +6,11 @@ import asyncio
 import socket
 import time
 
+import pytest
+
 from monitor.clock import ServerClock
 from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, user
+from tests.webhooks import Room, agent, avatar, user
 
 
 class FakeTime:
@@ -53,6 +55,33 @@ async def test_num_dropped_is_counted(sidecar: RunningMonitor) -> None:
     assert status == 200
     assert await sidecar.value("avatar_monitor_webhooks_dropped_upstream_total") == 7
     assert await sidecar.value("avatar_calls_started_total") == 1
+
+
+async def test_a_leave_from_before_the_start_counts_no_startup_outcome(
+        sidecar: RunningMonitor) -> None:
+    """Without a listing, a user who joined before the sidecar started is seen first by their
+    leave: the previous process counted the call's start, and whether the avatar had joined is
+    unknown, so no join timeout or abandon is counted. The avatar's leave, when it comes, is the
+    call's departure; without it the call ends uncounted with its room."""
+    t0 = time.time() - 100
+    active, ringing = Room(created_at=t0), Room(created_at=t0)
+    caller, bot, face, waiting = user(t0), agent(t0), avatar(t0 + 1), user(t0)
+    for event in (active.left(caller, t0 + 90), ringing.left(waiting, t0 + 90)):
+        assert (await sidecar.send(event))[0] == 200
+    assert await sidecar.value("avatar_calls_started_total") == 0
+    assert await sidecar.value("avatar_calls_in_progress", state="ringing") == 0
+    for event in (active.left(face, t0 + 92), active.left(bot, t0 + 92),
+                  active.finished(t0 + 95), ringing.finished(t0 + 95)):
+        assert (await sidecar.send(event))[0] == 200
+    assert await sidecar.value("avatar_departures_total", cause="user_hangup") == 1
+    assert await sidecar.value("avatar_session_duration_seconds_sum") == pytest.approx(91, abs=1)
+    for cause in ("join_timeout", "message"):
+        assert await sidecar.value("avatar_startup_failures_total", cause=cause) == 0
+    assert await sidecar.value("avatar_calls_abandoned_total") == 0
+    assert await sidecar.value("avatar_join_latency_seconds_count") == 0
+    assert await sidecar.value("avatar_calls_started_total") == 0
+    for state in ("ringing", "active"):
+        assert await sidecar.value("avatar_calls_in_progress", state=state) == 0
 
 
 async def status_of(sidecar: RunningMonitor, path: str) -> tuple[int, dict]:
