@@ -28,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end against a real livekit-server")
     config.addinivalue_line(
         "markers", "sidecar_args(*args): extra `avatar-monitor serve` arguments for the test")
+    config.addinivalue_line(
+        "markers", "sidecar_prefix(*argv): a command the sidecar runs under, e.g. faketime")
+    config.addinivalue_line(
+        "markers", "livekit_access(observer=True): the sidecar gets --livekit-url (modules "
+        "that read it)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -87,7 +92,9 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str,
     """avatar-monitor under test; `@pytest.mark.sidecar_args(...)` adds CLI arguments."""
     marker = request.node.get_closest_marker("sidecar_args")
     extra = [str(a) for a in marker.args] if marker else []
-    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=[*sidecar_base_args, *extra])
+    prefix = request.node.get_closest_marker("sidecar_prefix")
+    proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=[*sidecar_base_args, *extra],
+                   prefix=[str(a) for a in prefix.args] if prefix else [])
     _register_log(request, "avatar-monitor", proc.log_path)
     proc.start()
     yield proc

@@ -34,9 +34,10 @@ def tail(path: Path, max_chars: int = 20_000) -> str:
 
 def start(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a process in its own process group, stdout and stderr to `log_path`."""
+    """Start a process in its own process group, stdout and stderr appended to `log_path` (a
+    restarted process adds to its predecessor's log)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
                                 cwd=cwd, start_new_session=True)

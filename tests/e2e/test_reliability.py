@@ -1,0 +1,295 @@
+"""Nothing lost, nothing counted twice, against a real livekit-server: sidecar restarts with and
+without LiveKit access, a late leave after the call was forgotten, a ghost room, the sidecar's
+clock 60 s off the server's, and /readyz following LiveKit.
+
+Counters restart at zero with the process: after a restart the new process's counts are what it
+adds (Prometheus sums across resets), so "counted once" means the old process's count plus the
+new one's, each checked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from livekit import api
+
+from tests.e2e.conftest import _register_log as register_log
+from tests.e2e.livekit_server import LiveKitServer
+from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect, poll_until
+from tests.e2e.participants import Participant, Server
+from tests.e2e.scenario import CallDriver
+from tests.e2e.sidecar import Sidecar
+
+pytestmark = pytest.mark.e2e
+
+JOIN_TIMEOUT = 3.0
+CAUSES = ("user_hangup", "session_timeout", "idle_timeout", "removed", "server", "network",
+          "pipeline_error", "unknown")
+
+
+@pytest.fixture
+def sidecar_base_args(request: pytest.FixtureRequest, livekit_port: int) -> list[str]:
+    """A short join timeout; `@pytest.mark.livekit_access` adds the reconciler (and the
+    observer unless `observer=False`) pointed at the test's livekit-server."""
+    args = ["--avatar-join-timeout", str(JOIN_TIMEOUT)]
+    marker = request.node.get_closest_marker("livekit_access")
+    if marker is not None:
+        args += ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1"]
+        if not marker.kwargs.get("observer", True):
+            args.append("--no-observer")
+    return args
+
+
+def departures(snapshot: Snapshot) -> dict[str, float]:
+    """Departure causes counted, the zeros left out."""
+    return {dict(labels)["cause"]: value
+            for labels, value in snapshot.series("avatar_departures_total").items() if value}
+
+
+def nothing_started_or_failed() -> list[Expect]:
+    return [expect("avatar_calls_started_total", 0),
+            expect("avatar_startup_failures_total", 0, cause="join_timeout"),
+            expect("avatar_startup_failures_total", 0, cause="message"),
+            expect("avatar_timeouts_total", 0, timeout="join"),
+            expect("avatar_calls_abandoned_total", 0)]
+
+
+def idle() -> list[Expect]:
+    return [expect("avatar_calls_in_progress", 0, state="ringing"),
+            expect("avatar_calls_in_progress", 0, state="active")]
+
+
+async def active_call(call: CallDriver, metrics: MetricsClient, active: int = 1
+                      ) -> tuple[Participant, Participant, Participant]:
+    """User and voice agent join, then the avatar (no media); waits until `active` calls are."""
+    user = await call.user()
+    agent = await call.agent()
+    avatar, _ = await call.avatar(publish=False)
+    await metrics.wait_all(expect("avatar_calls_in_progress", active, state="active"))
+    return user, agent, avatar
+
+
+def restart(sidecar: Sidecar) -> None:
+    """Stop the sidecar and start it again on the same port (livekit-server's webhooks reach
+    the new process); returns once it answers /healthz."""
+    sidecar.stop()
+    sidecar.start()
+
+
+async def after_deadline(joined: float) -> None:
+    """Let a join deadline pass (the scenario, not synchronisation: nothing can be awaited for
+    an avatar that does not come)."""
+    await asyncio.sleep(max(joined + JOIN_TIMEOUT + 0.5 - time.time(), 0))
+
+
+async def test_restart_without_livekit_access(
+        server: Server, room_name: str, metrics: MetricsClient, sidecar: Sidecar) -> None:
+    """Without --livekit-url the new process knows a call under way only from its next webhook.
+    An active call's departure is still counted with its true cause, and nothing is counted
+    twice or falsely: not its start (the old process counted it), not a join timeout (its
+    deadline passed, but the avatar had joined). What cannot be known: the ringing call's join
+    timeout, which fell while the new process did not know the call, is not counted (with
+    --livekit-url it is, on time; see the next test)."""
+    active, ringing = CallDriver(server, room_name), CallDriver(server, room_name + "-ringing")
+    try:
+        user, agent, avatar = await active_call(active, metrics)
+        joined = time.time()
+        waiting = await ringing.user()
+        await metrics.wait_all(expect("avatar_calls_started_total", 2),
+                               expect("avatar_calls_in_progress", 1, state="ringing"))
+        restart(sidecar)
+        await after_deadline(joined)  # both calls are now older than their join deadline
+        await user.leave()
+        await waiting.leave()
+        await metrics.wait_all(
+            expect("avatar_disconnects_total", 2, role="user", reason="client_initiated"))
+        await avatar.leave()
+        await agent.leave()
+        done = await metrics.wait_all(
+            *idle(), *nothing_started_or_failed(),
+            expect("avatar_session_duration_seconds_count", 1),
+            expect("avatar_monitor_webhooks_total", 2, event="room_finished"), timeout=20)
+        assert departures(done) == {"user_hangup": 1}
+        assert done.value("avatar_join_latency_seconds_count") == 0
+        assert done.value("avatar_disconnects_total", role="avatar",
+                          reason="client_initiated") == 1
+        assert done.sum("avatar_session_duration_seconds") >= JOIN_TIMEOUT
+    finally:
+        await active.close()
+        await ringing.close()
+
+
+@pytest.mark.livekit_access
+async def test_restart_with_livekit_access_counts_every_call_once(
+        server: Server, room_name: str, metrics: MetricsClient, sidecar: Sidecar) -> None:
+    """Three calls across a restart: one active, one a second old whose avatar joins after the
+    restart, one a second old whose avatar never joins. The new process rebuilds all three from
+    ListParticipants (a room's num_participants is still 0 that young), counts none of their
+    starts again, counts the young call's join latency and the other's join timeout on time, and
+    both departures."""
+    old, late, never = (CallDriver(server, f"{room_name}-{n}") for n in ("old", "late", "never"))
+    try:
+        old_user, old_agent, old_avatar = await active_call(old, metrics)
+        late_user = await late.user()
+        started = time.time()
+        never_user = await never.user()
+        await metrics.wait_all(expect("avatar_calls_started_total", 3),
+                               expect("avatar_calls_in_progress", 2, state="ringing"))
+        restart(sidecar)
+        assert time.time() - started < JOIN_TIMEOUT - 0.5, "the restart took too long"
+        late_avatar, _ = await late.avatar(publish=False)
+        rebuilt = await metrics.wait_all(
+            expect("avatar_monitor_reconciled_total", 3, action="call_recovered"),
+            expect("avatar_calls_in_progress", 2, state="active"),
+            expect("avatar_join_latency_seconds_count", 1), timeout=10)
+        latency = rebuilt.sum("avatar_join_latency_seconds")
+        assert 0 < latency < JOIN_TIMEOUT, latency
+        failed = await metrics.wait_all(
+            expect("avatar_startup_failures_total", 1, cause="join_timeout"), timeout=10)
+        waited = time.time() - started
+        assert JOIN_TIMEOUT - 0.5 <= waited <= JOIN_TIMEOUT + 1.5, waited
+        assert failed.value("avatar_calls_in_progress", state="ringing") == 0
+        for user, avatar in ((old_user, old_avatar), (late_user, late_avatar)):
+            await user.leave()
+            await avatar.leave()
+        await never_user.leave()
+        await old_agent.leave()
+        done = await metrics.wait_all(
+            *idle(), expect("avatar_session_duration_seconds_count", 2), timeout=20)
+        assert departures(done) == {"user_hangup": 2}
+        assert done.value("avatar_calls_started_total") == 0
+        assert done.value("avatar_startup_failures_total", cause="join_timeout") == 1
+        assert done.value("avatar_timeouts_total", timeout="join") == 1
+        assert done.value("avatar_calls_abandoned_total") == 0
+        assert done.value("avatar_join_latency_seconds_count") == 1
+    finally:
+        for driver in (old, late, never):
+            await driver.close()
+
+
+async def test_a_late_user_leave_after_the_call_was_forgotten(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    """The avatar leaves first; the user stays until the call's record has been evicted (the
+    linger), then leaves. The leave belongs to the finished call: no second start, no join
+    timeout."""
+    user, agent, avatar = await active_call(call, metrics)
+    await avatar.leave()
+    ended = await metrics.wait_all(*idle(), expect("avatar_session_duration_seconds_count", 1))
+    assert sum(departures(ended).values()) == 1
+    await metrics.wait_all(expect("avatar_monitor_calls_tracked", 0), timeout=20)
+    await user.leave()
+    await agent.leave()
+    done = await metrics.wait_all(
+        expect("avatar_monitor_webhooks_total", 3, event="participant_left"),
+        expect("avatar_monitor_webhooks_total", 1, event="room_finished"), timeout=15)
+    assert done.value("avatar_calls_started_total") == 1
+    assert done.value("avatar_startup_failures_total", cause="join_timeout") == 0
+    assert done.value("avatar_timeouts_total", timeout="join") == 0
+    assert done.value("avatar_calls_abandoned_total") == 0
+    assert departures(done) == departures(ended)
+    assert done.value("avatar_monitor_calls_tracked") == 0
+    for state in ("ringing", "active"):
+        assert done.value("avatar_calls_in_progress", state=state) == 0
+
+
+@pytest.mark.livekit_access
+async def test_a_late_join_does_not_recreate_a_closed_room(
+        server: Server, call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
+        room_service: api.LiveKitAPI) -> None:
+    """The sidecar is down while a user comes and goes and the room closes; livekit-server's
+    retries deliver the room's webhooks after it is back. The room is gone from the startup
+    listing: the observer must not join it by name, which would create it again."""
+    sidecar.stop()
+    user = await call.user()
+    await user.leave()
+
+    async def rooms() -> list[api.Room]:
+        return list((await room_service.room.list_rooms(
+            api.ListRoomsRequest(names=[call.room]))).rooms)
+
+    await poll_until(rooms, lambda found: not found, "the room closed", timeout=15)
+    sidecar.start()
+    done = await metrics.wait_all(
+        expect("avatar_monitor_webhooks_total", 1, event="participant_joined"),
+        expect("avatar_monitor_webhooks_total", 1, event="room_finished"), timeout=40)
+    assert done.value("avatar_monitor_webhooks_total", event="room_started") == 1
+    assert await rooms() == []
+    assert done.value("avatar_monitor_observer_rooms") == 0
+    for state in ("ringing", "active"):
+        assert done.value("avatar_calls_in_progress", state=state) == 0
+
+
+async def skewed_calls(server: Server, room_name: str, metrics: MetricsClient) -> None:
+    """Two calls on a sidecar whose clock is off the server's: the avatar joins one 2 s after
+    the user (no startup failure, a 2 s join latency), never the other (a join timeout after
+    JOIN_TIMEOUT seconds, by the server's clock)."""
+    joins, never = CallDriver(server, room_name), CallDriver(server, room_name + "-never")
+    try:
+        started = time.time()
+        await asyncio.gather(joins.user(), never.user())
+        await metrics.wait_all(expect("avatar_calls_in_progress", 2, state="ringing"))
+        await asyncio.sleep(2.0 - (time.time() - started))  # the avatar takes 2 s to come
+        await joins.avatar(publish=False)
+        failed = await metrics.wait_all(
+            expect("avatar_startup_failures_total", 1, cause="join_timeout"),
+            timeout=JOIN_TIMEOUT + 5)
+        waited = time.time() - started
+        assert JOIN_TIMEOUT - 0.5 <= waited <= JOIN_TIMEOUT + 1.5, waited
+        assert failed.value("avatar_calls_in_progress", state="active") == 1
+        assert failed.value("avatar_calls_in_progress", state="ringing") == 0
+        assert failed.value("avatar_join_latency_seconds_count") == 1
+        assert 1.5 <= failed.sum("avatar_join_latency_seconds") <= 2.5
+        assert failed.value("avatar_calls_started_total") == 2
+    finally:
+        await joins.close()
+        await never.close()
+
+
+@pytest.mark.parametrize("skew", [-60, 60])
+async def test_join_deadline_on_the_servers_clock_with_the_sidecar_60s_off(
+        request: pytest.FixtureRequest, skew: int, tmp_path, api_keys: tuple[str, str],
+        livekit_server_bin, http: aiohttp.ClientSession, room_name: str) -> None:
+    """The sidecar runs under faketime, its clock `skew` seconds off livekit-server's. Join
+    deadlines follow the server's clock: not 0.5 s after the join (clock ahead of the server's
+    timestamps), not 60 s late (behind); the offset gauge shows the skew."""
+    proc = Sidecar(tmp_path / "sidecar", *api_keys, prefix=["faketime", "-f", f"{skew:+d}s"],
+                   extra_args=["--avatar-join-timeout", str(JOIN_TIMEOUT)])
+    server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
+                           webhook_urls=[proc.webhook_url])
+    register_log(request, "avatar-monitor", proc.log_path)
+    register_log(request, "livekit-server", server.log_path)
+    proc.start()
+    try:
+        server.start()
+        try:
+            metrics = MetricsClient(http, proc.url)
+            await skewed_calls(Server(server.url, *api_keys), room_name, metrics)
+            offset = (await metrics.scrape()).value("avatar_monitor_server_clock_offset_seconds")
+            assert abs(offset + skew) < 1.5, offset
+        finally:
+            server.stop()
+    finally:
+        proc.stop()
+
+
+@pytest.mark.livekit_access(observer=False)
+async def test_readyz_follows_livekit(livekit: LiveKitServer, sidecar: Sidecar,
+                                      http: aiohttp.ClientSession) -> None:
+    """/readyz is 200 once the startup reconciliation is done, 503 naming RoomService while
+    livekit-server is down, 200 again when it is back; /healthz stays 200 throughout."""
+
+    async def get(path: str) -> tuple[int, dict]:
+        async with http.get(sidecar.url + path) as resp:
+            return resp.status, await resp.json()
+
+    await poll_until(lambda: get("/readyz"), lambda r: r[0] == 200, "ready")
+    livekit.stop()
+    _, body = await poll_until(lambda: get("/readyz"), lambda r: r[0] == 503, "not ready")
+    assert any("RoomService unreachable" in p for p in body["problems"]), body
+    assert await get("/healthz") == (200, {"status": "ok"})
+    livekit.start()
+    await poll_until(lambda: get("/readyz"), lambda r: r[0] == 200, "ready again", timeout=15)
+    assert await get("/healthz") == (200, {"status": "ok"})
