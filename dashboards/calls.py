@@ -10,7 +10,7 @@ from dashboards import guide as g
 from dashboards import promql as p
 from dashboards.base import dashboard
 from dashboards.config import THRESHOLDS as T
-from dashboards.panels import Q, distribution, row, series, single, thresholds
+from dashboards.panels import Q, distribution, row, series, single, thresholds, warn_at
 
 UID = "avatar-calls"
 
@@ -239,6 +239,33 @@ def build() -> db.Dashboard:
                 [Q(_rec(p.TIMEOUTS, "timeout"), "{{timeout}}")],
                 bars=True,
                 width=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Repeated session length",
+                [g.SAME_MINUTES, g.SUDDEN_EXIT],
+                "Session length at which several avatars left in the last hour (not by a "
+                "hang-up nor the configured session timeout), per sidecar, and how many calls "
+                "ended there; 0 when no length repeats. A line above 0 is a limit nobody "
+                "configured: compare it with the avatar's, the TTS and LLM providers' and the "
+                "tokens' limits; /v1/calls?verdict=repeated_length lists the calls.",
+                "s",
+                [Q(f"max by (instance) ({p.sel('avatar_repeated_session_length_seconds')})",
+                   "length {{instance}}")],
+                width=12,
+            )
+        )
+        .with_panel(
+            single(
+                "Calls at the repeated length",
+                [g.SAME_MINUTES],
+                "Calls of the last hour that ended at the repeated session length (most of any "
+                "sidecar); the alert fires above 0.",
+                "short",
+                Q(f"max({p.sel('avatar_repeated_session_length_calls')})", "calls"),
+                colors=warn_at(T.repeated_length_calls),
+                width=12,
             )
         )
         .with_row(row("Agent pipeline (room observer, voice agent reports)"))

@@ -35,6 +35,8 @@ class Thresholds:
     pipeline_errors_window: str = "5m"
     session_timeout_burst: int = 3
     idle_timeout_spike: int = 5
+    # The sidecar exports a repeated length only once it stands out (monitor/session_lengths.py).
+    repeated_length_calls: int = 1
     departures_window: str = "15m"
     unauthorized_webhooks: int = 0
     rejections_window: str = "5m"
@@ -53,6 +55,7 @@ class ForDurations:
     pipeline_errors: str = "0s"
     session_timeout_burst: str = "0s"
     idle_timeout_spike: str = "5m"
+    repeated_length: str = "0s"
     webhooks_unauthorized: str = "2m"
     reports_refused: str = "2m"
     sidecar_down: str = "2m"

@@ -183,6 +183,16 @@ CASES: tuple[Case, ...] = (
         {"2m": (), "8m": (Fires("a", 3), Fires("b", 8))},
     ),
     Case(
+        "AvatarRepeatedSessionLength",
+        {
+            # a: 4 calls cut at one length from 6m on; b: no length repeats.
+            s("avatar_repeated_session_length_calls", "a"): "0x5 4x20",
+            s("avatar_repeated_session_length_seconds", "a"): "0x5 1200x20",
+            s("avatar_repeated_session_length_calls", "b"): "0x25",
+        },
+        {"5m": (), "7m": (Fires("a", 4),)},
+    ),
+    Case(
         "AvatarIdleTimeoutSpike",
         {
             s("avatar_timeouts_total", "a", timeout="idle"): "0+1x40",

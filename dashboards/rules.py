@@ -125,6 +125,20 @@ ALERTS: tuple[Alert, ...] = (
         f"{T.departures_window}: calls end after the same number of minutes.",
     ),
     Alert(
+        "AvatarRepeatedSessionLength",
+        "max by (job, instance) (avatar_repeated_session_length_calls) "
+        f">= {T.repeated_length_calls}",
+        FOR.repeated_length,
+        "warning",
+        (g.SAME_MINUTES, g.SUDDEN_EXIT),
+        f"{_COUNT} avatar sessions ended at the same length on {{{{ $labels.instance }}}}",
+        f"{_COUNT} avatars left in the last hour within seconds of the same session length "
+        "(avatar_repeated_session_length_seconds), not by a hang-up nor on the configured "
+        "--session-timeout, far more than natural call lengths would: a limit nobody "
+        "configured (the avatar's own session timeout, a TTS or LLM provider's stream limit, "
+        "a token's TTL). The calls: /v1/calls?verdict=repeated_length.",
+    ),
+    Alert(
         "AvatarIdleTimeoutSpike",
         _max_of(
             f'{p.TIMEOUTS.record}{{timeout="idle"}}',

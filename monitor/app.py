@@ -23,6 +23,7 @@ from monitor.event_intake import EventIntake
 from monitor.intake import WebhookIntake
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
+from monitor.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.state import CallListener, CallTracker, TrackerSettings
 from monitor.status_api import CallStatus
 from monitor.status_page import StatusPage
@@ -113,7 +114,8 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         max_calls=config.max_calls,
     )
     records = CallRecords(config.recent_calls)
-    listeners.append(records)
+    lengths = RepeatedLengths(clock, spread=config.timeout_tolerance)
+    listeners += [records, lengths]
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
     if clock is server_clock.now:
         tracker.started_at = server_clock.started_at
@@ -129,6 +131,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     if observer is not None:
         tracker.add_listener(observer)
     registry.register(CallStateCollector(tracker))
+    registry.register(RepeatedLengthCollector(lengths))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock,
                            server_clock)
@@ -136,7 +139,8 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
                                metrics, config.max_body_bytes, clock)
     thresholds = Thresholds(join_timeout=config.avatar_join_timeout,
                             idle_timeout=config.idle_timeout,
-                            session_timeout=config.session_timeout)
+                            session_timeout=config.session_timeout,
+                            repeated_length=lengths.of)
     access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
                                 hint=", or run with --public-status")
     status = CallStatus(records, thresholds, access, clock)

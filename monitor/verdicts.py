@@ -8,7 +8,7 @@ every finding, worst first; the first one names it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitor.timeline import CallRecord
 
@@ -31,6 +31,10 @@ class Thresholds:
     late_join: float = 10.0  # an avatar joining later than this is slow
     media_grace: float = 10.0  # a joined avatar with no video (audio) this long is a black screen
     slow_speech: float = 5.0  # first speech later than this after joining is slow
+    # Room sid -> (the repeated session length it ended at, calls that share it), from
+    # monitor.session_lengths: other calls are what this call is compared with.
+    repeated_length: Callable[[str], tuple[float, int] | None] = field(
+        default=lambda sid: None, compare=False)
 
 
 Evidence = Callable[[CallRecord, Thresholds, float], str | None]
@@ -99,6 +103,15 @@ def _session_timeout(r: CallRecord, t: Thresholds, now: float) -> str | None:
         return None
     return (f"avatar session ended after {_minutes(r.session_seconds or 0)} "
             f"(session/GPU limit {_minutes(t.session_timeout)})")
+
+
+def _repeated_length(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    repeat = t.repeated_length(r.sid)
+    if repeat is None or r.session_seconds is None:
+        return None
+    length, calls = repeat
+    return (f"avatar left after {_clock(r.session_seconds)} of session, like {calls - 1} other "
+            f"call(s) in the last hour (at {_clock(length)}): a fixed limit somewhere")
 
 
 def _network(r: CallRecord, t: Thresholds, now: float) -> str | None:
@@ -183,6 +196,11 @@ RULES: tuple[Rule, ...] = (
     Rule("session_timeout", FAILED, TIMEOUTS, _session_timeout,
          "The session/GPU timeout (30 min by default) ended the call: end calls before it, or "
          "ask the avatar provider for a longer limit."),
+    Rule("repeated_length", FAILED, TIMEOUTS, _repeated_length,
+         "A limit nobody configured ends these sessions at the same length: the avatar's "
+         "session timeout (if it is not --session-timeout), a TTS or LLM provider's stream or "
+         "session limit, a LiveKit token's TTL or a room's maximum duration, a proxy's "
+         "connection timeout. Compare the length with each provider's limits."),
     Rule("network", FAILED, ROOM_ERRORS, _network,
          "A network or WebRTC failure between the avatar service and LiveKit: check the avatar "
          "service's connectivity, LiveKit's TURN/ICE set-up and the server's logs."),
@@ -237,6 +255,12 @@ def _avatar_left_at(r: CallRecord) -> float | None:
     if r.avatar_joined_at is None or r.session_seconds is None:
         return None
     return r.avatar_joined_at + r.session_seconds
+
+
+def _clock(seconds: float) -> str:
+    """A duration as minutes:seconds, e.g. 20:00."""
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _minutes(seconds: float) -> str:

@@ -108,6 +108,18 @@ async def session_timeout(c: Call) -> None:
     await c.avatar_leaves(c.t + 2 + 1800)
 
 
+async def repeated_length(c: Call) -> None:
+    """Three other avatars dropped 20 min into their sessions; this one does too."""
+    c.t -= 1200
+    c.room, c.caller = Room(created_at=c.t - 1), user(c.t)
+    for i in range(3):
+        other = Call(c.sidecar, c.t - 10 * (i + 1))
+        await other.start()
+        await other.avatar_leaves(other.t + 2 + 1200 + i, R.SIGNAL_CLOSE)
+    await c.start()
+    await c.avatar_leaves(c.t + 2 + 1200, R.SIGNAL_CLOSE)
+
+
 async def network(c: Call) -> None:
     await c.start()
     await c.avatar_leaves(c.t + 50, R.CONNECTION_TIMEOUT)
@@ -192,6 +204,9 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
                        "unrecoverable TTS error 2.0 s before the avatar left"),
     "idle_timeout": (idle_timeout, "failed", "after 60 s of silence (idle timeout 60 s)"),
     "session_timeout": (session_timeout, "failed", "ended after 30 min 00 s"),
+    "repeated_length": (repeated_length, "failed",
+                        "avatar left after 20:00 of session, like 3 other call(s) in the last "
+                        "hour (at 20:01): a fixed limit"),
     "network": (network, "failed", "avatar left with CONNECTION_TIMEOUT"),
     "removed": (removed, "failed", "PARTICIPANT_REMOVED"),
     "server": (server, "failed", "ROOM_DELETED"),

@@ -70,6 +70,25 @@ async def good_call(d: Driver, ago: float = 60.0) -> None:
                  room.finished(t + 43))
 
 
+CUT_AT = 900.0  # a limit nobody configured: 15 min (--session-timeout stays 30 min)
+CUT_CALLS = 4
+
+
+async def cut_calls(d: Driver) -> None:
+    """Four calls of the last half hour whose avatar dropped (SIGNAL_CLOSE) 15 min into the
+    session while the user stayed, within 2 s of each other."""
+    for i in range(CUT_CALLS):
+        t = time.time() - CUT_AT - 60
+        room = Room(created_at=t)
+        face, caller = avatar(t + 0.5), user(t + 1)
+        gone = t + 0.5 + CUT_AT + i * 0.5
+        await d.send(room.started(), room.joined(face), room.joined(caller),
+                     room.track(face, AUDIO, t + 1.2), room.track(face, VIDEO, t + 1.4),
+                     room.left(face, gone, R.SIGNAL_CLOSE), room.left(caller, gone + 5),
+                     room.finished(gone + 6))
+    await d.wait_metric("avatar_repeated_session_length_calls", CUT_CALLS)
+
+
 RARE_CALLS = 60  # good calls around one startup failure: 1 in 61 is a 3.3x burn of 0.5 %
 BURST = 6  # startup failures in a row: with the rare one, 7 in about 70 calls, a 20x burn
 
@@ -154,6 +173,7 @@ async def run(d: Driver) -> None:
     await answered_call(d, end=True)
     await answered_call(d, end=True, avatar_reason=R.SIGNAL_CLOSE)
     await abandoned_call(d)
+    await cut_calls(d)
     await bad_webhooks(d)
     live = await answered_call(d, end=False)  # still active while Prometheus is queried
     await agent_reports(d, live)

@@ -183,6 +183,18 @@ async def test_a_burst_of_startup_failures_pages_through_alertmanager(stack: Sta
         await asyncio.sleep(0.5)
 
 
+async def test_calls_cut_at_an_unconfigured_length_alert(stack: Stack) -> None:
+    alert = await stack.receiver.wait_for("AvatarRepeatedSessionLength", timeout=30)
+    labels, annotations = alert["labels"], alert["annotations"]
+    assert isinstance(labels, dict) and isinstance(annotations, dict)
+    assert labels["severity"] == "warning"
+    assert labels["instance"] == stack.sidecar_instance
+    assert annotations["summary"].startswith(f"{scenario.CUT_CALLS} avatar sessions ended at")
+    assert "Calls suddenly end after the same number of minutes" in annotations["description"]
+    length = await stack.query("max(avatar_repeated_session_length_seconds)")
+    assert abs(float(length[0]["value"][1]) - scenario.CUT_AT) <= 2  # type: ignore[index]
+
+
 async def test_rules_load_and_evaluate_cleanly(stack: Stack) -> None:
     data = await stack.api("/api/v1/rules")
     rules = [r for g in data["groups"] for r in g["rules"]]  # type: ignore[index, union-attr]
@@ -243,6 +255,7 @@ async def test_dashboard_queries_show_the_scenario(stack: Stack) -> None:
         f"sum(increase(avatar_time_to_first_track_seconds_count{{kind=\"video\"}}"
         f"[{RATE_INTERVAL}]))",
         "min(instance:avatar_join_latency_seconds:p50_5m)",
+        "max by (instance) (avatar_repeated_session_length_seconds)",
         f'sum by (reason) (increase(avatar_pipeline_closed_total{{reason="error"}}'
         f'[{RATE_INTERVAL}]))',
         f'sum(increase(avatar_agent_latency_seconds_count{{stage="e2e"}}[{RATE_INTERVAL}]))',

@@ -25,6 +25,7 @@ REQUIRED = {
     "AvatarPipelineErrorsUnrecoverable": "page",
     "AvatarSessionTimeoutBurst": "warning",
     "AvatarIdleTimeoutSpike": "warning",
+    "AvatarRepeatedSessionLength": "warning",
     "AvatarWebhooksUnauthorized": "warning",
     "AvatarAgentReportsRefused": "warning",
     "AvatarMonitorDown": "page",

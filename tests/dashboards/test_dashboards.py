@@ -33,6 +33,8 @@ REQUIRED_PANELS = {
         "Disconnect reasons by role",
         "Timeouts by kind",
         "Time to first track",
+        "Repeated session length",
+        "Calls at the repeated length",
     },
     "avatar-monitor.json": {"Webhooks by event", "Rejected webhooks by reason", "Calls evicted"},
 }

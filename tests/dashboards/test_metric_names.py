@@ -54,6 +54,9 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_observer_reconnects_total": {},
     "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
     "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
+    # Limits nobody configured (monitor/session_lengths.py).
+    "avatar_repeated_session_length_seconds": {},
+    "avatar_repeated_session_length_calls": {},
     # Added by tracing.
     "avatar_monitor_spans_exported_total": {},
     "avatar_monitor_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
