@@ -25,8 +25,8 @@ from tests.e2e.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 
-CAUSES = ("user_hangup", "pipeline_error", "idle_timeout", "session_timeout", "removed",
-          "server", "network", "unknown")
+CAUSES = ("user_hangup", "agent_hangup", "pipeline_error", "idle_timeout", "session_timeout",
+          "removed", "server", "network", "unknown")
 CALL_TIMEOUT = 30.0  # a whole call: dispatch, joins, a reply, the ending
 
 
@@ -95,8 +95,7 @@ async def converse(user: Frontend, metrics: MetricsClient) -> None:
 
 def departures(cause: str | None) -> list[Expect]:
     """`cause` counted once (None: no departure), every other cause zero."""
-    causes = dict.fromkeys((*CAUSES, *([cause] if cause else [])))
-    return [expect("avatar_departures_total", 1 if c == cause else 0, cause=c) for c in causes]
+    return [expect("avatar_departures_total", 1 if c == cause else 0, cause=c) for c in CAUSES]
 
 
 def ended() -> list[Expect]:
@@ -139,11 +138,6 @@ async def test_user_hangs_up(server: Server, room_service: api.LiveKitAPI, worke
     assert_verdict(await verdict(room_name), "healthy", "healthy", "user_hangup")
 
 
-AGENT_HANGUP_PENDING = pytest.mark.xfail(
-    strict=True, reason="departure cause agent_hangup is not classified yet")
-
-
-@AGENT_HANGUP_PENDING
 async def test_end_call_tool_agent_leaves_avatar_follows(
         server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
         metrics: MetricsClient, verdict: Verdict) -> None:
@@ -163,7 +157,6 @@ async def test_end_call_tool_agent_leaves_avatar_follows(
     assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
 
 
-@AGENT_HANGUP_PENDING
 async def test_avatar_session_closed_then_session_shutdown(
         server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
         metrics: MetricsClient, verdict: Verdict) -> None:
@@ -182,7 +175,6 @@ async def test_avatar_session_closed_then_session_shutdown(
     assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
 
 
-@AGENT_HANGUP_PENDING
 async def test_end_call_tool_deletes_the_room(
         server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
         metrics: MetricsClient, verdict: Verdict) -> None:
