@@ -95,6 +95,6 @@ def metric_names(expr: str, recordings: Iterable[Recording] | None = None) -> se
         if token in recorded:
             for source in recorded[token]:
                 names |= metric_names(source, recordings)
-        elif token.startswith("avatar_") or token == "up":
+        elif token.startswith(("avatar_", "process_")) or token == "up":
             names.add(token)
     return names

@@ -156,4 +156,29 @@ def build() -> db.Dashboard:
                 bars=True,
             )
         )
+        .with_row(row("Process"))
+        .with_panel(
+            series(
+                "Sidecar CPU and memory",
+                [g.STALE_CALLS, *_BLIND],
+                "CPU seconds per second and resident memory of each sidecar process "
+                "(process_*). Memory that only grows points at calls never finished (stale "
+                "calls, see Calls evicted); a CPU near 1 means webhooks queue up.",
+                "short",
+                [Q(f"rate({p.sel('process_cpu_seconds_total')}{inc})", "CPU {{instance}}"),
+                 Q(f"{p.sel('process_resident_memory_bytes')} / 2^20",
+                   "MiB resident {{instance}}")],
+                width=18,
+            )
+        )
+        .with_panel(
+            single(
+                "Versions running",
+                _BLIND,
+                "Sidecar processes by avatar-monitor version (avatar_monitor_build_info): two "
+                "versions at once is a rollout under way.",
+                "short",
+                Q(f"count by (version) ({p.sel('avatar_monitor_build_info')})", "{{version}}"),
+            )
+        )
     )

@@ -7,8 +7,11 @@ names); room names and identities never become labels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 
 from prometheus_client import (
+    GC_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -74,11 +77,27 @@ BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "
 DATA_REFUSALS = ("forbidden",)
 
 
+def version() -> str:
+    """This package's version, from its installed metadata."""
+    try:
+        return metadata.version("avatar-monitor")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class Metrics(CallListener):
     """The exporter's instruments; also receives call transitions from the tracker."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # The standard process_* (CPU, memory, file descriptors) and python_gc_* families, on
+        # this registry as on the default one.
+        registry.register(PROCESS_COLLECTOR)
+        registry.register(GC_COLLECTOR)
+        self.build_info = Gauge(
+            "avatar_monitor_build_info", "Always 1; the version of avatar-monitor running.",
+            ["version"], registry=registry)
+        self.build_info.labels(version()).set(1)
         self.calls_started = Counter(
             "avatar_calls_started", "Calls started (a first user joined a room).",
             registry=registry)
@@ -338,17 +357,26 @@ class CallStateCollector(Collector):
     def __init__(self, tracker: CallTracker) -> None:
         self._tracker = tracker
 
+    def describe(self) -> Iterable[Metric]:
+        """The families without reading the tracker (registration checks names with this)."""
+        return self._families()
+
     def collect(self) -> Iterable[Metric]:
+        return self._families(self._tracker)
+
+    @staticmethod
+    def _families(tracker: CallTracker | None = None) -> list[Metric]:
         in_progress = GaugeMetricFamily(
             "avatar_calls_in_progress", "Calls now ringing (waiting for the avatar) or active.",
             labels=["state"])
-        counts = self._tracker.counts
-        in_progress.add_metric(["ringing"], counts[CallState.RINGING])
-        in_progress.add_metric(["active"], counts[CallState.ACTIVE])
         tracked = GaugeMetricFamily(
             "avatar_monitor_calls_tracked",
             "Calls held in memory, including pending, failed and lingering ended ones.")
-        tracked.add_metric([], len(self._tracker.calls))
+        if tracker is not None:
+            counts = tracker.counts
+            in_progress.add_metric(["ringing"], counts[CallState.RINGING])
+            in_progress.add_metric(["active"], counts[CallState.ACTIVE])
+            tracked.add_metric([], len(tracker.calls))
         return [in_progress, tracked]
 
 

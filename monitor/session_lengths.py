@@ -145,14 +145,16 @@ class RepeatedLengthCollector(Collector):
         self._lengths = lengths
 
     def describe(self) -> Iterable[Metric]:
+        """The families without searching the departures (registration checks names)."""
         return self._families(None)
 
     def collect(self) -> Iterable[Metric]:
         found = self._lengths.repeats()
         return self._families(found[0] if found else None)
 
-    def _families(self, top: Repeat | None) -> list[Metric]:
-        hours = f"{self._lengths.window / 3600:g} h"
+    @staticmethod
+    def _families(top: Repeat | None) -> list[Metric]:
+        hours = f"{WINDOW_SECONDS / 3600:g} h"
         length = GaugeMetricFamily(
             "avatar_repeated_session_length_seconds",
             f"Session length at which most avatars left in the last {hours}, other than by a "

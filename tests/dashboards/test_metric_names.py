@@ -54,6 +54,10 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_observer_reconnects_total": {},
     "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
     "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
+    # Exporter hygiene: the build and the standard process families.
+    "avatar_monitor_build_info": {"version": None},
+    "process_cpu_seconds_total": {},
+    "process_resident_memory_bytes": {},
     # Limits nobody configured (monitor/session_lengths.py).
     "avatar_repeated_session_length_seconds": {},
     "avatar_repeated_session_length_calls": {},
