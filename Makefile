@@ -21,7 +21,7 @@ run: deps  # dev keys and the status page without a token, unless set otherwise
 test-deps:
 	scripts/install-test-deps.sh
 
-test: deps test-deps
+test: deps test-deps lint-rules
 	$(BIN)/ruff check monitor tests benchmarks dashboards
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 
@@ -39,9 +39,15 @@ docs: deps
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: dashboards
+.PHONY: dashboards lint-rules
 dashboards: deps
 	$(BIN)/python -m dashboards
+
+# promtool's checks and lint (cloudflare's pint is not on the Go module proxy), then the mixin's
+# own: Grafana Cloud's name and group limits, annotations, absolute runbook links, the selector.
+lint-rules: deps test-deps
+	promtool check rules --lint=all --lint-fatal alerts/avatar-monitor.rules.yml
+	$(BIN)/python -m dashboards.lint
 
 .PHONY: demo
 demo: deps

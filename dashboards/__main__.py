@@ -1,4 +1,6 @@
-"""`python -m dashboards [--check]`: write (or verify) every generated dashboard and rule file."""
+"""`python -m dashboards [--check] [--out DIR]`: write (or verify) every generated dashboard and
+rule file; with --out, into DIR instead of the repository (a copy built from a mixin config, see
+dashboards/config.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the files, or with --check list the stale ones and fail."""
     ap = argparse.ArgumentParser(prog="python -m dashboards", description=__doc__)
     ap.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    ap.add_argument("--out", type=Path, default=ROOT, help="write under this directory")
     args = ap.parse_args(argv)
     if args.check:
         bad = stale()
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {rel} (run `make dashboards`)", file=sys.stderr)
         return 1 if bad else 0
     for rel, make in OUTPUTS.items():
-        path = ROOT / rel
+        path = args.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(make())
         print(f"wrote {rel}")

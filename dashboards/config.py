@@ -1,18 +1,33 @@
-"""The one place for thresholds, windows, severities and names shared by dashboards and alerts."""
+"""The one place for thresholds, windows, severities and names shared by dashboards and alerts.
+
+The mixin's config block is the first section: the selector, the labels calls are summed by,
+the runbook base URL, and (below) thresholds, `for:` durations and SLO objectives. Change them
+here, or without editing the repository: write the keys to change into a JSON file and run
+
+    AVATAR_MONITOR_MIXIN_CONFIG=mine.json python -m dashboards --out DIR
+
+(`apply_overrides` lists the keys). Every generated file follows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
-# Scrape job of the sidecar: alerts about the sidecar itself (`up`) select on it.
+# -- The mixin's config block -------------------------------------------------------------
+
+# Scrape job of the sidecar, as the README's scrape config and the tests name it.
 SIDECAR_JOB = "avatar-monitor"
-
-# Where `runbook_url` annotations point; each alert appends `#<anchor>` of docs/runbooks.md.
-RUNBOOK_BASE_URL = "docs/runbooks.md"
-
+# Label matchers every rule puts on the sidecar's series (PromQL, without braces).
+SELECTOR = f'job="{SIDECAR_JOB}"'
 # Labels kept when call counts are summed over sidecars: calls are split between instances, so
-# ratios and counts about calls are taken over the sum, never per instance.
+# ratios and counts about calls are taken over the sum, never per instance. Add e.g. "cluster".
 FLEET_LABELS: tuple[str, ...] = ("job",)
+# Where docs/runbooks.md is served: `runbook_url` is this plus `#<alert name in lower case>`, an
+# absolute link in every notification. Set it to your copy (a repository's file view works).
+RUNBOOK_BASE_URL = "https://runbooks.example.com/avatar-monitor/runbooks.md"
 
 # Grafana
 DATASOURCE_TYPE = "prometheus"
@@ -110,3 +125,42 @@ BURN_ALERTS: tuple[BurnAlert, ...] = (
 
 THRESHOLDS = Thresholds()
 FOR = ForDurations()
+
+ENV = "AVATAR_MONITOR_MIXIN_CONFIG"
+
+
+def apply_overrides(values: dict[str, Any]) -> None:
+    """Replace config values: `selector`, `fleet_labels`, `runbook_base_url`, `sidecar_job`,
+    `slo_period`, `objectives` ({slo name: objective}), `thresholds` and `for` ({field:
+    value}). Must run before the generator modules are imported."""
+    g = globals()
+    unknown = set(values) - {"selector", "fleet_labels", "runbook_base_url", "sidecar_job",
+                             "slo_period", "objectives", "thresholds", "for"}
+    if unknown:
+        raise ValueError(f"unknown mixin config keys: {sorted(unknown)}")
+    if "sidecar_job" in values:
+        g["SIDECAR_JOB"] = values["sidecar_job"]
+        g["SELECTOR"] = f'job="{values["sidecar_job"]}"'
+    for key, name in (("selector", "SELECTOR"), ("runbook_base_url", "RUNBOOK_BASE_URL"),
+                      ("slo_period", "SLO_PERIOD")):
+        if key in values:
+            g[name] = str(values[key])
+    if "fleet_labels" in values:
+        g["FLEET_LABELS"] = tuple(values["fleet_labels"])
+    for key, name in (("thresholds", "THRESHOLDS"), ("for", "FOR")):
+        known = {f.name for f in fields(g[name])}
+        bad = set(values.get(key, {})) - known
+        if bad:
+            raise ValueError(f"unknown {key} fields: {sorted(bad)}")
+        g[name] = replace(g[name], **values.get(key, {}))
+    objectives = values.get("objectives", {})
+    if set(objectives) - {s.name for s in SLOS}:
+        raise ValueError(f"unknown SLOs: {sorted(set(objectives) - {s.name for s in SLOS})}")
+    g["SLOS"] = tuple(replace(s, objective=float(objectives.get(s.name, s.objective)))
+                      for s in SLOS)
+    g["STARTUP_SLO"], g["JOIN_SLO"] = g["SLOS"]
+
+
+if os.environ.get(ENV):
+    with open(os.environ[ENV]) as _file:
+        apply_overrides(json.load(_file))

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from dashboards import config
 from dashboards.config import THRESHOLDS as T
 
 # Dashboard variables; the end-to-end test substitutes them before querying Prometheus.
@@ -22,6 +23,18 @@ def sel(metric: str, dashboard: bool = True, fleet: bool = False, **labels: str)
     return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
 
+# Aggregation clauses of rules: over the fleet (calls are split between sidecars), or per sidecar
+# (about the sidecar process itself, or for the dashboards' instance variable).
+FLEET = ", ".join(config.FLEET_LABELS)
+PER_INSTANCE = f"{FLEET}, instance"
+
+
+def m(metric: str, **labels: str) -> str:
+    """`metric{<the mixin's selector>, ...}`: a raw series as every rule reads it."""
+    parts = [config.SELECTOR, *(f'{k}="{v}"' for k, v in labels.items())]
+    return f"{metric}{{{', '.join(p for p in parts if p)}}}"
+
+
 @dataclass(frozen=True)
 class Recording:
     """A recording rule: a shared expression stored as its own series, in rule group `group`
@@ -33,45 +46,50 @@ class Recording:
     group: str = "recording"
 
 
-def _quantile(q: float) -> Recording:
+def _quantile(q: float, level: str = "instance", by: str = PER_INSTANCE) -> Recording:
     w = T.join_latency_window
     return Recording(
-        f"instance:avatar_join_latency_seconds:p{round(q * 100)}_{w}",
-        f"histogram_quantile({q}, sum by (job, instance, le) "
-        f"(rate(avatar_join_latency_seconds_bucket[{w}])))",
+        f"{level}:avatar_join_latency_seconds:p{round(q * 100)}_{w}",
+        f"histogram_quantile({q}, sum by ({by}, le) "
+        f"(rate({m('avatar_join_latency_seconds_bucket')}[{w}])))",
     )
 
 
 JOIN_P50, JOIN_P95, JOIN_P99 = _quantile(0.5), _quantile(0.95), _quantile(0.99)
+# The alert's: every sidecar's joins together.
+JOIN_P95_FLEET = _quantile(0.95, "fleet", FLEET)
 
 STARTUP_FAILURES = Recording(
     f"instance_cause:avatar_startup_failures:increase{T.startup_failures_window}",
-    "sum by (job, instance, cause) "
-    f"(increase(avatar_startup_failures_total[{T.startup_failures_window}]))",
+    f"sum by ({PER_INSTANCE}, cause) "
+    f"(increase({m('avatar_startup_failures_total')}[{T.startup_failures_window}]))",
 )
 DEPARTURES = Recording(
     f"instance_cause:avatar_departures:increase{T.departures_window}",
-    f"sum by (job, instance, cause) (increase(avatar_departures_total[{T.departures_window}]))",
+    f"sum by ({PER_INSTANCE}, cause) "
+    f"(increase({m('avatar_departures_total')}[{T.departures_window}]))",
 )
 TIMEOUTS = Recording(
     f"instance_timeout:avatar_timeouts:increase{T.departures_window}",
-    f"sum by (job, instance, timeout) (increase(avatar_timeouts_total[{T.departures_window}]))",
+    f"sum by ({PER_INSTANCE}, timeout) "
+    f"(increase({m('avatar_timeouts_total')}[{T.departures_window}]))",
 )
 REJECTIONS = Recording(
     f"instance_reason:avatar_monitor_webhooks_rejected:increase{T.rejections_window}",
-    "sum by (job, instance, reason) "
-    f"(increase(avatar_monitor_webhooks_rejected_total[{T.rejections_window}]))",
+    f"sum by ({PER_INSTANCE}, reason) "
+    f"(increase({m('avatar_monitor_webhooks_rejected_total')}[{T.rejections_window}]))",
 )
 PIPELINE_ERRORS = Recording(
     f"instance_component_recoverable:avatar_pipeline_errors:increase{T.pipeline_errors_window}",
-    "sum by (job, instance, component, recoverable) "
-    f"(increase(avatar_pipeline_errors_total[{T.pipeline_errors_window}]))",
+    f"sum by ({PER_INSTANCE}, component, recoverable) "
+    f"(increase({m('avatar_pipeline_errors_total')}[{T.pipeline_errors_window}]))",
 )
 
 RECORDINGS: tuple[Recording, ...] = (
     JOIN_P50,
     JOIN_P95,
     JOIN_P99,
+    JOIN_P95_FLEET,
     STARTUP_FAILURES,
     DEPARTURES,
     TIMEOUTS,

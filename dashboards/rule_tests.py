@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from prometheus_client.utils import floatToGoString
 
 from dashboards import config
-from dashboards.promql import JOIN_P95
+from dashboards.promql import JOIN_P95, JOIN_P95_FLEET
 from dashboards.rules import ALERTS, RULES_FILE, Alert, expand, group_names
 from dashboards.slo import ERROR_RATIO
 from dashboards.yamlout import dump
@@ -154,13 +154,29 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "AvatarJoinLatencyHigh",
+        # Two sidecars, 60 joins a minute each: all of slow's in (15, 30] s, all of fast's
+        # within 1 s. Together: p95 at 28.5 s.
         dict(
             [_bucket("slow", le, "0x40") for le in ("1", "5", "15")]
             + [_bucket("slow", le, "0+60x40") for le in ("30", "+Inf")]
             + [_bucket("fast", le, "0+60x40") for le in ("1", "5", "15", "30", "+Inf")]
         ),
-        {"5m": (), "15m": (Fires("slow", 29.25),)},
+        {"5m": (), "15m": (Fires("", 28.5),)},
+        ((JOIN_P95.record, "15m", {"slow": 29.25, "fast": 0.95}),
+         (JOIN_P95_FLEET.record, "15m", {"": 28.5})),
+        title="the fleet's p95 is slow",
+    ),
+    Case(
+        "AvatarJoinLatencyHigh",
+        # One sidecar slow for 2 joins a minute, the other fast for 60: the fleet's p95 is fast.
+        dict(
+            [_bucket("slow", le, "0x40") for le in ("1", "5", "15")]
+            + [_bucket("slow", le, "0+2x40") for le in ("30", "+Inf")]
+            + [_bucket("fast", le, "0+60x40") for le in ("1", "5", "15", "30", "+Inf")]
+        ),
+        {"15m": (), "30m": ()},
         ((JOIN_P95.record, "15m", {"slow": 29.25, "fast": 0.95}),),
+        title="one slow sidecar among fast ones is no page",
     ),
     Case(
         "AvatarPipelineErrorsUnrecoverable",
@@ -169,23 +185,38 @@ CASES: tuple[Case, ...] = (
                 "0x5 1x20"
             ),
             s("avatar_pipeline_errors_total", "a", component="llm", recoverable="true"): ("0+5x25"),
+            s("avatar_pipeline_errors_total", "b", component="llm", recoverable="true"): ("0+5x25"),
         },
-        {"5m": (), "8m": (Fires("a", 1, (("component", "tts"),)),), "20m": ()},
+        {"5m": (), "8m": (Fires("", 1, (("component", "tts"),)),), "20m": ()},
     ),
     Case(
         "AvatarSessionTimeoutBurst",
         {
-            s("avatar_departures_total", "a", cause="session_timeout"): "0x5 1+1x30",
-            s("avatar_timeouts_total", "b", timeout="session"): "0+1x40",
+            # Calls split over two sidecars: 1 and 2 session timeouts, 3 together.
+            s("avatar_departures_total", "a", cause="session_timeout"): "0x5 1x30",
+            s("avatar_timeouts_total", "a", timeout="session"): "0x5 1x30",
+            s("avatar_departures_total", "b", cause="session_timeout"): "0x5 2x30",
+            s("avatar_timeouts_total", "b", timeout="session"): "0x5 2x30",
             s("avatar_departures_total", "c", cause="user_hangup"): "0+10x40",
-            s("avatar_departures_total", "c", cause="agent_hangup"): "0+10x40",
         },
-        {"2m": (), "8m": (Fires("a", 3), Fires("b", 8))},
+        {"2m": (), "8m": (Fires("", 3),)},
+        title="summed over the sidecars",
+    ),
+    Case(
+        "AvatarSessionTimeoutBurst",
+        {
+            s("avatar_departures_total", "a", cause="session_timeout"): "0x5 2x30",
+            s("avatar_timeouts_total", "a", timeout="session"): "0x5 2x30",
+            s("avatar_departures_total", "b", cause="user_hangup"): "0+10x40",
+        },
+        {"8m": ()},
+        title="two are no burst",
     ),
     Case(
         "AvatarRepeatedSessionLength",
         {
-            # a: 4 calls cut at one length from 6m on; b: no length repeats.
+            # a: 4 calls cut at one length from 6m on; b: no length repeats. Per sidecar: each
+            # finds the lengths among the calls it sees.
             s("avatar_repeated_session_length_calls", "a"): "0x5 4x20",
             s("avatar_repeated_session_length_seconds", "a"): "0x5 1200x20",
             s("avatar_repeated_session_length_calls", "b"): "0x25",
@@ -195,11 +226,26 @@ CASES: tuple[Case, ...] = (
     Case(
         "AvatarIdleTimeoutSpike",
         {
-            s("avatar_timeouts_total", "a", timeout="idle"): "0+1x40",
-            s("avatar_departures_total", "b", cause="idle_timeout"): "0+1x40",
+            # 0.3 idle timeouts a minute on each of two sidecars: 4.5 each in 15 minutes,
+            # under 5; 9 together.
+            s("avatar_timeouts_total", "a", timeout="idle"): "0+0.3x40",
+            s("avatar_departures_total", "a", cause="idle_timeout"): "0+0.3x40",
+            s("avatar_timeouts_total", "b", timeout="idle"): "0+0.3x40",
+            s("avatar_departures_total", "b", cause="idle_timeout"): "0+0.3x40",
             s("avatar_timeouts_total", "c", timeout="join"): "0+10x40",
         },
-        {"7m": (), "12m": (Fires("a", 12), Fires("b", 12))},
+        {"12m": (), "16m": (Fires("", 9),)},
+        title="summed over the sidecars",
+    ),
+    Case(
+        "AvatarIdleTimeoutSpike",
+        {
+            s("avatar_timeouts_total", "a", timeout="idle"): "0+0.3x40",
+            s("avatar_departures_total", "a", cause="idle_timeout"): "0+0.3x40",
+            s("avatar_timeouts_total", "b", timeout="join"): "0+10x40",
+        },
+        {"16m": (), "30m": ()},
+        title="one sidecar's few are no spike",
     ),
     Case(
         "AvatarWebhooksUnauthorized",

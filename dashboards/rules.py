@@ -18,7 +18,7 @@ RECORDING_GROUP = GROUP_PREFIX + "recording"
 ALERT_GROUP = GROUP_PREFIX + "alerts"
 RULES_FILE = "alerts/avatar-monitor.rules.yml"
 
-_UP = f'up{{job="{config.SIDECAR_JOB}"}}'
+_UP = p.m("up")
 _COUNT = '{{ $value | printf "%.0f" }}'
 
 
@@ -81,8 +81,10 @@ def _burn_alert(objective: config.SLO, severity: str) -> Alert:
 
 
 def _max_of(*vectors: str) -> str:
-    """Largest of series with different label sets, per sidecar."""
-    return "max by (job, instance) (\n  " + "\n  or\n  ".join(vectors) + "\n)"
+    """Largest of counters that count the same events, each summed over the sidecars."""
+    summed = [f'label_replace(sum by ({p.FLEET}) ({v}), "counter", "{i}", "", "")'
+              for i, v in enumerate(vectors)]
+    return f"max by ({p.FLEET}) (\n  " + "\n  or\n  ".join(summed) + "\n)"
 
 
 ALERTS: tuple[Alert, ...] = (
@@ -90,23 +92,24 @@ ALERTS: tuple[Alert, ...] = (
       for severity in ("page", "ticket")),
     Alert(
         "AvatarJoinLatencyHigh",
-        f"{p.JOIN_P95.record} > {T.join_latency_p95_seconds:g}",
+        f"{p.JOIN_P95_FLEET.record} > {T.join_latency_p95_seconds:g}",
         FOR.join_latency_high,
         "warning",
         (g.EMPTY_ROOM, g.DELAYED),
-        f"Avatars take {_COUNT}s (p95) to join calls on {{{{ $labels.instance }}}}",
-        f"The 95th percentile of call start to avatar joined over {T.join_latency_window} is "
+        f"Avatars take {_COUNT}s (p95) to join calls on {{{{ $labels.job }}}}",
+        f"The 95th percentile of call start to avatar joined over {T.join_latency_window}, "
+        "over every sidecar's calls, is "
         f"above {T.join_latency_p95_seconds:g}s: users stay on the ringing screen (or see an "
         "empty room) that long.",
     ),
     Alert(
         "AvatarPipelineErrorsUnrecoverable",
-        "sum by (job, instance, component) "
+        f"sum by ({p.FLEET}, component) "
         f'({p.PIPELINE_ERRORS.record}{{recoverable="false"}}) > 0',
         FOR.pipeline_errors,
         "page",
         (g.NO_SPEECH, g.SESSION_DIES),
-        "Unrecoverable {{ $labels.component }} pipeline errors on {{ $labels.instance }}",
+        "Unrecoverable {{ $labels.component }} pipeline errors on {{ $labels.job }}",
         f"{_COUNT} error(s) with recoverable=false from {{{{ $labels.component }}}} in the "
         f"last {T.pipeline_errors_window}: the agent pipeline of those sessions is dead.",
     ),
@@ -120,13 +123,14 @@ ALERTS: tuple[Alert, ...] = (
         FOR.session_timeout_burst,
         "warning",
         (g.SAME_MINUTES, g.SUDDEN_EXIT),
-        f"{_COUNT} avatar sessions hit a session timeout on {{{{ $labels.instance }}}}",
-        f"At least {T.session_timeout_burst} avatars left on a session timeout in the last "
-        f"{T.departures_window}: calls end after the same number of minutes.",
+        f"{_COUNT} avatar sessions hit a session timeout on {{{{ $labels.job }}}}",
+        f"At least {T.session_timeout_burst} avatars (over every sidecar) left on a session "
+        f"timeout in the last {T.departures_window}: calls end after the same number of "
+        "minutes.",
     ),
     Alert(
         "AvatarRepeatedSessionLength",
-        "max by (job, instance) (avatar_repeated_session_length_calls) "
+        f"max by ({p.PER_INSTANCE}) ({p.m('avatar_repeated_session_length_calls')}) "
         f">= {T.repeated_length_calls}",
         FOR.repeated_length,
         "warning",
@@ -148,8 +152,9 @@ ALERTS: tuple[Alert, ...] = (
         FOR.idle_timeout_spike,
         "warning",
         (g.SUDDEN_EXIT, g.NO_SPEECH),
-        f"{_COUNT} avatars left on the idle timeout on {{{{ $labels.instance }}}}",
-        f"At least {T.idle_timeout_spike} sessions ended on the LemonSlice idle timeout in "
+        f"{_COUNT} avatars left on the idle timeout on {{{{ $labels.job }}}}",
+        f"At least {T.idle_timeout_spike} sessions (over every sidecar) ended on the "
+        "LemonSlice idle timeout in "
         f"the last {T.departures_window}: the avatar was silent for the whole idle_timeout.",
     ),
     Alert(
@@ -165,8 +170,9 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "AvatarAgentReportsRefused",
-        "sum by (job, instance) (increase(avatar_monitor_reported_events_rejected_total"
-        f'{{reason=~"unauthorized|forbidden|foreign_room"}}[{T.rejections_window}])) > 0',
+        f"sum by ({p.PER_INSTANCE}) (increase("
+        f"{p.m('avatar_monitor_reported_events_rejected_total')[:-1]}, "
+        f'reason=~"unauthorized|forbidden|foreign_room"}}[{T.rejections_window}])) > 0',
         FOR.reports_refused,
         "warning",
         (g.NO_SPEECH, g.SESSION_DIES),
@@ -187,9 +193,9 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "AvatarMonitorNoWebhooks",
-        f"{_UP} == 1\nunless on (job, instance)\n"
-        "  sum by (job, instance) "
-        f"(increase(avatar_monitor_webhooks_total[{T.no_webhooks_window}])) > 0",
+        f"{_UP} == 1\nunless on ({p.PER_INSTANCE})\n"
+        f"  sum by ({p.PER_INSTANCE}) "
+        f"(increase({p.m('avatar_monitor_webhooks_total')}[{T.no_webhooks_window}])) > 0",
         FOR.no_webhooks,
         "warning",
         (g.NEVER_CONNECTS, g.FAILS_TO_JOIN, g.DISAPPEARS),

@@ -16,7 +16,7 @@ from dashboards import config
 from dashboards import guide as g
 from dashboards.config import BURN_ALERTS, JOIN_SLO, SLO, SLO_PERIOD, SLOS, STARTUP_SLO
 from dashboards.guide import Symptom
-from dashboards.promql import RECORDINGS, Recording
+from dashboards.promql import FLEET, RECORDINGS, Recording, m
 
 ERROR_RATIO = "slo:avatar_errors:ratio_rate"  # + window: bad events / valid events
 BUDGET_LEFT = "slo:avatar_error_budget:remaining"  # share of the period's budget not yet spent
@@ -40,7 +40,7 @@ WINDOWS: tuple[str, ...] = tuple(sorted(
 
 
 def _sum(series: str, window: str) -> str:
-    return f"sum by ({', '.join(config.FLEET_LABELS)}) (increase({series}[{window}]))"
+    return f"sum by ({FLEET}) (increase({series}[{window}]))"
 
 
 def error_ratio_expr(slo: SLO, window: str) -> str:
@@ -48,13 +48,13 @@ def error_ratio_expr(slo: SLO, window: str) -> str:
     if slo is STARTUP_SLO:
         # Valid: calls started, less those the user abandoned before the join timeout (the
         # avatar had not yet failed). Bad: startup failures.
-        return (f"{_sum('avatar_startup_failures_total', window)}\n/\n"
-                f"(\n  {_sum('avatar_calls_started_total', window)}\n"
-                f"  - {_sum('avatar_calls_abandoned_total', window)}\n)")
+        return (f"{_sum(m('avatar_startup_failures_total'), window)}\n/\n"
+                f"(\n  {_sum(m('avatar_calls_started_total'), window)}\n"
+                f"  - {_sum(m('avatar_calls_abandoned_total'), window)}\n)")
     if slo is JOIN_SLO:
         le = floatToGoString(config.JOIN_WITHIN_SECONDS)
-        joins = _sum("avatar_join_latency_seconds_count", window)
-        fast = _sum(f'avatar_join_latency_seconds_bucket{{le="{le}"}}', window)
+        joins = _sum(m("avatar_join_latency_seconds_count"), window)
+        fast = _sum(m("avatar_join_latency_seconds_bucket", le=le), window)
         return f"(\n  {joins}\n  - {fast}\n)\n/\n{joins}"
     raise ValueError(f"no SLI for {slo.name}")
 
