@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint docs deps test-deps clean
+.PHONY: run test docs deps test-deps clean
 
 $(BIN)/avatar-monitor: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ test-deps:
 
 test: deps test-deps lint-rules
 	$(BIN)/ruff check monitor tests benchmarks dashboards
+	$(BIN)/mypy
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 
 # `make test-repeat N=3`: the whole suite N times in a row; a flaky test fails one of the runs.

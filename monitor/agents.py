@@ -24,6 +24,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         CloseEvent,
         ConversationItemAddedEvent,
         ErrorEvent,
+        EventTypes,
     )
 
 log = logging.getLogger("monitor.agents")
@@ -207,8 +209,9 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
         if stages:
             reporter.report("agent_latency", **stages)
 
-    handlers = {"error": _never_raises(on_error), "close": _never_raises(on_close),
-                "conversation_item_added": _never_raises(on_item)}
+    handlers: dict[EventTypes, Callable[..., None]] = {
+        "error": _never_raises(on_error), "close": _never_raises(on_close),
+        "conversation_item_added": _never_raises(on_item)}
     for event, handler in handlers.items():
         session.on(event, handler)
     return reporter

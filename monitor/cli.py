@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -22,7 +23,7 @@ log = logging.getLogger("monitor")
 class _OneLineErrors(argparse.ArgumentParser):
     """A wrong value fails with one clear line, not the whole usage text."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

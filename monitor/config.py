@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
 
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
@@ -19,10 +23,10 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 9465
     avatar_identities: tuple[str, ...] = (DEFAULT_AVATAR_IDENTITY,)
-    avatar_join_timeout: float = 30.0
-    idle_timeout: float = 60.0
-    session_timeout: float = 1800.0
-    timeout_tolerance: float = 5.0
+    avatar_join_timeout: float = JOIN_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    session_timeout: float = SESSION_TIMEOUT
+    timeout_tolerance: float = TIMEOUT_TOLERANCE
     max_calls: int = 50_000
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
@@ -83,7 +87,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` flags. Each flag's environment variable sets its default."""
     d = Config("", "")
 
-    def option(field: str, help: str, kind: object = str, env: str = "", **extra: object) -> None:
+    def option(field: str, help: str, kind: Callable[[str], Any] = str, env: str = "",
+               **extra: Any) -> None:
         """`--field-name`, defaulting to $env (AVATAR_MONITOR_FIELD_NAME) or Config's default."""
         env = env or "AVATAR_MONITOR_" + field.upper()
         default = getattr(d, field)

@@ -25,6 +25,3 @@ class RecentIds:
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)

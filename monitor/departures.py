@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from monitor.limits import IDLE_TIMEOUT
+
 
 class Departure(StrEnum):
     USER_HANGUP = "user_hangup"
@@ -56,7 +58,7 @@ class DepartureFacts:
     timeout_tolerance: float
     # From the room observer; None when the call was not observed.
     silence_seconds: float | None = None
-    idle_timeout: float = 60.0
+    idle_timeout: float = IDLE_TIMEOUT
     unrecoverable_error_age: float | None = None  # seconds from the last such error to leaving
     # Seconds from the voice agent ending the call (its own leave, or its session closing for
     # one of AGENT_ENDED_REASONS) to the avatar leaving; negative when the agent ended it after.

@@ -150,7 +150,7 @@ class Metrics(CallListener):
             "avatar_pipeline_closed",
             "Agent sessions (voice pipelines) closed, as the voice agent reported, by reason.",
             ["reason"], registry=registry)
-        self.agent_latency = Histogram(
+        self.agent_latencies = Histogram(
             "avatar_agent_latency_seconds",
             "Voice agent per-turn latency, as the voice agent reported, by stage: LLM time to "
             "first token, TTS time to first byte, end-of-utterance (end of turn) delay, end to "
@@ -211,7 +211,7 @@ class Metrics(CallListener):
             "avatar_monitor_reconcile_runs",
             "RoomService listings (ListRooms, ListParticipants) by outcome.", ["outcome"],
             registry=registry)
-        self.reconciled = Counter(
+        self.reconciliations = Counter(
             "avatar_monitor_reconciled",
             "What RoomService listings showed that webhooks had not: calls rebuilt, joins and "
             "leaves applied, calls whose room was gone ended.", ["action"], registry=registry)
@@ -245,7 +245,7 @@ class Metrics(CallListener):
         for reason in CLOSE_REASONS:
             self.pipelines_closed.labels(reason)
         for stage in LATENCY_STAGES:
-            self.agent_latency.labels(stage)
+            self.agent_latencies.labels(stage)
         for source, outcomes in BRIDGE_OUTCOMES.items():
             for outcome in outcomes:
                 self.bridge_events.labels(source, outcome)
@@ -267,7 +267,7 @@ class Metrics(CallListener):
         for source in SPEECH_SOURCES:
             self.observer_speech_source.labels(source)
         for action in RECONCILE_ACTIONS:
-            self.reconciled.labels(action)
+            self.reconciliations.labels(action)
         for outcome in RECONCILE_OUTCOMES:
             self.reconcile_runs.labels(outcome)
 
@@ -331,7 +331,7 @@ class Metrics(CallListener):
             self.pipelines_closed.labels(signal.reason).inc()
         elif isinstance(signal, AgentLatency):
             for stage, seconds in signal.stages:
-                self.agent_latency.labels(stage).observe(seconds)
+                self.agent_latencies.labels(stage).observe(seconds)
 
     def poor_quality(self, call: Call, quality: str, seconds: float) -> None:
         self.poor_quality_time.labels(quality).inc(seconds)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from livekit import api, rtc
 
@@ -66,7 +67,6 @@ class _Watch:
     task: asyncio.Task | None = None
     connected: bool = False
     closing: bool = False
-    avatar_identities: set[str] = field(default_factory=set)
     speech_from_agent: bool = False  # the agent's lk.agent.state, not the avatar's audio
 
 
@@ -88,13 +88,15 @@ class RoomObserver(CallListener):
         metrics.observer_rooms.set_function(
             lambda: sum(watch.connected for watch in self._watches.values()))
         for source in SPEECH_SOURCES:
-            from_agent = source == "agent_state"
             metrics.observer_speech_source.labels(source).set_function(
-                lambda from_agent=from_agent: sum(
-                    w.connected and w.speech_from_agent is from_agent
-                    for w in self._watches.values()))
+                functools.partial(self._watching_speech_from, source == "agent_state"))
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _watching_speech_from(self, agent_state: bool) -> int:
+        """Rooms watched now whose speech comes from the agent's state (or from audio)."""
+        return sum(w.connected and w.speech_from_agent is agent_state
+                   for w in self._watches.values())
 
     async def start(self) -> None:
         s = self.settings

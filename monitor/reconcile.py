@@ -139,13 +139,13 @@ class Reconciler:
             if sid not in live and call.tracked_at < asked_at and \
                     in_shard(call.room_name, *self._shard) and call.ended_at is None:
                 tracker.room_gone(sid, now)
-                self._metrics.reconciled.labels("room_gone").inc()
+                self._metrics.reconciliations.labels("room_gone").inc()
         seen: dict[tuple[str, str], Participant] = {}
         for room, present in zip(rooms, listings, strict=True):
             created = (room.creation_time_ms / 1000) or float(room.creation_time) or None
             gone = self._gone(room.sid, present)
             for action in tracker.reconcile(room.sid, room.name, created, present, gone, now):
-                self._metrics.reconciled.labels(action).inc()
+                self._metrics.reconciliations.labels(action).inc()
             seen.update(((room.sid, p.sid), p) for p in present)
         self._seen = seen
         self.last_success, self.last_error = asked_at, ""

@@ -24,7 +24,6 @@ MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, nev
 TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
 LEMONSLICE_TYPES = ("startup_failure",)
 EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
-MESSAGE_TYPES = (*dict.fromkeys((*LEMONSLICE_TYPES, *EVENT_TYPES)), "other", "malformed")
 COMPONENTS = ("stt", "llm", "tts", "realtime", "other")
 CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_initiated",
                  "task_completed", "other")
@@ -79,7 +78,7 @@ class ParsedMessage:
     """A data packet reduced to a counted type and, when it means something, an event."""
 
     topic: str  # a TOPIC_LABELS value
-    type: str  # one of MESSAGE_TYPES
+    type: str  # one of LEMONSLICE_TYPES or EVENT_TYPES, "other" or "malformed"
     event: ReportedEvent | None = None
 
 

@@ -34,6 +34,7 @@ from monitor.departures import (
     classify,
 )
 from monitor.events import Event, Participant
+from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
 from monitor.roles import Role, RoleClassifier
 from monitor.signals import (
     AgentLatency,
@@ -182,10 +183,10 @@ class CallListener:
 
 @dataclass(slots=True, frozen=True)
 class TrackerSettings:
-    join_timeout: float = 30.0
-    idle_timeout: float = 60.0
-    session_timeout: float = 1800.0
-    timeout_tolerance: float = 5.0
+    join_timeout: float = JOIN_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    session_timeout: float = SESSION_TIMEOUT
+    timeout_tolerance: float = TIMEOUT_TOLERANCE
     max_calls: int = 50_000
     linger: float = 10.0
 
@@ -318,8 +319,7 @@ class CallTracker:
             if call is not None and call.avatar_sid == participant.sid:
                 return  # a retry
             call = self._call_for(event)
-            if call is not None:
-                self._avatar_joined(call, participant, event.created_at)
+            self._avatar_joined(call, participant, event.created_at)
         elif call is not None:
             if call.others is None:
                 call.others = {}
@@ -698,7 +698,7 @@ class CallTracker:
 
     # -- bookkeeping -----------------------------------------------------------------------
 
-    def _call_for(self, event: Event, replace_ended: bool = False) -> Call | None:
+    def _call_for(self, event: Event, replace_ended: bool = False) -> Call:
         call = self.calls.get(event.room_sid)
         if call is not None and not (replace_ended and call.state is CallState.ENDED):
             if call.room_created_at is None:
@@ -788,7 +788,8 @@ class CallTracker:
             try:
                 sink(*args)
             except Exception:  # one broken sink must not stop the others or the intake
-                log.exception("%s failed in %s", transition, type(sink.__self__).__name__)
+                log.exception("%s failed in %s", transition,
+                              type(getattr(sink, "__self__", sink)).__name__)
 
     def _overriding(self, transition: str) -> list[Callable[..., None]]:
         """The bound methods of listeners that override the no-op for `transition`: calls to

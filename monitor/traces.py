@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from monitor.departures import Departure
 from monitor.events import Participant
@@ -129,7 +130,8 @@ class CallTracer(CallListener):
         spans = self._open.get(call.room_sid)
         if spans is None:
             return
-        attributes = {"component": error.component, "recoverable": error.recoverable}
+        attributes: dict[str, AttributeValue] = {
+            "component": error.component, "recoverable": error.recoverable}
         spans.root.add_event("pipeline_error", attributes, _ns(at))
         if not error.recoverable:
             status = Status(StatusCode.ERROR, f"pipeline_error: {error.component}")

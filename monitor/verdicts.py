@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT
 from monitor.timeline import CallRecord
 
 # The guide's sections, as its headings name them.
@@ -25,9 +26,9 @@ STATUSES = ("failed", "warning", "healthy", "in_progress")
 
 @dataclass(slots=True, frozen=True)
 class Thresholds:
-    join_timeout: float = 30.0
-    idle_timeout: float = 60.0
-    session_timeout: float = 1800.0
+    join_timeout: float = JOIN_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    session_timeout: float = SESSION_TIMEOUT
     late_join: float = 10.0  # an avatar joining later than this is slow
     media_grace: float = 10.0  # a joined avatar with no video (audio) this long is a black screen
     slow_speech: float = 5.0  # first speech later than this after joining is slow

@@ -19,7 +19,7 @@ import hmac
 import json
 import re
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from livekit.api import TokenVerifier
 
@@ -49,7 +49,7 @@ def _b64url_canonical(segment: bytes) -> bytes | None:
     return decoded
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return type(value) is int
 
 
