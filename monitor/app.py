@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.access import TokenAccess
+from monitor.alive import AliveFile
 from monitor.bridge import BackendBridge
 from monitor.clock import ServerClock
 from monitor.config import Config
@@ -82,6 +83,7 @@ class Monitor:
     observer: RoomObserver | None = None
     reconciler: Reconciler | None = None
     health: Health | None = None
+    alive: AliveFile | None = None
 
 
 MONITOR = web.AppKey("monitor", Monitor)
@@ -122,6 +124,14 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     else:
         started = clock()
         tracker.started_at = lambda: started
+    alive = AliveFile(config.state_file) if config.state_file else None
+    last_ran = alive.read() if alive is not None else None
+    if last_ran is not None:
+        # What happened after the previous process last ran was counted by none: count it.
+        this_start = tracker.started_at
+        tracker.started_at = lambda: min(last_ran, this_start())
+        log.info("the previous process last ran %.1f s before this start",
+                 this_start() - last_ran)
     bridge = BackendBridge(tracker, metrics)
     # Last: a call's span and record exist before the bridge replays events into the call.
     tracker.add_listener(bridge)
@@ -154,7 +164,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         intake.ready = reconciler.startup_done
         intake.on_dropped_upstream = reconciler.request
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
-                   clock, server_clock, provider, observer, reconciler, Health())
+                   clock, server_clock, provider, observer, reconciler, Health(), alive)
 
 
 def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
@@ -278,6 +288,8 @@ async def _deadline_clock(app: web.Application) -> AsyncIterator[None]:
                 now = monitor.clock()
                 monitor.tracker.expire(now)
                 monitor.bridge.expire(now)
+                if monitor.alive is not None:
+                    monitor.alive.write(now)
                 health.last_tick = time.monotonic()
             except Exception:  # never let a bug stop the clock (a failing check stalls health)
                 log.exception("deadline check failed")
@@ -288,3 +300,5 @@ async def _deadline_clock(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    if monitor.alive is not None:
+        monitor.alive.write(monitor.clock())

@@ -41,6 +41,7 @@ class Config:
     service_name: str = "avatar-monitor"
     recent_calls: int = 1000
     public_status: bool = False
+    state_file: str = ""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -136,6 +137,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            env="OTEL_EXPORTER_OTLP_PROTOCOL")
     option("recent_calls", "finished calls kept for /v1/calls, the status page and diagnose "
            "(live calls are always kept)", count)
+    option("state_file", "file where the sidecar notes the server time it last ran, so that "
+           "after a restart or an outage what happened while none ran is counted once; off "
+           "when empty")
     parser.add_argument(
         "--public-status", action="store_true",
         default=_env("AVATAR_MONITOR_PUBLIC_STATUS", "") not in ("", "0", "false"),
@@ -202,4 +206,5 @@ def config_from_args(args: argparse.Namespace) -> Config:
         service_name=_env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor",
         recent_calls=args.recent_calls,
         public_status=args.public_status,
+        state_file=args.state_file,
     )

@@ -248,13 +248,16 @@ class CallTracker:
         participant = event.participant
         ended_at = self.ended_rooms.ended_at(event.room_sid)
         if ended_at is None:
-            # Not tracked: late if a listing made after it happened no longer had its room
-            # (joining the observer to it would create the room anew).
+            # Not tracked: late if a listing made after it happened no longer had its room, and
+            # it happened before this process (or, with a state file, its predecessor's last
+            # run) began counting: the call it belongs to ended and was counted then. What
+            # happened after is counted now, even for a room gone (an outage): the observer
+            # checks that a room exists before it joins.
             if self._listed_at is None or event.room_sid in self._listed:
                 return False
             happened = participant.joined_at if participant and participant.joined_at \
                 else event.created_at
-            return happened + CREATED_AT_PRECISION < self._listed_at
+            return happened + CREATED_AT_PRECISION < min(self._listed_at, self.started_at())
         if participant is not None and participant.joined_at is not None:
             return participant.joined_at <= ended_at + CREATED_AT_PRECISION
         return event.created_at <= ended_at + CREATED_AT_PRECISION

@@ -84,6 +84,29 @@ async def test_a_leave_from_before_the_start_counts_no_startup_outcome(
         assert await sidecar.value("avatar_calls_in_progress", state=state) == 0
 
 
+async def test_with_a_state_file_what_happened_while_none_ran_is_counted(
+        start_monitor: StartMonitor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The previous process last ran 100 s ago (its state file says so): a call that started
+    and failed since, seen first by its user's leave, is counted by the new process; one from
+    before then is not (its predecessor counted it). The new process notes its own runs."""
+    path = tmp_path / "alive"
+    last_ran = time.time() - 100
+    path.write_text(f"{last_ran}\n")
+    sidecar = await start_monitor(state_file=str(path))
+    during, before = Room(created_at=last_ran + 40), Room(created_at=last_ran - 50)
+    waited, counted = user(last_ran + 40), user(last_ran - 50)
+    for event in (during.left(waited, last_ran + 90), before.left(counted, last_ran + 90)):
+        assert (await sidecar.send(event))[0] == 200
+    assert await sidecar.value("avatar_calls_started_total") == 1
+    assert await sidecar.value("avatar_startup_failures_total", cause="join_timeout") == 1
+    assert await sidecar.value("avatar_calls_abandoned_total") == 0
+    for _ in range(50):  # the deadline loop writes the file every tick (0.2 s)
+        if float(path.read_text()) > last_ran + 99:
+            break
+        await asyncio.sleep(0.1)
+    assert float(path.read_text()) > last_ran + 99
+
+
 async def status_of(sidecar: RunningMonitor, path: str) -> tuple[int, dict]:
     async with sidecar.http.get(sidecar.url + path) as resp:
         return resp.status, await resp.json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -31,15 +32,19 @@ CAUSES = ("user_hangup", "session_timeout", "idle_timeout", "removed", "server",
 
 
 @pytest.fixture
-def sidecar_base_args(request: pytest.FixtureRequest, livekit_port: int) -> list[str]:
+def sidecar_base_args(request: pytest.FixtureRequest, livekit_port: int, tmp_path: Path
+                      ) -> list[str]:
     """A short join timeout; `@pytest.mark.livekit_access` adds the reconciler (and the
-    observer unless `observer=False`) pointed at the test's livekit-server."""
+    observer unless `observer=False`, a state file with `state_file=True`) pointed at the
+    test's livekit-server."""
     args = ["--avatar-join-timeout", str(JOIN_TIMEOUT)]
     marker = request.node.get_closest_marker("livekit_access")
     if marker is not None:
         args += ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1"]
         if not marker.kwargs.get("observer", True):
             args.append("--no-observer")
+        if marker.kwargs.get("state_file", False):
+            args += ["--state-file", str(tmp_path / "avatar-monitor.alive")]
     return args
 
 
@@ -168,6 +173,62 @@ async def test_restart_with_livekit_access_counts_every_call_once(
     finally:
         for driver in (old, late, never):
             await driver.close()
+
+
+OUTAGE = 45.0
+# livekit-server retries a webhook for about 15 s (attempts after 1, 3, 7 and 15 s), one event
+# of a room at a time, and drops one queued for more than 30 s. A call whose room opens this
+# long before the sidecar is back has its webhooks delivered once it is.
+RETRIED_WITHIN = 13.0
+
+
+@pytest.mark.livekit_access(observer=False, state_file=True)
+async def test_an_outage_of_45s_with_whole_failed_calls_inside_it(
+        server: Server, room_name: str, metrics: MetricsClient, sidecar: Sidecar,
+        room_service: api.LiveKitAPI) -> None:
+    """The sidecar is down for 45 s. In that time one user waits for an avatar that never
+    comes and is still waiting when the sidecar is back: the startup listing finds the call.
+    Another call starts, fails (no avatar) and ends, its room closed, all inside the outage:
+    livekit-server's retries deliver its webhooks late. The state file tells the new process
+    when its predecessor stopped, so both calls count as started and failed, once."""
+    waiting, whole = CallDriver(server, room_name + "-waiting"), CallDriver(server, room_name)
+    try:
+        sidecar.stop()
+        down = time.monotonic()
+        waiting_user = await waiting.user()
+        # The scenario's timeline, not synchronisation: the whole call comes late in the outage.
+        await asyncio.sleep(max(down + OUTAGE - RETRIED_WITHIN - time.monotonic(), 0))
+        whole_user = await whole.user()
+        await whole.agent()
+        await asyncio.sleep(JOIN_TIMEOUT + 0.5)  # the user waits past the join deadline
+        await whole_user.leave()
+
+        async def rooms() -> list[str]:
+            listed = await room_service.room.list_rooms(api.ListRoomsRequest())
+            return [room.name for room in listed.rooms]
+
+        await poll_until(rooms, lambda names: whole.room not in names, "the room closed", 10)
+        assert time.monotonic() - down < OUTAGE, "the whole call did not fit in the outage"
+        await asyncio.sleep(down + OUTAGE - time.monotonic())
+        sidecar.start()
+        counted = await metrics.wait_all(
+            expect("avatar_monitor_reconciled_total", 1, action="call_recovered"),
+            expect("avatar_monitor_webhooks_total", 1, event="room_finished"),
+            expect("avatar_calls_started_total", 2),
+            expect("avatar_startup_failures_total", 2, cause="join_timeout"), timeout=30)
+        assert counted.value("avatar_timeouts_total", timeout="join") == 2
+        assert counted.value("avatar_calls_in_progress", state="ringing") == 0
+        await waiting_user.leave()
+        done = await metrics.wait_all(
+            *idle(), expect("avatar_monitor_webhooks_total", 3, event="participant_left"),
+            timeout=15)
+        assert done.value("avatar_calls_started_total") == 2
+        assert done.value("avatar_startup_failures_total", cause="join_timeout") == 2
+        assert done.value("avatar_calls_abandoned_total") == 0
+        assert departures(done) == {}
+    finally:
+        await waiting.close()
+        await whole.close()
 
 
 async def test_a_late_user_leave_after_the_call_was_forgotten(
