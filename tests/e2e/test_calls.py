@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from livekit import api, rtc
 
+from monitor.departures import AGENT_HANGUP_WINDOW
 from tests.e2e.conftest import Verdict
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
 from tests.e2e.participants import AVATAR_IDENTITY
@@ -163,8 +164,10 @@ async def test_avatar_removed(call: CallDriver, metrics: MetricsClient,
     reason = await asyncio.wait_for(avatar.disconnected, 10)
     assert reason == rtc.DisconnectReason.PARTICIPANT_REMOVED
 
+    # A removal is the departure once the voice agent's end has not come within its window.
     done = await metrics.wait_all(*idle_gauges(), *only_departure("removed"),
-                                  expect("avatar_session_duration_seconds_count", 1))
+                                  expect("avatar_session_duration_seconds_count", 1),
+                                  timeout=AGENT_HANGUP_WINDOW + 10)
     assert_disconnects(done, {("avatar", "participant_removed"): 1})
     assert_no_rejections(done)
     await assert_verdict(verdict, call.room, "removed", "PARTICIPANT_REMOVED")
