@@ -49,6 +49,8 @@ log = logging.getLogger("monitor.state")
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
 # The same bound holds for the other participants (agents, recorders) whose leaves count once.
 MAX_USERS_PER_CALL = 32
+# How long a join that arrives after its deadline waits for the webhooks behind it.
+LATE_JOIN_GRACE = 1.0
 # A webhook's createdAt has whole seconds: an end time taken from it may be up to 1 s early.
 CREATED_AT_PRECISION = 1.0
 # Disconnect reasons that say the server ended a participant's stay, not the participant.
@@ -266,9 +268,10 @@ class CallTracker:
         """Fire join deadlines that have passed and evict calls that finished lingering."""
         self._now = now
         while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, sid = heapq.heappop(self._deadlines)
+            _, sid = heapq.heappop(self._deadlines)
             call = self.calls.get(sid)
-            if call is not None and call.state is CallState.RINGING and call.deadline == deadline:
+            if call is not None and call.state is CallState.RINGING and \
+                    call.deadline is not None and call.deadline <= now:
                 self._fail(call, "join_timeout")
         while self._holding and self._holding[0][0] <= now:
             _, sid = self._holding.popleft()
@@ -375,7 +378,10 @@ class CallTracker:
         if call.avatar_unknown:
             return  # no deadline: the avatar may have joined before this process started
         call.deadline = call.started_at + self.settings.join_timeout
-        heapq.heappush(self._deadlines, (call.deadline, call.room_sid))
+        # A join delivered after its deadline (a retried webhook) is followed at once by the
+        # room's next events, its leave perhaps: they decide before the deadline fires.
+        fire_at = max(call.deadline, self._now + LATE_JOIN_GRACE)
+        heapq.heappush(self._deadlines, (fire_at, call.room_sid))
 
     def _avatar_joined(self, call: Call, participant: Participant, at: float) -> None:
         if call.avatar_sid == participant.sid:

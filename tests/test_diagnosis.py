@@ -11,6 +11,7 @@ from livekit.protocol import models
 
 from monitor.departures import AGENT_HANGUP_WINDOW
 from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
+from monitor.state import LATE_JOIN_GRACE
 from monitor.timeline import MAX_ENTRIES, CallRecords
 from monitor.verdicts import RULES
 from tests.conftest import RunningMonitor, StartMonitor
@@ -86,7 +87,8 @@ async def startup_failure_message(c: Call) -> None:
 
 async def avatar_never_joined(c: Call) -> None:
     await c.start(avatar_after=None)  # 100 s ago, with a 30 s join timeout
-    c.sidecar.monitor.tracker.expire(time.time())
+    # A join this late waits LATE_JOIN_GRACE for the webhooks behind it.
+    c.sidecar.monitor.tracker.expire(time.time() + LATE_JOIN_GRACE)
 
 
 async def pipeline_error(c: Call) -> None:

@@ -107,6 +107,20 @@ async def test_with_a_state_file_what_happened_while_none_ran_is_counted(
     assert float(path.read_text()) > last_ran + 99
 
 
+async def test_a_join_delivered_after_its_deadline_waits_for_the_leave_behind_it(
+        sidecar: RunningMonitor) -> None:
+    """A call whose user left after 1 s, both webhooks delivered 100 s late (retried): a
+    deadline check between the two must not count a join timeout; the call was abandoned."""
+    t0 = time.time() - 100
+    room, caller = Room(created_at=t0), user(t0)
+    assert (await sidecar.send(room.joined(caller)))[0] == 200
+    sidecar.monitor.tracker.expire(time.time())  # a tick of the deadline loop
+    assert (await sidecar.send(room.left(caller, t0 + 1)))[0] == 200
+    assert await sidecar.value("avatar_calls_abandoned_total") == 1
+    assert await sidecar.value("avatar_startup_failures_total", cause="join_timeout") == 0
+    assert await sidecar.value("avatar_calls_started_total") == 1
+
+
 async def status_of(sidecar: RunningMonitor, path: str) -> tuple[int, dict]:
     async with sidecar.http.get(sidecar.url + path) as resp:
         return resp.status, await resp.json()

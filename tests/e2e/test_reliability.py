@@ -200,7 +200,9 @@ async def test_an_outage_of_45s_with_whole_failed_calls_inside_it(
         await asyncio.sleep(max(down + OUTAGE - RETRIED_WITHIN - time.monotonic(), 0))
         whole_user = await whole.user()
         await whole.agent()
-        await asyncio.sleep(JOIN_TIMEOUT + 0.5)  # the user waits past the join deadline
+        # The user waits past the join deadline; by more than a second, as a webhook's
+        # createdAt, the leave's only time, has whole seconds.
+        await asyncio.sleep(JOIN_TIMEOUT + 1.5)
         await whole_user.leave()
 
         async def rooms() -> list[str]:
@@ -256,13 +258,15 @@ async def test_a_late_user_leave_after_the_call_was_forgotten(
         assert done.value("avatar_calls_in_progress", state=state) == 0
 
 
-@pytest.mark.livekit_access
+@pytest.mark.livekit_access(state_file=True)
 async def test_a_late_join_does_not_recreate_a_closed_room(
         server: Server, call: CallDriver, metrics: MetricsClient, sidecar: Sidecar,
         room_service: api.LiveKitAPI) -> None:
     """The sidecar is down while a user comes and goes and the room closes; livekit-server's
     retries deliver the room's webhooks after it is back. The room is gone from the startup
-    listing: the observer must not join it by name, which would create it again."""
+    listing: the observer must not join it by name, which would create it again. The call is
+    counted (the state file says it came after the previous process stopped): started and
+    abandoned, no join timeout although its join arrived long after its deadline."""
     sidecar.stop()
     user = await call.user()
     await user.leave()
@@ -279,6 +283,9 @@ async def test_a_late_join_does_not_recreate_a_closed_room(
     assert done.value("avatar_monitor_webhooks_total", event="room_started") == 1
     assert await rooms() == []
     assert done.value("avatar_monitor_observer_rooms") == 0
+    assert done.value("avatar_calls_started_total") == 1
+    assert done.value("avatar_calls_abandoned_total") == 1
+    assert done.value("avatar_startup_failures_total", cause="join_timeout") == 0
     for state in ("ringing", "active"):
         assert done.value("avatar_calls_in_progress", state=state) == 0
 
