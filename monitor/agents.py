@@ -24,13 +24,15 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from livekit import api, rtc
 
 from monitor.config import DEFAULT_AVATAR_IDENTITY
+from monitor.roles import Role, RoleClassifier
+from monitor.rtc_roles import participant_of
 from monitor.signals import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
 
 if TYPE_CHECKING:
@@ -227,30 +229,43 @@ def _never_raises(handler: Any) -> Any:
     return safe
 
 
-async def wait_for_avatar(room: rtc.Room, identity: str = DEFAULT_AVATAR_IDENTITY,
+async def wait_for_avatar(room: rtc.Room,
+                          identity: str | Iterable[str] = DEFAULT_AVATAR_IDENTITY,
                           timeout: float = 30.0, *, reporter: Reporter | None = None,
                           message: str = STARTUP_FAILURE_MESSAGE) -> bool:
-    """Wait until the avatar participant is in the room. On timeout, publish
-    `{"type": "startup_failure", "message": ...}` on `lemonslice/message`, report it to
-    avatar-monitor, and return False."""
+    """Wait until the avatar is in the room, recognised as avatar-monitor recognises it: an
+    identity matching `identity` (a glob, or several), or an AGENT participant publishing on
+    behalf of another (`lk.publish_on_behalf`, as every livekit-agents avatar plugin's is). On
+    timeout, publish `{"type": "startup_failure", "message": ...}` on `lemonslice/message`,
+    report it to avatar-monitor, and return False."""
+    roles = RoleClassifier([identity] if isinstance(identity, str) else identity)
     joined = asyncio.get_running_loop().create_future()
 
-    def on_connected(participant: rtc.RemoteParticipant) -> None:
-        if participant.identity == identity and not joined.done():
+    def is_avatar(participant: rtc.Participant) -> bool:
+        return roles.role_of(participant_of(participant)) is Role.AVATAR
+
+    def on_participant(participant: rtc.RemoteParticipant) -> None:
+        if is_avatar(participant) and not joined.done():
             joined.set_result(None)
 
-    room.on("participant_connected", on_connected)
+    def on_attributes(_changed: dict[str, str], participant: rtc.Participant) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            on_participant(participant)
+
+    room.on("participant_connected", on_participant)
+    room.on("participant_attributes_changed", on_attributes)
     try:
-        if any(p.identity == identity for p in room.remote_participants.values()):
+        if any(is_avatar(p) for p in room.remote_participants.values()):
             return True
         await asyncio.wait_for(joined, timeout)
         return True
     except TimeoutError:
-        log.warning("avatar %s did not join within %.0f s", identity, timeout)
+        log.warning("no avatar joined within %.0f s", timeout)
         own = reporter or Reporter(room)
         await own.startup_failure(message)
         if reporter is None:
             await own.aclose()
         return False
     finally:
-        room.off("participant_connected", on_connected)
+        room.off("participant_connected", on_participant)
+        room.off("participant_attributes_changed", on_attributes)

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from livekit import api, rtc
 
 from monitor.bridge import BackendBridge
-from monitor.events import Participant, disconnect_reason_name
+from monitor.events import disconnect_reason_name
 from monitor.logs import RateLimitedLog
 from monitor.metrics import SPEECH_SOURCES, Metrics
 from monitor.reconcile import in_shard
 from monitor.roles import Role
+from monitor.rtc_roles import kind_name, participant_of
 from monitor.signals import parse_message
 from monitor.state import Call, CallListener, CallTracker
 
@@ -38,8 +39,6 @@ log = logging.getLogger("monitor.observer")
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 AGENT_STATE = "lk.agent.state"
-_KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
-               6: "BRIDGE"}
 _refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
 
@@ -268,7 +267,7 @@ class RoomObserver(CallListener):
         only when no other participant (a hidden observer included) remains."""
         if watch.room is None:
             return
-        roles = (self._tracker.roles.role_of(_participant(p))
+        roles = (self._tracker.roles.role_of(participant_of(p))
                  for p in watch.room.remote_participants.values())
         if Role.USER not in roles:
             self._unwatch(watch.sid)
@@ -285,7 +284,7 @@ class RoomObserver(CallListener):
                        participant: rtc.Participant) -> None:
         """The voice agent's state: `speaking` while the avatar plays its speech."""
         state = changed.get(AGENT_STATE)
-        if state is None or self._tracker.roles.role_of(_participant(participant)) \
+        if state is None or self._tracker.roles.role_of(participant_of(participant)) \
                 is not Role.AGENT:
             return
         if not watch.speech_from_agent:
@@ -338,16 +337,11 @@ class RoomObserver(CallListener):
         lost.set()
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
-        return self._tracker.roles.role_of(_participant(participant)) is Role.AVATAR
+        return self._tracker.roles.role_of(participant_of(participant)) is Role.AVATAR
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:
     """An AGENT participant of the room (None: sent by a server SDK, not a participant)."""
-    return sender is not None and _KIND_NAMES.get(int(sender.kind)) == "AGENT"
+    return sender is not None and kind_name(sender) == "AGENT"
 
 
-def _participant(p: rtc.Participant) -> Participant:
-    return Participant(
-        sid=p.sid, identity=p.identity, kind=_KIND_NAMES.get(int(p.kind), "STANDARD"),
-        joined_at=None, disconnect_reason="unknown_reason",
-        publishes_on_behalf=bool(p.attributes.get("lk.publish_on_behalf")))

@@ -44,7 +44,9 @@ from tests.e2e.agent_fakes import SAMPLE_RATE, ScriptedLLM, ScriptedTTS
 
 log = logging.getLogger("tests.e2e.agent_worker")
 READY_LINE = "agent worker registered"
-AVATAR_IDENTITY = "lemonslice-avatar-agent"
+# Not avatar-monitor's default identity: the sidecar and wait_for_avatar know the avatar by its
+# lk.publish_on_behalf attribute, as they would any avatar plugin's.
+AVATAR_IDENTITY = "e2e-avatar-agent"
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,7 @@ async def entrypoint(ctx: JobContext) -> None:
         Assistant(avatar, plan), room=ctx.room, record=False,
         room_options=room_io.RoomOptions(audio_input=False, audio_output=False,
                                          text_input=True))
-    if not await wait_for_avatar(ctx.room, plan.avatar_identity, timeout=plan.avatar_wait,
-                                 reporter=reporter):
+    if not await wait_for_avatar(ctx.room, timeout=plan.avatar_wait, reporter=reporter):
         session.shutdown()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import TypeVar
 
 import pytest
 from livekit import rtc
@@ -14,11 +15,12 @@ from livekit.agents import AgentSession, stt, tts
 from livekit.agents.voice.events import ErrorEvent
 
 from monitor.agents import Reporter, instrument, wait_for_avatar
-from tests.e2e.metrics import MetricsClient, expect
+from tests.e2e.metrics import MetricsClient, expect, poll_until
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -81,6 +83,24 @@ async def test_wait_for_avatar_sees_an_avatar_that_joins(call: CallDriver,
     await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
     assert (await metrics.scrape()).value("avatar_startup_failures_total",
                                           cause="message") == 0
+
+
+async def test_wait_for_avatar_knows_any_plugins_avatar(call: CallDriver) -> None:
+    """Not only the default identity: an AGENT publishing on behalf of the voice agent is the
+    avatar, whatever its identity; another agent is not."""
+    await call.user()
+    agent = await call.agent()
+    waiting = asyncio.create_task(wait_for_avatar(agent.room, timeout=20))
+    await call.agent("second-agent")
+    await poll_until(lambda: _async(agent.room.remote_participants),
+                     lambda present: "second-agent" in present, "the second agent seen")
+    assert not waiting.done()
+    await call.avatar(identity="bey-avatar-agent", publish=False)
+    assert await asyncio.wait_for(waiting, 10) is True
+
+
+async def _async(value: T) -> T:
+    return value
 
 
 async def test_agent_session_errors_by_both_paths_count_once(
