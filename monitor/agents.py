@@ -21,6 +21,7 @@ import asyncio
 import datetime
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -30,6 +31,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from livekit import api, rtc
 
+from monitor.agent_events import (
+    COMPONENT_OF_ERROR,
+    LATENCY_OF_METRIC,
+    PLAYBACK_METRIC,
+    avatar_join_event_id,
+    error_event_id,
+    playback_event_id,
+    turn_event_id,
+)
 from monitor.config import DEFAULT_AVATAR_IDENTITY
 from monitor.roles import Role, RoleClassifier
 from monitor.rtc_roles import participant_of
@@ -42,17 +52,12 @@ if TYPE_CHECKING:
         ConversationItemAddedEvent,
         ErrorEvent,
         EventTypes,
+        MetricsCollectedEvent,
     )
 
 log = logging.getLogger("monitor.agents")
 
 STARTUP_FAILURE_MESSAGE = "Avatar failed to become active"
-# livekit-agents error `type` (STTError, LLMError, TTSError, RealtimeModelError) -> component
-COMPONENT_OF_ERROR = {"stt_error": "stt", "llm_error": "llm", "tts_error": "tts",
-                      "realtime_model_error": "realtime"}
-# ChatMessage.metrics keys -> agent_latency stages
-LATENCY_OF_METRIC = {"llm_node_ttft": "llm_ttft", "tts_node_ttfb": "tts_ttfb",
-                     "end_of_turn_delay": "end_of_turn", "e2e_latency": "e2e"}
 HTTP_TIMEOUT_SECONDS = 5.0
 TOKEN_TTL = datetime.timedelta(minutes=10)
 ROOM_SID_WAIT_SECONDS = 5.0
@@ -76,10 +81,10 @@ class Reporter:
         self._closing: asyncio.Task[None] | None = None
         self._room_sid: str | None = None
 
-    def report(self, kind: str, **fields: Any) -> str | None:
-        """Queue one event of the avatar-monitor/events schema; returns its id, or None when
-        dropped."""
-        doc = {"v": EVENTS_SCHEMA_VERSION, "type": kind, "id": uuid.uuid4().hex,
+    def report(self, kind: str, event_id: str | None = None, **fields: Any) -> str | None:
+        """Queue one event of the avatar-monitor/events schema; returns its id (`event_id`, or
+        a random one), or None when dropped."""
+        doc = {"v": EVENTS_SCHEMA_VERSION, "type": kind, "id": event_id or uuid.uuid4().hex,
                "at": time.time(), **fields}
         topic = EVENTS_TOPIC if self.data_channel else None
         return doc["id"] if self._spawn(self._deliver(doc, topic)) else None
@@ -185,7 +190,11 @@ class Reporter:
 
 
 def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -> Reporter:
-    """Report the session's pipeline errors, its close and its per-turn latencies.
+    """Report the session's pipeline errors, its close, its per-turn latencies, and the
+    avatar's playback latency per reply and join time (livekit-agents' AvatarMetrics).
+
+    Errors and turns get the ids the sidecar derives from livekit-agents' own `lk.agent.session`
+    broadcast of them (monitor.agent_events), so they count once whichever path comes first.
 
     `reporter_options` go to `Reporter` (url, api_key, api_secret, data_channel, ...); the URL
     defaults to $AVATAR_MONITOR_URL and the keys to $LIVEKIT_API_KEY / $LIVEKIT_API_SECRET.
@@ -193,9 +202,13 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
     reporter = Reporter(room, **reporter_options)
 
     def on_error(ev: ErrorEvent) -> None:
-        component = COMPONENT_OF_ERROR.get(getattr(ev.error, "type", ""), "other")
+        error_type = getattr(ev.error, "type", "")
+        timestamp = getattr(ev.error, "timestamp", None)
         recoverable = getattr(ev.error, "recoverable", False) is True
-        reporter.report("pipeline_error", component=component, recoverable=recoverable)
+        event_id = (error_event_id(error_type, timestamp)
+                    if error_type and _is_seconds(timestamp) else None)
+        reporter.report("pipeline_error", event_id, recoverable=recoverable,
+                        component=COMPONENT_OF_ERROR.get(error_type, "other"))
 
     def on_close(ev: CloseEvent) -> None:
         reason = getattr(ev.reason, "value", str(ev.reason))
@@ -205,18 +218,39 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
         reporter.close_soon()
 
     def on_item(ev: ConversationItemAddedEvent) -> None:
+        item_id = getattr(ev.item, "id", "") or ""
         metrics = getattr(ev.item, "metrics", None) or {}
         stages = {stage: metrics[key] for key, stage in LATENCY_OF_METRIC.items()
-                  if isinstance(metrics.get(key), int | float) and metrics[key] >= 0}
+                  if _is_seconds(metrics.get(key))}
         if stages:
-            reporter.report("agent_latency", **stages)
+            reporter.report("agent_latency", turn_event_id(item_id) if item_id else None,
+                            **stages)
+        playback = metrics.get(PLAYBACK_METRIC)
+        if getattr(ev.item, "role", "") == "assistant" and _is_seconds(playback):
+            reporter.report("agent_latency", playback_event_id(item_id) if item_id else None,
+                            avatar_playback=playback)
+
+    def on_metrics(ev: MetricsCollectedEvent) -> None:
+        avatar = ev.metrics
+        if getattr(avatar, "type", "") != "avatar_metrics":
+            return
+        started, joined = (getattr(avatar, "session_started_time", None),
+                           getattr(avatar, "avatar_joined_time", None))
+        if _is_seconds(started) and _is_seconds(joined) and joined >= started:
+            reporter.report("agent_latency", avatar_join_event_id(avatar.timestamp),
+                            avatar_join=joined - started)
 
     handlers: dict[EventTypes, Callable[..., None]] = {
         "error": _never_raises(on_error), "close": _never_raises(on_close),
-        "conversation_item_added": _never_raises(on_item)}
+        "conversation_item_added": _never_raises(on_item),
+        "metrics_collected": _never_raises(on_metrics)}
     for event, handler in handlers.items():
         session.on(event, handler)
     return reporter
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 def _never_raises(handler: Any) -> Any:

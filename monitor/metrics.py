@@ -30,6 +30,8 @@ from monitor.signals import (
     EVENT_TYPES,
     LATENCY_STAGES,
     LEMONSLICE_TYPES,
+    SESSION_TOPIC_LABEL,
+    SESSION_TYPES,
     TOPIC_LABELS,
     AgentLatency,
     PipelineError,
@@ -68,6 +70,7 @@ SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avata
 AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 BRIDGE_OUTCOMES = {
     "data_channel": ("applied", "buffered", "duplicate"),
+    "agent_session": ("applied", "buffered", "duplicate"),  # livekit-agents' lk.agent.session
     "http": ("applied", "buffered", "unmatched", "duplicate"),
     "buffer": ("applied", "expired"),
 }
@@ -154,7 +157,9 @@ class Metrics(CallListener):
             "avatar_agent_latency_seconds",
             "Voice agent per-turn latency, as the voice agent reported, by stage: LLM time to "
             "first token, TTS time to first byte, end-of-utterance (end of turn) delay, end to "
-            "end.",
+            "end; and the avatar's: playback latency per reply (first audio frame sent to the "
+            "avatar to its playback start) and join time (AvatarSession start to the avatar's "
+            "video).",
             ["stage"], buckets=AGENT_LATENCY_BUCKETS, registry=registry)
         self.poor_quality_time = Counter(
             "avatar_poor_connection_seconds",
@@ -162,7 +167,8 @@ class Metrics(CallListener):
             ["quality"], registry=registry)
         self.data_messages = Counter(
             "avatar_data_messages",
-            "Data-channel messages read by the room observer, by topic and type.",
+            "Data-channel messages read by the room observer, by topic and type; topic "
+            "agent-session: livekit-agents' own lk.agent.session broadcast.",
             ["topic", "type"], registry=registry)
         self.observer_disconnects = Counter(
             "avatar_monitor_observer_disconnects",
@@ -188,8 +194,9 @@ class Metrics(CallListener):
             registry=registry)
         self.bridge_events = Counter(
             "avatar_monitor_reported_events",
-            "Events the voice agent reported (data channel, HTTP), by source and outcome; "
-            "source buffer: events that waited for their call.",
+            "Events the voice agent reported (data channel, HTTP, livekit-agents' "
+            "lk.agent.session broadcast), by source and outcome; source buffer: events that "
+            "waited for their call.",
             ["source", "outcome"], registry=registry)
         self.bridge_rejected = Counter(
             "avatar_monitor_reported_events_rejected",
@@ -251,13 +258,14 @@ class Metrics(CallListener):
                 self.bridge_events.labels(source, outcome)
         for reason in BRIDGE_REJECTIONS:
             self.bridge_rejected.labels(reason)
-        for topic in TOPIC_LABELS.values():
+        for topic in (*TOPIC_LABELS.values(), SESSION_TOPIC_LABEL):
             for reason in DATA_REFUSALS:
                 self.data_refused.labels(topic, reason)
         for quality in POOR_QUALITIES:
             self.poor_quality_time.labels(quality)
         for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),
-                             ("avatar-monitor", (*EVENT_TYPES, "other", "malformed"))):
+                             ("avatar-monitor", (*EVENT_TYPES, "other", "malformed")),
+                             (SESSION_TOPIC_LABEL, SESSION_TYPES)):
             for kind in types:
                 self.data_messages.labels(topic, kind)
         for reason in DISCONNECT_REASONS:

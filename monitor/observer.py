@@ -21,16 +21,20 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
+from monitor.agent_session_stream import LABEL as SESSION_LABEL
+from monitor.agent_session_stream import TOPIC as SESSION_TOPIC
+from monitor.agent_session_stream import decode, event_type, read_bounded
 from monitor.bridge import BackendBridge
 from monitor.events import disconnect_reason_name
 from monitor.logs import RateLimitedLog
 from monitor.metrics import SPEECH_SOURCES, Metrics
 from monitor.reconcile import in_shard
 from monitor.roles import Role
+from monitor.rtc_logging import quiet_ignored_streams
 from monitor.rtc_roles import kind_name, participant_of
 from monitor.signals import parse_message
 from monitor.state import Call, CallListener, CallTracker
@@ -38,6 +42,7 @@ from monitor.state import Call, CallListener, CallTracker
 log = logging.getLogger("monitor.observer")
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
+MAX_SESSION_STREAMS = 16  # lk.agent.session streams read at once per room; more are dropped
 AGENT_STATE = "lk.agent.state"
 _refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
@@ -67,6 +72,7 @@ class _Watch:
     connected: bool = False
     closing: bool = False
     speech_from_agent: bool = False  # the agent's lk.agent.state, not the avatar's audio
+    streams: set[asyncio.Task[None]] = field(default_factory=set)  # lk.agent.session reads
 
 
 class RoomObserver(CallListener):
@@ -100,6 +106,7 @@ class RoomObserver(CallListener):
     async def start(self) -> None:
         s = self.settings
         self._api = api.LiveKitAPI(s.url, s.api_key, s.api_secret)
+        quiet_ignored_streams()
 
     async def stop(self) -> None:
         await asyncio.gather(*(self._close(watch) for watch in list(self._watches.values())))
@@ -212,6 +219,8 @@ class RoomObserver(CallListener):
         room.on("participant_attributes_changed",
                 lambda changed, participant: self._on_attributes(watch, changed, participant))
         room.on("participant_disconnected", lambda _: self._leave_without_users(watch))
+        room.register_byte_stream_handler(
+            SESSION_TOPIC, lambda reader, sender: self._on_session_stream(watch, reader, sender))
         connecting = asyncio.ensure_future(room.connect(
             self.settings.url, self._token(watch.name), rtc.RoomOptions(auto_subscribe=False)))
         try:
@@ -315,6 +324,42 @@ class RoomObserver(CallListener):
         if message.event is not None:
             self._bridge.accept("data_channel", message.event, self._clock(), watch.name,
                                 watch.sid)
+
+    def _on_session_stream(self, watch: _Watch, reader: rtc.ByteStreamReader,
+                           sender: str) -> None:
+        """livekit-agents' session broadcast: read each stream (bounded in size and number)
+        and take what it reports from the voice agent."""
+        if len(watch.streams) >= MAX_SESSION_STREAMS:
+            self._metrics.data_message(SESSION_LABEL, "malformed")
+            return
+        task = asyncio.get_running_loop().create_task(self._read_session(watch, reader, sender))
+        watch.streams.add(task)
+        task.add_done_callback(watch.streams.discard)
+
+    async def _read_session(self, watch: _Watch, reader: rtc.ByteStreamReader,
+                            sender: str) -> None:
+        try:
+            payload = await read_bounded(reader)
+            event = decode(payload) if payload is not None else None
+        except Exception as exc:  # a broken stream or bytes that are no session message
+            log.debug("unreadable %s stream in room %s: %s", SESSION_TOPIC, watch.name, exc)
+            payload = event = None
+        # The sender is looked up once the stream is read: an agent's first message can open
+        # before the room reports the agent itself.
+        participant = watch.room.remote_participants.get(sender) if watch.room else None
+        if not _is_agent(participant):
+            self._metrics.data_refused.labels(SESSION_LABEL, "forbidden").inc()
+            _refusals.warning("forbidden", "%s stream refused: %s is not an agent participant",
+                              SESSION_TOPIC, sender)
+            return
+        if payload is None:
+            self._metrics.data_message(SESSION_LABEL, "malformed")
+            return
+        if event is None:
+            self._metrics.data_message(SESSION_LABEL, "other")
+            return
+        self._metrics.data_message(SESSION_LABEL, event_type(event.signal))
+        self._bridge.accept("agent_session", event, self._clock(), watch.name, watch.sid)
 
     def _on_speakers(self, watch: _Watch, speakers: list[rtc.Participant]) -> None:
         if watch.speech_from_agent:

@@ -22,13 +22,19 @@ MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
 
 TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
+# livekit-agents' own session broadcast, a byte stream (monitor.agent_session_stream)
+SESSION_TOPIC = "lk.agent.session"
+SESSION_TOPIC_LABEL = "agent-session"
+SESSION_TYPES = ("pipeline_error", "agent_latency", "other", "malformed")
 LEMONSLICE_TYPES = ("startup_failure",)
 EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
 COMPONENTS = ("stt", "llm", "tts", "realtime", "other")
 CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_initiated",
                  "task_completed", "other")
-# Agent latency stages, named after livekit-agents' per-turn ChatMessage.metrics.
-LATENCY_STAGES = ("llm_ttft", "tts_ttfb", "end_of_turn", "e2e")
+# Agent latency stages, named after livekit-agents' per-turn ChatMessage.metrics; then the
+# avatar's: its playback latency per reply (first audio frame sent to it -> playback started)
+# and its join time (AvatarSession.start -> the avatar's video published; AvatarMetrics).
+LATENCY_STAGES = ("llm_ttft", "tts_ttfb", "end_of_turn", "e2e", "avatar_playback", "avatar_join")
 MAX_LATENCY_SECONDS = 3600.0
 
 

@@ -39,7 +39,7 @@ from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
 
-from monitor.agents import instrument, wait_for_avatar
+from monitor.agents import Reporter, instrument, wait_for_avatar
 from tests.e2e.agent_fakes import SAMPLE_RATE, ScriptedLLM, ScriptedTTS
 
 log = logging.getLogger("tests.e2e.agent_worker")
@@ -57,6 +57,7 @@ class Plan:
     max_unrecoverable_errors: int = 3  # livekit-agents' default
     avatar_wait: float = 20.0  # wait_for_avatar's timeout
     avatar_identity: str = AVATAR_IDENTITY
+    instrument: bool = True  # False: the sidecar has only livekit-agents' own broadcast
 
     @classmethod
     def from_metadata(cls, metadata: str) -> Plan:
@@ -117,7 +118,7 @@ async def entrypoint(ctx: JobContext) -> None:
         conn_options=SessionConnectOptions(
             tts_conn_options=APIConnectOptions(max_retry=1, retry_interval=0.1),
             max_unrecoverable_errors=plan.max_unrecoverable_errors))
-    reporter = instrument(session, ctx.room)
+    reporter = instrument(session, ctx.room) if plan.instrument else Reporter(ctx.room)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
     avatar = ProviderAvatarSession(os.environ["AVATAR_PROVIDER_URL"], plan.avatar_identity)
     await avatar.start(session, ctx.room)

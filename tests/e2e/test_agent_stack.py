@@ -134,8 +134,46 @@ async def test_user_hangs_up(server: Server, room_service: api.LiveKitAPI, worke
                                      ("avatar", "client_initiated"): 1}
     await metrics.wait_all(*ended(), *departures("user_hangup"),
                            expect("avatar_pipeline_closed_total", 1,
-                                  reason="participant_disconnected"))
+                                  reason="participant_disconnected"),
+                           *one_reply_measured(),
+                           # instrument() and livekit-agents' broadcast both had the reply
+                           expect("avatar_data_messages_total", 1, topic="agent-session",
+                                  type="agent_latency"))
     assert_verdict(await verdict(room_name), "healthy", "healthy", "user_hangup")
+
+
+def one_reply_measured(avatar: bool = True) -> list[Expect]:
+    """One reply's latencies (whichever paths reported them), and with `avatar` the avatar's
+    playback latency and join time, which only instrument() reports."""
+    return [expect("avatar_agent_latency_seconds_count", 1, stage="llm_ttft"),
+            expect("avatar_agent_latency_seconds_count", 1, stage="tts_ttfb"),
+            expect("avatar_agent_latency_seconds_count", int(avatar), stage="avatar_playback"),
+            expect("avatar_agent_latency_seconds_count", int(avatar), stage="avatar_join")]
+
+
+async def test_livekit_agents_broadcast_alone_reports_errors_and_turns(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """An agent without instrument(): the observer decodes livekit-agents' lk.agent.session
+    messages into the reply's latencies and the TTS error."""
+    user = await start_call(server, room_service, worker, room_name, metrics,
+                            Plan(instrument=False))
+    await converse(user, metrics)
+    await user.say("fail")
+    await metrics.wait_all(expect("avatar_pipeline_errors_total", 1, component="tts",
+                                  recoverable="false"), timeout=CALL_TIMEOUT)
+    await user.agent_state("listening")
+    await user.hang_up()
+    await all_left(metrics)
+    await metrics.wait_all(
+        *ended(), *departures("pipeline_error"), *one_reply_measured(avatar=False),
+        expect("avatar_monitor_reported_events_total", 2, source="agent_session",
+               outcome="applied"),
+        expect("avatar_monitor_reported_events_total", 0, source="data_channel",
+               outcome="applied"),
+        expect("avatar_monitor_reported_events_total", 0, source="http", outcome="applied"),
+        expect("avatar_pipeline_closed_total", 0, reason="participant_disconnected"))
+    assert_verdict(await verdict(room_name), "failed", "pipeline_error", "pipeline_error")
 
 
 async def test_end_call_tool_agent_leaves_avatar_follows(
@@ -229,6 +267,8 @@ async def test_one_tts_error_leaves_a_mute_avatar(
                                      ("avatar", "client_initiated"): 1}
     await metrics.wait_all(*ended(), *departures("pipeline_error"),
                            expect("avatar_time_to_first_speech_seconds_count", 0),
+                           expect("avatar_data_messages_total", 1, topic="agent-session",
+                                  type="pipeline_error"),
                            expect("avatar_pipeline_closed_total", 1,
                                   reason="participant_disconnected"))
     assert_verdict(await verdict(room_name), "failed", "pipeline_error", "pipeline_error")
