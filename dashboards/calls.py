@@ -316,6 +316,27 @@ def build() -> db.Dashboard:
         )
         .with_panel(
             series(
+                "Avatar playback latency and join time (p95)",
+                [g.DELAYED],
+                "livekit-agents' playback latency per reply (first audio frame sent to the "
+                "avatar to its playback start) and the avatar's join time (AvatarSession start "
+                "to its video), as the voice agent reported them (monitor.agents). The dashed "
+                "line is the playback alert threshold.",
+                "s",
+                [
+                    Q(
+                        "histogram_quantile(0.95, sum by (le, instance) (rate("
+                        f"{p.sel('avatar_agent_latency_seconds_bucket', stage=stage)}"
+                        f"[{p.RATE}])))",
+                        f"{name} p95 {{{{instance}}}}",
+                    )
+                    for stage, name in (("avatar_playback", "playback"), ("avatar_join", "join"))
+                ],
+                threshold=T.playback_latency_p95_seconds,
+            )
+        )
+        .with_panel(
+            series(
                 "Agent sessions closed by reason",
                 [g.SESSION_DIES],
                 f"AgentSession closes the voice agent reported, per {p.RATE}, by livekit-agents "

@@ -47,6 +47,10 @@ class Thresholds:
     startup_failures_window: str = "5m"
     join_latency_p95_seconds: float = 15.0
     join_latency_window: str = "5m"
+    # "Avatar is delayed in speaking": the agent's audio reached the avatar, which took this long
+    # (p95) to start playing it (livekit-agents' playback_latency).
+    playback_latency_p95_seconds: float = 1.0
+    playback_latency_window: str = "5m"
     pipeline_errors_window: str = "5m"
     session_timeout_burst: int = 3
     idle_timeout_spike: int = 5
@@ -67,6 +71,7 @@ class ForDurations:
     budget_burn: str = "0s"
     budget_ticket: str = "0s"
     join_latency_high: str = "10m"
+    playback_latency_high: str = "10m"
     pipeline_errors: str = "0s"
     session_timeout_burst: str = "0s"
     idle_timeout_spike: str = "5m"

@@ -59,6 +59,14 @@ JOIN_P50, JOIN_P95, JOIN_P99 = _quantile(0.5), _quantile(0.95), _quantile(0.99)
 # The alert's: every sidecar's joins together.
 JOIN_P95_FLEET = _quantile(0.95, "fleet", FLEET)
 
+# The playback alert's: every sidecar's replies together.
+PLAYBACK_P95 = Recording(
+    f"fleet:avatar_playback_latency_seconds:p95_{T.playback_latency_window}",
+    f"histogram_quantile(0.95, sum by ({FLEET}, le) "
+    f"(rate({m('avatar_agent_latency_seconds_bucket', stage='avatar_playback')}"
+    f"[{T.playback_latency_window}])))",
+)
+
 STARTUP_FAILURES = Recording(
     f"instance_cause:avatar_startup_failures:increase{T.startup_failures_window}",
     f"sum by ({PER_INSTANCE}, cause) "
@@ -90,6 +98,7 @@ RECORDINGS: tuple[Recording, ...] = (
     JOIN_P95,
     JOIN_P99,
     JOIN_P95_FLEET,
+    PLAYBACK_P95,
     STARTUP_FAILURES,
     DEPARTURES,
     TIMEOUTS,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from prometheus_client.utils import floatToGoString
 
 from dashboards import config
-from dashboards.promql import JOIN_P95, JOIN_P95_FLEET
+from dashboards.promql import JOIN_P95, JOIN_P95_FLEET, PLAYBACK_P95
 from dashboards.rules import ALERTS, RULES_FILE, Alert, expand, group_names
 from dashboards.slo import ERROR_RATIO
 from dashboards.yamlout import dump
@@ -77,6 +77,11 @@ def _ratio(name: str, window: str) -> str:
 
 def _bucket(instance: str, le: str, values: str) -> tuple[str, str]:
     return s("avatar_join_latency_seconds_bucket", instance, le=le), values
+
+
+def _playback(instance: str, le: str, values: str) -> tuple[str, str]:
+    return s("avatar_agent_latency_seconds_bucket", instance, le=le,
+             stage="avatar_playback"), values
 
 
 CASES: tuple[Case, ...] = (
@@ -177,6 +182,20 @@ CASES: tuple[Case, ...] = (
         {"15m": (), "30m": ()},
         ((JOIN_P95.record, "15m", {"slow": 29.25, "fast": 0.95}),),
         title="one slow sidecar among fast ones is no page",
+    ),
+    Case(
+        "AvatarPlaybackLatencyHigh",
+        dict(
+            [_playback("slow", le, "0x40") for le in ("0.5", "1", "1.5")]
+            + [_playback("slow", le, "0+60x40") for le in ("2", "+Inf")]
+            + [_playback("fast", le, "0+60x40") for le in ("0.5", "1", "1.5", "2", "+Inf")]
+            # other stages, however slow, are not the avatar's playback
+            + [(s("avatar_agent_latency_seconds_bucket", "llm", le=le, stage="e2e"), "0+60x40")
+               for le in ("5", "+Inf")]
+        ),
+        # Together 120 replies a minute, 60 of them in (1.5, 2] s: p95 at 1.95 s.
+        {"5m": (), "15m": (Fires("", 1.95),)},
+        ((PLAYBACK_P95.record, "15m", {"": 1.95}),),
     ),
     Case(
         "AvatarPipelineErrorsUnrecoverable",

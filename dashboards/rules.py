@@ -103,6 +103,18 @@ ALERTS: tuple[Alert, ...] = (
         "empty room) that long.",
     ),
     Alert(
+        "AvatarPlaybackLatencyHigh",
+        f"{p.PLAYBACK_P95.record} > {T.playback_latency_p95_seconds:g}",
+        FOR.playback_latency_high,
+        "warning",
+        (g.DELAYED,),
+        '{{ $labels.job }}: avatars start speaking {{ $value | printf "%.1f" }}s (p95) after '
+        "the agent's audio reaches them",
+        f"The 95th percentile of livekit-agents' playback latency (first audio frame sent to the "
+        f"avatar to its playback start) over {T.playback_latency_window}, over every sidecar's "
+        f"calls, is above {T.playback_latency_p95_seconds:g}s: replies start that late.",
+    ),
+    Alert(
         "AvatarPipelineErrorsUnrecoverable",
         f"sum by ({p.FLEET}, component) "
         f'({p.PIPELINE_ERRORS.record}{{recoverable="false"}}) > 0',

@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import aiohttp
 from livekit import api, rtc
@@ -249,7 +249,7 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
     return reporter
 
 
-def _is_seconds(value: Any) -> bool:
+def _is_seconds(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 

@@ -53,9 +53,9 @@ class BackendBridge(CallListener):
 
     def accept(self, source: str, event: ReportedEvent, now: float, room_name: str,
                room_sid: str | None = None) -> str:
-        """Take one event for a room from `source` (data_channel or http); returns its
-        outcome: applied, buffered, unmatched or duplicate. The caller checks `conflicts`
-        first."""
+        """Take one event for a room from `source` (data_channel, agent_session or http);
+        returns its outcome: applied, buffered, unmatched or duplicate. The caller checks
+        `conflicts` first."""
         if event.id is not None and self._recent.seen(event.id):
             return self._outcome(source, "duplicate")
         at = now

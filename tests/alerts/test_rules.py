@@ -22,6 +22,7 @@ REQUIRED = {
     "AvatarJoinSpeedBudgetBurn": "page",
     "AvatarJoinSpeedBudgetTicket": "ticket",
     "AvatarJoinLatencyHigh": "warning",
+    "AvatarPlaybackLatencyHigh": "warning",
     "AvatarPipelineErrorsUnrecoverable": "page",
     "AvatarSessionTimeoutBurst": "warning",
     "AvatarIdleTimeoutSpike": "warning",

@@ -69,9 +69,10 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
         "reason": {"error", "job_shutdown", "participant_disconnected", "user_initiated",
                    "task_completed", "other"},
     },
-    "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e"}},
+    "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e",
+                                               "avatar_playback", "avatar_join"}},
     "avatar_monitor_reported_events_total": {
-        "source": {"data_channel", "http", "buffer"},
+        "source": {"data_channel", "agent_session", "http", "buffer"},
         "outcome": {"applied", "buffered", "duplicate", "expired"},
     },
     "avatar_monitor_reported_events_rejected_total": {

@@ -104,6 +104,10 @@ def ended() -> list[Expect]:
             expect("avatar_calls_started_total", 1)]
 
 
+EVERYONE_LEFT = {("user", "client_initiated"): 1, ("agent", "client_initiated"): 1,
+                 ("avatar", "client_initiated"): 1}  # each by their own doing
+
+
 def disconnects(snapshot: Snapshot) -> dict[tuple[str, str], float]:
     """The non-zero avatar_disconnects_total series, by (role, reason)."""
     return {(dict(labels)["role"], dict(labels)["reason"]): value
@@ -129,9 +133,7 @@ async def test_user_hangs_up(server: Server, room_service: api.LiveKitAPI, worke
     await converse(user, metrics)
     await user.hang_up()
     snapshot = await all_left(metrics)
-    assert disconnects(snapshot) == {("user", "client_initiated"): 1,
-                                     ("agent", "client_initiated"): 1,
-                                     ("avatar", "client_initiated"): 1}
+    assert disconnects(snapshot) == EVERYONE_LEFT
     await metrics.wait_all(*ended(), *departures("user_hangup"),
                            expect("avatar_pipeline_closed_total", 1,
                                   reason="participant_disconnected"),
@@ -164,7 +166,8 @@ async def test_livekit_agents_broadcast_alone_reports_errors_and_turns(
                                   recoverable="false"), timeout=CALL_TIMEOUT)
     await user.agent_state("listening")
     await user.hang_up()
-    await all_left(metrics)
+    snapshot = await all_left(metrics)
+    assert disconnects(snapshot) == EVERYONE_LEFT
     await metrics.wait_all(
         *ended(), *departures("pipeline_error"), *one_reply_measured(avatar=False),
         expect("avatar_monitor_reported_events_total", 2, source="agent_session",
@@ -190,6 +193,7 @@ async def test_end_call_tool_agent_leaves_avatar_follows(
                                      ("avatar", "client_initiated"): 1}
     await user.hang_up()
     snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot)[("user", "client_initiated")] == 1
     await metrics.wait_all(*ended(), *departures("agent_hangup"),
                            expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
     assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
@@ -207,7 +211,8 @@ async def test_avatar_session_closed_then_session_shutdown(
     assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
                                      ("avatar", "participant_removed"): 1}
     await user.hang_up()
-    await all_left(metrics, 3)
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot)[("user", "client_initiated")] == 1
     await metrics.wait_all(*ended(), *departures("agent_hangup"),
                            expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
     assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
@@ -240,7 +245,8 @@ async def test_unrecoverable_tts_error_closes_the_session(
     assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
                                      ("avatar", "client_initiated"): 1}
     await user.hang_up()
-    await all_left(metrics, 3)
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot)[("user", "client_initiated")] == 1
     await metrics.wait_all(*ended(), *departures("pipeline_error"),
                            expect("avatar_pipeline_errors_total", 1, component="tts",
                                   recoverable="false"),
@@ -286,7 +292,8 @@ async def test_recoverable_tts_error_is_survived(
                            timeout=CALL_TIMEOUT)
     await user.agent_state("listening")
     await user.hang_up()
-    await all_left(metrics)
+    snapshot = await all_left(metrics)
+    assert disconnects(snapshot) == EVERYONE_LEFT
     await metrics.wait_all(*ended(), *departures("user_hangup"),
                            expect("avatar_pipeline_errors_total", 0, component="tts",
                                   recoverable="false"))
@@ -307,7 +314,9 @@ async def test_avatar_never_comes(server: Server, room_service: api.LiveKitAPI,
     snapshot = await all_left(metrics, 1)
     assert disconnects(snapshot) == {("agent", "client_initiated"): 1}
     await user.hang_up()
-    await all_left(metrics, 2)
+    snapshot = await all_left(metrics, 2)
+    assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
+                                     ("user", "client_initiated"): 1}
     await metrics.wait_all(*ended(), *departures(None),
                            expect("avatar_startup_failures_total", 0, cause="join_timeout"))
     assert provider.sessions == 1
@@ -329,6 +338,7 @@ async def test_avatar_idle_timeout(server: Server, room_service: api.LiveKitAPI,
     await metrics.wait_all(*departures("idle_timeout"),
                            expect("avatar_timeouts_total", 1, timeout="idle"))
     await user.hang_up()
-    await all_left(metrics, 3)
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot) == EVERYONE_LEFT
     await metrics.wait_all(*ended())
     assert_verdict(await verdict(room_name), "failed", "idle_timeout", "idle_timeout")
