@@ -120,6 +120,16 @@ CASES: tuple[Case, ...] = (
         title="calls split over two sidecars are summed, not paged per instance",
     ),
     Case(
+        "AvatarStartupBudgetBurn",
+        {  # 12 calls an hour; one fails at 101m: 1 in 12 over the hour is a 16.7x burn.
+            s("avatar_calls_started_total", "a"): "0+0.2x120",
+            s("avatar_calls_abandoned_total", "a"): "0x120",
+            s("avatar_startup_failures_total", "a", cause="join_timeout"): "0x100 1x20",
+        },
+        {"100m": (), "103m": (Fires("", 1 / 12 / config.STARTUP_SLO.budget, _CALL_STARTUP),)},
+        title="at low traffic one failure pages",
+    ),
+    Case(
         "AvatarStartupBudgetTicket",
         _startup("0+0.2x120"),
         {"10m": (Fires("", 4, _CALL_STARTUP),), "120m": (Fires("", 4, _CALL_STARTUP),)},

@@ -289,7 +289,10 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         f"(`--session-timeout`, {t.session_timeout:g} s); a join later than {t.late_join:g} s "
         f"is late, a joined avatar without video (audio) for {t.media_grace:g} s is a black "
         f"screen (no audio), a first speech later than {t.slow_speech:g} s after joining is "
-        "slow.",
+        "slow. `repeated_length` compares the call with the others of the last hour: several "
+        "avatars that left (not by a hang-up nor the configured session timeout) within "
+        "`--timeout-tolerance` of the same session length, far more than natural lengths would "
+        "(`monitor/session_lengths.py`).",
         "",
         "| rule | severity | guide section | next step |",
         "|---|---|---|---|",
