@@ -1,7 +1,10 @@
 """`avatar-monitor diagnose ROOM`: one call's verdict and timeline in a terminal (rich).
 
 Exit codes: 0 the call is healthy, in progress or has only warnings; 1 it failed; 2 no live or
-recent call in that room; 3 the sidecar could not be asked (unreachable, refused the token).
+recent call in that room; 3 the sidecar could not be asked (unreachable, refused the token, or
+an answer that is not a call). What the sidecar sends (rooms, identities, messages) comes from
+callers, so it is printed as inert text: never rich markup, and control characters (ANSI and OSC
+escapes, bidi overrides) shown escaped.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +26,16 @@ from monitor.timeline import utc_clock
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_ROOM, EXIT_UNREACHABLE = 0, 1, 2, 3
 STYLE = {"failed": "bold red", "warning": "yellow", "healthy": "green", "in_progress": "green"}
+# C0 and C1 controls, and the format characters that reorder or hide text (bidi, zero width).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                      "\u2060-\u2069\ufeff]")
+
+
+def inert(value: object, style: str = "") -> Text:
+    """Untrusted text as rich Text: no markup, control characters escaped (`\x1b`)."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", str(value))
+    return Text(text, style=style)
 
 
 async def fetch(url: str, room: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
@@ -43,39 +57,49 @@ def run(url: str, room: str, console: Console | None = None) -> int:
     try:
         status, body = asyncio.run(fetch(url, room))
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        console.print(f"[red]cannot ask avatar-monitor at {url}: {exc}[/]")
+        console.print(inert(f"cannot ask avatar-monitor at {url}: {exc}", "red"))
         return EXIT_UNREACHABLE
     if status == 404:
-        console.print(f"no live or recent call in room [bold]{room}[/] (the sidecar keeps the "
-                      "last --recent-calls finished calls)")
+        console.print(Text.assemble("no live or recent call in room ", inert(room, "bold"),
+                                    " (the sidecar keeps the last --recent-calls finished "
+                                    "calls)"))
         return EXIT_UNKNOWN_ROOM
-    if status != 200:
-        console.print(f"[red]avatar-monitor answered {status}: {body.get('detail', body)}[/]")
+    if status != 200 or type(body) is not dict:
+        detail = body.get("detail", body) if type(body) is dict else body
+        console.print(inert(f"avatar-monitor answered {status}: {detail}", "red"))
         return EXIT_UNREACHABLE
-    render(body, console)
-    return EXIT_FAILED if body["status"] == "failed" else EXIT_OK
+    try:
+        render(body, console)
+        return EXIT_FAILED if body["status"] == "failed" else EXIT_OK
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+        console.print(inert(f"avatar-monitor's answer is not a call: {type(exc).__name__}",
+                            "red"))
+        return EXIT_UNREACHABLE
 
 
 def render(call: dict[str, Any], console: Console) -> None:
     """The verdict with its evidence and next steps, the participants, the timeline."""
     style = STYLE.get(call["status"], "")
     state = "live" if call["live"] else "finished"
-    console.print(Text.assemble((call["room"], "bold"), f"  {call['state']} ({state}), started ",
+    console.print(Text.assemble(inert(call["room"], "bold"),
+                                inert(f"  {call['state']} ({state}), started "),
                                 utc_clock(call["started_at"], millis=True), " UTC"))
-    console.print(Text.assemble("verdict: ", (call["verdict"], style)))
+    console.print(Text.assemble("verdict: ", inert(call["verdict"], style)))
     for finding in call["findings"]:
         console.print(Text.assemble(
-            "  ", (f"{finding['rule']}", STYLE.get(finding["severity"], "")), ": ",
-            finding["evidence"]))
-        console.print(Text.assemble("    ", (finding["section"], "italic"), " -> ",
-                                    finding["next_step"]))
+            "  ", inert(finding["rule"], STYLE.get(finding["severity"], "")), ": ",
+            inert(finding["evidence"])))
+        console.print(Text.assemble("    ", inert(finding["section"], "italic"), " -> ",
+                                    inert(finding["next_step"])))
     people = Table("identity", "role", "joined", "left", "reason", title="participants",
                    title_justify="left")
     for p in call["participants"]:
         joined, left = (utc_clock(p[k], millis=True) for k in ("joined_at", "left_at"))
-        people.add_row(p["identity"], p["role"], joined, left, p["disconnect_reason"] or "")
+        people.add_row(inert(p["identity"]), inert(p["role"]), joined, left,
+                       inert(p["disconnect_reason"] or ""))
     console.print(people)
     timeline = Table("time (UTC)", "event", "detail", title="timeline", title_justify="left")
     for entry in call["timeline"]:
-        timeline.add_row(utc_clock(entry["at"], millis=True), entry["event"], entry["detail"])
+        timeline.add_row(utc_clock(entry["at"], millis=True), inert(entry["event"]),
+                         inert(entry["detail"]))
     console.print(timeline)
