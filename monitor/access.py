@@ -14,6 +14,9 @@ from livekit.api.access_token import Claims
 
 ANY_ROOM = ""
 AGENT_KIND = "agent"
+# The status page's session: the token, once given as ?token=, kept in an HttpOnly,
+# SameSite=Strict cookie so that addresses and links no longer carry it.
+SESSION_COOKIE = "avatar_monitor_token"
 
 
 class Denied(Exception):
@@ -35,7 +38,7 @@ class TokenAccess:
 
     def room_scope(self, request: web.Request, query_token: bool = False) -> str:
         """The room the caller may act on (ANY_ROOM for all); raises Denied. With
-        `query_token`, a `?token=` parameter is taken too (for a browser)."""
+        `query_token` (a browser), a `?token=` parameter or the session cookie is taken too."""
         if self.verifier is None:
             return ANY_ROOM
         return _room_of(self._claims(request, query_token))
@@ -59,7 +62,7 @@ class TokenAccess:
         assert self.verifier is not None
         token = bearer_token(request)
         if not token and query_token:
-            token = request.query.get("token", "")
+            token = request.query.get("token", "") or request.cookies.get(SESSION_COOKIE, "")
         if not token:
             raise Denied(401, "unauthorized",
                          f"a LiveKit access token is needed (Authorization: Bearer){self.hint}")

@@ -21,13 +21,15 @@ from monitor.bridge import BackendBridge
 from monitor.clock import ServerClock
 from monitor.config import Config
 from monitor.event_intake import EventIntake
+from monitor.http_server import failure_middleware, security_headers
 from monitor.intake import WebhookIntake
+from monitor.logs import quiet_aiohttp_logs
 from monitor.metrics import CallStateCollector, Metrics
 from monitor.roles import RoleClassifier
 from monitor.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.state import CallListener, CallTracker, TrackerSettings
 from monitor.status_api import CallStatus
-from monitor.status_page import StatusPage
+from monitor.status_page import PAGE_POLICY, StatusPage
 from monitor.timeline import CallRecords
 from monitor.verdicts import Thresholds
 from monitor.verify import WebhookVerifier
@@ -195,7 +197,10 @@ def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
 def create_app(config: Config, clock: Callable[[], float] | None = None,
                span_exporter: SpanExporter | None = None) -> web.Application:
     monitor = build_monitor(config, clock, span_exporter)
-    app = web.Application(client_max_size=config.max_body_bytes)
+    quiet_aiohttp_logs()
+    app = web.Application(client_max_size=config.max_body_bytes,
+                          middlewares=[failure_middleware(monitor.metrics.handler_failed)])
+    app.on_response_prepare.append(security_headers(PAGE_POLICY))
     app[MONITOR] = monitor
     app.router.add_post("/webhook", monitor.intake.handle)
     app.router.add_post("/v1/events", monitor.event_intake.handle)

@@ -78,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--public-status: the status page and /v1/calls show room names and "
                     "identities to anyone who can reach port %d", config.port)
     from monitor.app import create_app
+    from monitor.http_server import server_options
 
     app = create_app(config)
     log.info("listening on http://%s:%d (POST /webhook, POST /v1/events, GET /metrics, "
              "GET /healthz, GET /v1/calls, status page GET /)", config.host, config.port)
     web.run_app(app, host=config.host, port=config.port, access_log=None, print=None,
-                handle_signals=True)
+                handle_signals=True, **server_options())
     return 0
 
 

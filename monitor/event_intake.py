@@ -10,7 +10,6 @@ a log line and a counter.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,10 +18,12 @@ from aiohttp import web
 
 from monitor.access import Denied, TokenAccess
 from monitor.bridge import BackendBridge
+from monitor.http_server import BodyRefused, read_body
 from monitor.intake import json_reply
 from monitor.logs import RateLimitedLog
 from monitor.metrics import Metrics
 from monitor.signals import MAX_MESSAGE_BYTES, BadEvent, parse_event
+from monitor.strict_json import NotAccepted, loads
 
 log = logging.getLogger("monitor.events")
 
@@ -42,21 +43,22 @@ class EventIntake:
         self._warn = RateLimitedLog(log)
 
     async def handle(self, request: web.Request) -> web.Response:
-        too_large = f"body over {self._max_body_bytes} bytes"
         length = request.content_length
         if length is not None and length > self._max_body_bytes:
-            return self._reject(413, "too_large", too_large)
+            return self._closing(self._reject(413, "too_large",
+                                              f"body over {self._max_body_bytes} bytes"))
         try:
             granted_room = self._access.agent_room(request)
         except Denied as denied:
             return self._reject(*denied.args)
-        body = await self._read(request)
-        if body is None:
-            return self._reject(413, "too_large", too_large)
         try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
-            return self._reject(400, "malformed", "body is not JSON")
+            body = await read_body(request, self._max_body_bytes)
+        except BodyRefused as refused:
+            return self._closing(self._reject(*refused.args))
+        try:
+            doc = loads(body)  # only what livekit-api's (protobuf's) JSON parser reads
+        except NotAccepted as exc:
+            return self._reject(400, "malformed", f"body is not JSON as LiveKit reads it: {exc}")
         if type(doc) is not dict:
             return self._reject(400, "malformed", "body must be a JSON object")
         room, room_sid = doc.get("room"), doc.get("room_sid")
@@ -78,14 +80,11 @@ class EventIntake:
         outcome = self._bridge.accept("http", event, self._clock(), room, room_sid or None)
         return json_reply(202, status=outcome)
 
-    async def _read(self, request: web.Request) -> bytes | None:
-        """The body, or None when it is over the limit (chunked bodies have no length)."""
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(16 * 1024):
-            body += chunk
-            if len(body) > self._max_body_bytes:
-                return None
-        return bytes(body)
+    @staticmethod
+    def _closing(reply: web.Response) -> web.Response:
+        """The body was not read: close the connection after the answer."""
+        reply.force_close()
+        return reply
 
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
         self._metrics.bridge_rejected.labels(reason).inc()

@@ -1,4 +1,5 @@
-"""Webhook intake: size limit, signature, parse, de-duplication, then the call tracker.
+"""Webhook intake: size and time limits, signature, parse (only what livekit-api would read),
+de-duplication, then the call tracker.
 
 Every rejection is a short JSON reason, a log line and a counter; a good event after a bad one
 is processed as usual.
@@ -18,9 +19,11 @@ from aiohttp import web
 from monitor.clock import ServerClock
 from monitor.dedup import RecentIds
 from monitor.events import KNOWN_EVENTS, MalformedEvent, parse_event
+from monitor.http_server import BodyRefused, read_body
 from monitor.logs import RateLimitedLog
 from monitor.metrics import Metrics
 from monitor.state import CallTracker
+from monitor.strict_json import NotAccepted, webhook_json
 from monitor.verify import Unauthorized, WebhookVerifier
 
 log = logging.getLogger("monitor.intake")
@@ -56,13 +59,12 @@ class WebhookIntake:
         self.on_dropped_upstream: Callable[[], None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
-        length = request.content_length
-        if length is not None and length > self._max_body_bytes:
-            return self._reject(413, "too_large", f"body over {self._max_body_bytes} bytes")
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._reject(413, "too_large", f"body over {self._max_body_bytes} bytes")
+            body = await read_body(request, self._max_body_bytes)
+        except BodyRefused as refused:
+            reply = self._reject(*refused.args)
+            reply.force_close()  # the rest of the body is not waited for
+            return reply
         token = request.headers.get("Authorization", "")
         if token.startswith("Bearer "):
             token = token[7:]
@@ -73,8 +75,9 @@ class WebhookIntake:
         except Unauthorized as exc:
             return self._reject(401, "unauthorized", str(exc))
         try:
+            webhook_json(body)  # only what livekit-api's WebhookReceiver would read
             event = parse_event(body)
-        except MalformedEvent as exc:
+        except (NotAccepted, MalformedEvent) as exc:
             return self._reject(400, "malformed", str(exc))
         if event.id and self._recent.seen(event.id):
             self._metrics.webhook_rejected("duplicate")

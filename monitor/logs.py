@@ -56,3 +56,57 @@ class RateLimitedLog:
         if suppressed:
             message += f" ({suppressed} similar lines suppressed)"
         self._logger.warning(message, *args)
+
+
+# aiohttp's own loggers: access lines, errors while reading or answering a request.
+AIOHTTP_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.internal")
+MAX_SERVER_LOG_CHARS = 200
+
+
+class ServerLogFilter(logging.Filter):
+    """aiohttp's log lines made safe to keep: at most one line per logger and kind per
+    interval (then how many were suppressed), only the message's first line cut to
+    MAX_SERVER_LOG_CHARS with control characters escaped, and of an exception only its type:
+    never a traceback, never a request body."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        key = (record.name, f"{str(record.msg)[:80]}|{type(error).__name__}")
+        now = time.monotonic()
+        if now - self._last.get(key, -self._interval) < self._interval:
+            if len(self._suppressed) < 1000 or key in self._suppressed:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        if len(self._last) >= 1000:
+            self._last.clear()
+        self._last[key] = now
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        lines = message.splitlines()
+        message = (lines[0] if lines else "")[:MAX_SERVER_LOG_CHARS]
+        message = message.encode("ascii", "backslashreplace").decode()
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        if error is not None:
+            message += f" ({type(error).__name__})"
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += f" ({suppressed} similar lines suppressed)"
+        record.msg, record.args = message, None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def quiet_aiohttp_logs() -> None:
+    """Install ServerLogFilter on aiohttp's loggers, once."""
+    for name in AIOHTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ServerLogFilter) for f in logger.filters):
+            logger.addFilter(ServerLogFilter())

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from monitor.departures import Departure
 from monitor.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
+from monitor.http_server import ENDPOINT_NAMES
 from monitor.roles import Role
 from monitor.signals import (
     CLOSE_REASONS,
@@ -53,7 +54,8 @@ SESSION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1500, 1740, 1800, 18
 
 STARTUP_FAILURE_CAUSES = ("join_timeout", "message")
 TIMEOUTS = ("join", "idle", "session")
-REJECTION_REASONS = ("unauthorized", "malformed", "too_large", "duplicate")
+REJECTION_REASONS = ("unauthorized", "malformed", "too_large", "timeout", "internal",
+                     "duplicate")
 TRACK_KINDS = ("audio", "video")
 SPAN_DROP_REASONS = ("queue_full", "export_failed")
 WEBHOOK_EVENTS = (*sorted(KNOWN_EVENTS), "other")
@@ -75,7 +77,8 @@ BRIDGE_OUTCOMES = {
     "buffer": ("applied", "expired"),
 }
 # forbidden: not an agent's token; foreign_room: no grant for the room, or a sid of another room
-BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "too_large")
+BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "too_large",
+                     "timeout", "internal")
 # Data messages on the topics read, from a sender that is not an agent participant of the room.
 DATA_REFUSALS = ("forbidden",)
 
@@ -201,6 +204,10 @@ class Metrics(CallListener):
         self.bridge_rejected = Counter(
             "avatar_monitor_reported_events_rejected",
             "POST /v1/events requests rejected, by reason.", ["reason"], registry=registry)
+        self.handler_failures = Counter(
+            "avatar_monitor_http_failures",
+            "HTTP requests whose handler failed (answered 500 internal), by endpoint.",
+            ["endpoint"], registry=registry)
         self.data_refused = Counter(
             "avatar_monitor_data_messages_refused",
             "Data messages on the topics read that were refused (the sender is not an agent "
@@ -258,6 +265,8 @@ class Metrics(CallListener):
                 self.bridge_events.labels(source, outcome)
         for reason in BRIDGE_REJECTIONS:
             self.bridge_rejected.labels(reason)
+        for endpoint in ENDPOINT_NAMES:
+            self.handler_failures.labels(endpoint)
         for topic in (*TOPIC_LABELS.values(), SESSION_TOPIC_LABEL):
             for reason in DATA_REFUSALS:
                 self.data_refused.labels(topic, reason)
@@ -284,6 +293,14 @@ class Metrics(CallListener):
 
     def webhook_rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
+
+    def handler_failed(self, endpoint: str) -> None:
+        """A handler raised: counted by endpoint, and as a rejection of its intake."""
+        self.handler_failures.labels(endpoint).inc()
+        if endpoint == "webhook":
+            self.rejections.labels("internal").inc()
+        elif endpoint == "events":
+            self.bridge_rejected.labels("internal").inc()
 
     # -- call transitions ------------------------------------------------------------------
 

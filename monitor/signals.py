@@ -9,10 +9,11 @@ Everything parsed here is reduced to closed sets, so it can be counted with boun
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from monitor import strict_json
 
 LEMONSLICE_TOPIC = "lemonslice/message"
 EVENTS_TOPIC = "avatar-monitor/events"
@@ -177,7 +178,7 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
     if len(payload) > MAX_MESSAGE_BYTES:
         return None
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
+        doc = strict_json.loads(payload)
+    except strict_json.NotAccepted:
         return None
     return doc if type(doc) is dict else None

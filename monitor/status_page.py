@@ -1,5 +1,10 @@
 """The built-in status page: live calls, recent failures with their verdicts, and one call's
-timeline. Server-rendered HTML with no script and no build step; it reloads itself every 5 s."""
+timeline. Server-rendered HTML with no script and no build step; it reloads itself every 5 s.
+
+A token given as `?token=` is moved into a session cookie (HttpOnly, SameSite=Strict) by a
+redirect to the same address without it, so neither the address bar, the reload, the links nor a
+Referer carry it. The Content-Security-Policy allows the page's own style sheet and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.access import Denied
+from monitor.access import SESSION_COOKIE, Denied
+from monitor.http_server import style_hash
 from monitor.status_api import CallQuery, CallStatus
 from monitor.timeline import CallRecord, entry_text, utc_clock
 from monitor.verdicts import Verdict
@@ -24,8 +30,8 @@ th{background:#f0f2f5}.failed{color:#b3261e;font-weight:600}.warning{color:#8a5a
 .finding.w{border-color:#d29922}
 """
 LIMIT = 50
-
-
+PAGE_POLICY = (f"default-src 'none'; style-src {style_hash(STYLE)}; img-src 'none'; "
+               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def _page(title: str, body: str, refresh: bool = True) -> web.Response:
@@ -35,28 +41,27 @@ def _page(title: str, body: str, refresh: bool = True) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-def _link(record: CallRecord, token: str) -> str:
-    suffix = f"?token={quote(token)}" if token else ""
-    return f'<a href="/calls/{quote(record.room, safe="")}{suffix}">{escape(record.room)}</a>'
+def _link(record: CallRecord) -> str:
+    return f'<a href="/calls/{quote(record.room, safe="")}">{escape(record.room)}</a>'
 
 
-def _rows(calls: list[tuple[CallRecord, Verdict]], token: str) -> str:
+def _rows(calls: list[tuple[CallRecord, Verdict]]) -> str:
     if not calls:
         return '<tr><td colspan=5 class=muted>none</td></tr>'
     rows = []
     for record, verdict in calls:
         evidence = verdict.findings[0].evidence if verdict.findings else ""
         rows.append(
-            f"<tr><td>{_link(record, token)}</td><td>{escape(record.state)}</td>"
+            f"<tr><td>{_link(record)}</td><td>{escape(record.state)}</td>"
             f"<td>{utc_clock(record.started_at)}</td>"
             f'<td class="{verdict.status}">{escape(verdict.name)}</td>'
             f"<td>{escape(evidence)}</td></tr>")
     return "".join(rows)
 
 
-def _table(calls: list[tuple[CallRecord, Verdict]], token: str) -> str:
+def _table(calls: list[tuple[CallRecord, Verdict]]) -> str:
     return ("<table><tr><th>room</th><th>state</th><th>started (UTC)</th><th>verdict</th>"
-            f"<th>evidence</th></tr>{_rows(calls, token)}</table>")
+            f"<th>evidence</th></tr>{_rows(calls)}</table>")
 
 
 class StatusPage:
@@ -66,8 +71,10 @@ class StatusPage:
         self._status = status
 
     def _scope(self, request: web.Request) -> str | web.Response:
+        """The caller's room scope, or the answer to send instead: a 401 page, or the redirect
+        that moves a good `?token=` into the session cookie."""
         try:
-            return self._status.access.room_scope(request, query_token=True)
+            scope = self._status.access.room_scope(request, query_token=True)
         except Denied as denied:
             status, _, text = denied.args
             body = (f"<h1>avatar-monitor</h1><p>{escape(text)}. Add <code>?token=</code> with a "
@@ -75,12 +82,21 @@ class StatusPage:
             response = _page("avatar-monitor: unauthorized", body, refresh=False)
             response.set_status(status)
             return response
+        token = request.query.get("token")
+        if token is None:
+            return scope
+        rest = {k: v for k, v in request.query.items() if k != "token"}
+        response = web.Response(status=303,
+                                headers={"Location": str(request.rel_url.with_query(rest))})
+        if self._status.access.verifier is not None:
+            response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
+                                secure=request.secure, path="/")
+        return response
 
     async def index(self, request: web.Request) -> web.Response:
         scope = self._scope(request)
         if isinstance(scope, web.Response):
             return scope
-        token = request.query.get("token", "")
         live = await self._status.find(CallQuery("live", None, LIMIT), scope)
         failed = await self._status.find(CallQuery("finished", "failed", LIMIT), scope)
         body = (
@@ -88,8 +104,8 @@ class StatusPage:
             f'<p class=muted>{len(self._status.records.live)} live call(s); the last '
             f"{self._status.records.recent} finished calls are kept. "
             'Metrics: <a href="/metrics">/metrics</a>; JSON: /v1/calls.</p>'
-            f"<h2>Live calls</h2>{_table(live, token)}"
-            f"<h2>Recent failures</h2>{_table(failed, token)}")
+            f"<h2>Live calls</h2>{_table(live)}"
+            f"<h2>Recent failures</h2>{_table(failed)}")
         return _page("avatar-monitor", body)
 
     async def call(self, request: web.Request) -> web.Response:
@@ -117,10 +133,8 @@ class StatusPage:
         timeline = "".join(
             f"<tr><td>{utc_clock(entry[0])}</td><td>{escape(entry[1])}</td>"
             f"<td>{escape(entry_text(entry))}</td></tr>" for entry in record.entries)
-        token = request.query.get("token", "")
-        back = f"/?token={quote(token)}" if token else "/"
         body = (
-            f'<p><a href="{escape(back)}">&larr; all calls</a></p>'
+            '<p><a href="/">&larr; all calls</a></p>'
             f"<h1>{escape(record.room)} <span class=muted>({escape(record.state)})</span></h1>"
             f'<h2>Verdict: <span class="{verdict.status}">{escape(verdict.name)}</span></h2>'
             f"{findings}"

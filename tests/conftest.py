@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from monitor.app import MONITOR, Monitor, create_app
 from monitor.config import Config
+from monitor.http_server import server_options
 from tests import scrape
 from tests.webhooks import KEY, SECRET, signed
 
@@ -73,7 +74,7 @@ async def start_monitor() -> AsyncIterator[StartMonitor]:
         # The simulated server clock of tests/webhooks.py is this machine's: webhooks dated in
         # the past are late deliveries, not a server clock behind ours.
         app = create_app(config, clock=time.time, span_exporter=span_exporter)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, **server_options())
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)

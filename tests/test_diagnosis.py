@@ -6,12 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 from livekit.protocol import models
 
+from monitor.access import SESSION_COOKIE
 from monitor.departures import AGENT_HANGUP_WINDOW
+from monitor.http_server import style_hash
 from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
 from monitor.state import LATE_JOIN_GRACE
+from monitor.status_page import STYLE
 from monitor.timeline import MAX_ENTRIES, CallRecords
 from monitor.verdicts import RULES
 from tests.conftest import RunningMonitor, StartMonitor
@@ -369,11 +373,44 @@ async def test_the_page_needs_a_token_unless_public(start_monitor: StartMonitor)
     await network(call)
     status, html = await page(sidecar, "/")
     assert status == 401 and "--public-status" in html and call.room.name not in html
-    status, html = await page(sidecar, f"/?token={access_token()}")
-    assert status == 200 and call.room.name in html
-    assert f"/calls/{call.room.name}?token=" in html  # links keep the token
-    status, html = await page(sidecar, f"/calls/{call.room.name}?token={access_token()}")
-    assert status == 200 and "avatar left with CONNECTION_TIMEOUT" in html
+    token = access_token()
+    # A ?token= is moved into a session cookie by a redirect to the address without it.
+    async with sidecar.http.get(f"{sidecar.url}/?token={token}&x=1",
+                                allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/?x=1"
+        cookie = resp.cookies[SESSION_COOKIE]
+        assert cookie.value == token
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    async with sidecar.http.get(f"{sidecar.url}/?token=not-a-token",
+                                allow_redirects=False) as resp:
+        assert resp.status == 401 and SESSION_COOKIE not in resp.cookies
+    # A browser (IP addresses get cookies too) follows it; no link carries the token.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(f"{sidecar.url}/?token={token}") as resp:
+            html = await resp.text()
+            assert resp.status == 200 and call.room.name in html
+            assert str(resp.url) == f"{sidecar.url}/"
+        assert f'href="/calls/{call.room.name}"' in html and "token" not in html
+        async with browser.get(f"{sidecar.url}/calls/{call.room.name}") as resp:
+            html = await resp.text()
+            assert resp.status == 200 and "avatar left with CONNECTION_TIMEOUT" in html
+            assert "token" not in html
+    # The Authorization header carries it as well.
+    async with sidecar.http.get(f"{sidecar.url}/",
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 200 and "token" not in await resp.text()
+
+
+async def test_every_answer_carries_the_security_headers(sidecar: RunningMonitor) -> None:
+    for path in ("/", "/calls/nowhere", "/v1/calls", "/metrics", "/healthz"):
+        async with sidecar.http.get(sidecar.url + path) as resp:
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+            assert resp.headers["Referrer-Policy"] == "no-referrer", path
+            assert resp.headers["Cache-Control"] == "no-store", path
+            if resp.content_type == "text/html":
+                policy = resp.headers["Content-Security-Policy"]
+                assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+                assert style_hash(STYLE) in policy
 
 
 async def test_the_page_escapes_what_participants_named(start_monitor: StartMonitor) -> None:

@@ -1,0 +1,91 @@
+"""JSON read only where livekit-api reads it.
+
+livekit-api parses webhooks with protobuf's JSON parser: text (so UTF-8 without a byte order
+mark), Python's `json` with duplicate keys refused, then every string encodable as UTF-8 (no lone
+surrogates) and every number representable in its field. `webhook_json` asks that very parser
+about a webhook body. `loads` reads a /v1/events body by the same rules, as protobuf reads any
+JSON object (a `Struct`: numbers are doubles); tests/test_json_differential.py holds both to the
+reference.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.json_format import Parse
+from livekit.protocol.webhook import WebhookEvent
+
+
+class NotAccepted(ValueError):
+    """livekit-api would not read this body; the message is a short reason."""
+
+
+def webhook_json(body: bytes) -> None:
+    """Raise NotAccepted unless livekit-api's WebhookReceiver would parse `body`."""
+    try:
+        Parse(_text(body), WebhookEvent(), ignore_unknown_fields=True)
+    except NotAccepted:
+        raise
+    except Exception as exc:  # ParseError, and what its json.loads raises on the way
+        raise NotAccepted(f"not a WebhookEvent: {_short(exc)}") from None
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON document as protobuf's JSON parser reads a Struct; raises NotAccepted."""
+    try:
+        doc = json.loads(_text(body), object_pairs_hook=_unique_keys)
+    except NotAccepted:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise NotAccepted(f"not JSON: {_short(exc)}") from None
+    _check(doc)
+    return doc
+
+
+def _text(body: bytes) -> str:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotAccepted("not UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise NotAccepted("a byte order mark")
+    return text
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise NotAccepted("duplicate keys")
+    return doc
+
+
+def _check(value: Any) -> None:
+    """Strings (keys too) must be UTF-8 (no lone surrogates); numbers must fit a double."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is str:
+            _utf8(item)
+        elif type(item) is int:
+            try:
+                float(item)
+            except OverflowError:
+                raise NotAccepted("a number out of range") from None
+        elif type(item) is dict:
+            for key, inner in item.items():
+                _utf8(key)
+                stack.append(inner)
+        elif type(item) is list:
+            stack.extend(item)
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotAccepted("a lone surrogate in a string") from None
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
