@@ -1,6 +1,7 @@
 """Forged failure reports against a real livekit-server and a real sidecar: a user in the call
-publishes reports on the data channel and posts them with its join token; each is refused and
-counted, and the voice agent's own reports that follow still count."""
+publishes reports on the data channel and posts them with its join token, a server SDK sends one
+into the room; each is refused and counted, and the voice agent's own reports that follow still
+count."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 
 import aiohttp
 import pytest
+from livekit import api
 
 from monitor.agents import Reporter
 from tests.e2e.metrics import MetricsClient, expect
@@ -30,7 +32,8 @@ def sidecar_base_args(livekit_port: int) -> list[str]:
 
 async def test_a_users_reports_are_refused_and_the_agents_still_count(
         call: CallDriver, metrics: MetricsClient, sidecar: Sidecar, server: Server,
-        http: aiohttp.ClientSession, api_keys: tuple[str, str]) -> None:
+        http: aiohttp.ClientSession, api_keys: tuple[str, str],
+        room_service: api.LiveKitAPI) -> None:
     user = await call.user()
     agent = await call.agent()
     await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
@@ -43,13 +46,17 @@ async def test_a_users_reports_are_refused_and_the_agents_still_count(
                              topic="lemonslice/message")
     await local.publish_data(json.dumps(PIPELINE_ERROR), reliable=True,
                              topic="avatar-monitor/events")
-    # And posts to /v1/events with its own join token, for its very room.
+    # A server SDK's message has no participant as its sender: not an agent's either.
+    await room_service.room.send_data(api.SendDataRequest(
+        room=call.room, data=json.dumps(STARTUP_FAILURE).encode(),
+        kind=api.DataPacket.Kind.RELIABLE, topic="lemonslice/message"))
+    # And the user posts to /v1/events with its own join token, for its very room.
     body = {**PIPELINE_ERROR, "room": call.room, "room_sid": room_sid}
     headers = {"Authorization": f"Bearer {user_token(server, call.room, 'user')}"}
     async with http.post(f"{sidecar.url}/v1/events", json=body, headers=headers) as resp:
         assert (resp.status, (await resp.json())["error"]) == (403, "forbidden")
     snapshot = await metrics.wait_all(
-        expect("avatar_monitor_data_messages_refused_total", 1, topic="lemonslice",
+        expect("avatar_monitor_data_messages_refused_total", 2, topic="lemonslice",
                reason="forbidden"),
         expect("avatar_monitor_data_messages_refused_total", 1, topic="avatar-monitor",
                reason="forbidden"),

@@ -228,10 +228,13 @@ async def test_call_ending_while_the_observer_joins_leaves_the_sidecar_running(
 
     # Every join has its leave: the user's, and the observer's own if it got in (hidden
     # participants are not call participants, but their webhooks are counted).
+    # A user gone before its connection completed is one participant_connection_aborted.
     def settled(snapshot: Snapshot) -> bool:
         joined = snapshot.value("avatar_monitor_webhooks_total", event="participant_joined")
         left = snapshot.value("avatar_monitor_webhooks_total", event="participant_left")
-        return joined in (1, 2) and left == joined
+        aborted = snapshot.value("avatar_monitor_webhooks_total",
+                                 event="participant_connection_aborted")
+        return joined + aborted in (1, 2) and left == joined
 
     await metrics.wait_for(settled, "a participant_left for each participant_joined", 20)
     assert sidecar.process is not None and sidecar.process.poll() is None
