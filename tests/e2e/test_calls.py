@@ -164,7 +164,8 @@ async def test_avatar_removed(call: CallDriver, metrics: MetricsClient,
     reason = await asyncio.wait_for(avatar.disconnected, 10)
     assert reason == rtc.DisconnectReason.PARTICIPANT_REMOVED
 
-    # A removal is the departure once the voice agent's end has not come within its window.
+    # A removal waits up to AGENT_HANGUP_WINDOW (10 s) for the voice agent's end, which would
+    # make it an agent hang-up; none comes here.
     done = await metrics.wait_all(*idle_gauges(), *only_departure("removed"),
                                   expect("avatar_session_duration_seconds_count", 1),
                                   timeout=AGENT_HANGUP_WINDOW + 10)
@@ -181,9 +182,12 @@ async def test_room_deleted_during_call(call: CallDriver, metrics: MetricsClient
         asyncio.gather(*(p.disconnected for p in call.participants)), 10)
     assert set(reasons) == {rtc.DisconnectReason.ROOM_DELETED}
 
+    # Deleted through the API (room_finished says API_DELETE), as an agent ending the call would:
+    # the departure waits up to AGENT_HANGUP_WINDOW for the agent's end; none comes here.
     done = await metrics.wait_all(*idle_gauges(), *only_departure("server"),
                                   expect("avatar_monitor_webhooks_total", 1,
-                                         event="room_finished"))
+                                         event="room_finished"),
+                                  timeout=AGENT_HANGUP_WINDOW + 10)
     assert_disconnects(done, {("avatar", "room_deleted"): 1, ("agent", "room_deleted"): 1,
                               ("user", "room_deleted"): 1})
     assert_no_rejections(done)
