@@ -17,6 +17,7 @@ from tests.e2e.conftest import Verdict
 from tests.e2e.metrics import MetricsClient, expect
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
+from tests.webhooks import access_token
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +83,17 @@ async def test_the_page_shows_a_failed_call_and_its_verdict(
         assert f"<td>{event}</td>" in page, event
     print(f"\nstatus page screenshots: {ARTIFACTS / 'status-page.png'}, "
           f"{ARTIFACTS / 'status-page-call.png'}")
+
+
+async def test_a_token_in_the_address_becomes_a_session_cookie(
+        sidecar: Sidecar, chromium: str, tmp_path: Path, api_keys: tuple[str, str]) -> None:
+    """Chromium opens `/?token=...`: the sidecar redirects to `/` with the token in an HttpOnly
+    cookie, and the page it then shows (authorised by the cookie alone) carries no token."""
+    token = access_token(None, *api_keys)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = await browse(chromium, tmp_path / "profile", f"{sidecar.url}/?token={token}",
+                        ARTIFACTS / "status-page-session.png")
+    assert "Live calls" in page and "token" not in page
+    refused = await browse(chromium, tmp_path / "other-profile", f"{sidecar.url}/?token=forged",
+                           ARTIFACTS / "status-page-refused.png")
+    assert "Live calls" not in refused and "token does not verify" in refused
