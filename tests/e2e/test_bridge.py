@@ -11,8 +11,9 @@ from typing import TypeVar
 
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession, stt, tts
+from livekit.agents import AgentSession, APIError, stt, tts
 from livekit.agents.voice.events import ErrorEvent
+from livekit.protocol.agent_pb import agent_session as agent_pb
 
 from monitor.agents import Reporter, instrument, wait_for_avatar
 from tests.e2e.metrics import MetricsClient, expect, poll_until
@@ -132,3 +133,38 @@ async def test_agent_session_errors_by_both_paths_count_once(
                           recoverable="false") == 1
     await avatar.leave()
     await metrics.wait_all(expect("avatar_departures_total", 1, cause="pipeline_error"))
+
+
+def session_error(recoverable: bool) -> bytes:
+    """An error as livekit-agents broadcasts it on lk.agent.session: str(error) in an
+    AgentSessionMessage."""
+    error = tts.TTSError(timestamp=time.time(), label="e2e", error=APIError("provider down"),
+                         recoverable=recoverable)
+    event = agent_pb.AgentSessionEvent(error=agent_pb.AgentSessionEvent.Error(message=str(error)))
+    return agent_pb.AgentSessionMessage(event=event).SerializeToString()
+
+
+async def test_the_session_broadcast_counts_from_agents_only_and_once(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    user = await call.user()
+    agent = await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1))
+    await call.avatar(publish=False)
+    await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
+    await user.room.local_participant.send_bytes(session_error(False), topic="lk.agent.session")
+    await metrics.wait_all(
+        expect("avatar_monitor_data_messages_refused_total", 1, topic="agent-session",
+               reason="forbidden"),
+        expect("avatar_pipeline_errors_total", 0, component="tts", recoverable="false"))
+    error = session_error(False)
+    for _ in range(2):  # the same error twice (one id): counted once
+        await agent.room.local_participant.send_bytes(error, topic="lk.agent.session")
+    await metrics.wait_all(
+        expect("avatar_data_messages_total", 2, topic="agent-session", type="pipeline_error"),
+        expect("avatar_monitor_reported_events_total", 1, source="agent_session",
+               outcome="applied"),
+        expect("avatar_monitor_reported_events_total", 1, source="agent_session",
+               outcome="duplicate"),
+        expect("avatar_pipeline_errors_total", 1, component="tts", recoverable="false"),
+        expect("avatar_monitor_data_messages_refused_total", 1, topic="agent-session",
+               reason="forbidden"))
