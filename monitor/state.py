@@ -55,6 +55,9 @@ LATE_JOIN_GRACE = 1.0
 CREATED_AT_PRECISION = 1.0
 # Disconnect reasons that say the server ended a participant's stay, not the participant.
 SENT_AWAY = SERVER_REASONS | {"participant_removed"}
+# A room found gone ends its call this long after: the webhooks queued behind the
+# listing that found it gone (livekit-server sends them in order) arrive first.
+ROOM_GONE_GRACE = 2.0
 # Avatar departures that the voice agent's end, seen just after, can show to be an agent hang-up
 # (an avatar that leaves by itself follows an agent that has already left).
 AGENT_MAY_HAVE_ENDED = frozenset({"participant_removed", "room_deleted"})
@@ -209,6 +212,8 @@ class CallTracker:
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
         self._holding: deque[tuple[float, str]] = deque()  # (local release time, room sid)
+        # Rooms found gone, ended after ROOM_GONE_GRACE: (local time, room sid, server time).
+        self._going: deque[tuple[float, str, float]] = deque()
         # Rooms whose call ended, remembered long after eviction (at least as many as calls
         # are tracked), so late webhooks and listings do not revive them.
         self.ended_rooms = EndedRooms(max(settings.max_calls, 10_000))
@@ -278,6 +283,9 @@ class CallTracker:
             call = self.calls.get(sid)
             if call is not None and call.held is not None:
                 self._release(call)
+        while self._going and self._going[0][0] <= now:
+            _, sid, gone_at = self._going.popleft()
+            self._end_gone_room(sid, gone_at)
         while self._lingering and self._lingering[0][0] <= now:
             _, sid = self._lingering.popleft()
             call = self.calls.get(sid)
@@ -636,7 +644,14 @@ class CallTracker:
             self._emit("observation_started", call, at)
 
     def room_gone(self, room_sid: str, at: float) -> None:
-        """The server no longer has the room (it restarted, or the room closed unseen)."""
+        """The server no longer has the room (it restarted, or the room closed unseen). The
+        call ends after ROOM_GONE_GRACE, so that the webhooks already on their way (a user's
+        leave, the avatar's) still tell how it ended."""
+        call = self.calls.get(room_sid)
+        if call is not None and call.state is not CallState.ENDED:
+            self._going.append((at + ROOM_GONE_GRACE, room_sid, at))
+
+    def _end_gone_room(self, room_sid: str, at: float) -> None:
         call = self.calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return

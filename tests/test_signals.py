@@ -18,6 +18,7 @@ from monitor.signals import (
     StartupFailureMessage,
     parse_message,
 )
+from monitor.state import ROOM_GONE_GRACE
 from tests.webhooks import Room, avatar, encode, user
 
 
@@ -165,8 +166,24 @@ def test_room_gone_ends_the_call_as_server_departure() -> None:
     h = Harness()
     h.start_active_call()
     h.tracker.room_gone(h.room.sid, h.t0 + 50)
+    assert h.value("avatar_departures_total", cause="server") == 0  # webhooks may be on the way
+    h.tracker.expire(h.t0 + 50 + ROOM_GONE_GRACE)
     assert h.value("avatar_departures_total", cause="server") == 1
     assert h.value("avatar_calls_in_progress", state="active") == 0
+
+
+def test_a_leave_arriving_just_after_the_room_is_found_gone_tells_how_the_call_ended() -> None:
+    """A user came and went while nobody listened; the listing that finds the room gone beats
+    the user's leave, which livekit-server delivers just after: the call was abandoned."""
+    h = Harness()
+    caller = user(h.t0)
+    h.apply(h.room.joined(caller), now=h.t0 + 1)
+    h.tracker.room_gone(h.room.sid, h.t0 + 1)
+    h.apply(h.room.left(caller, h.t0 + 1), now=h.t0 + 1.1)
+    h.tracker.expire(h.t0 + 1 + ROOM_GONE_GRACE)
+    assert h.value("avatar_calls_abandoned_total") == 1
+    assert h.value("avatar_startup_failures_total", cause="join_timeout") == 0
+    assert h.value("avatar_calls_in_progress", state="ringing") == 0
 
 
 def test_an_agent_speaking_before_the_avatar_joins_is_its_first_speech() -> None:
