@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from livekit.protocol import models
+from livekit.protocol import models, webhook
 
 from monitor.departures import AGENT_HANGUP_WINDOW
 from monitor.events import parse_event
@@ -214,142 +214,136 @@ def test_a_user_joining_after_the_end_starts_a_new_call_even_after_eviction() ->
 # -- the voice agent ending the call -------------------------------------------------------------
 
 END_API_DELETE = models.RoomEndReason.ROOM_END_API_DELETE
+T0 = 1_000_000.0
 
 
-def active_call(tracker: CallTracker, t0: float) -> tuple[Room, object, object, object]:
-    """A user, the voice agent `agent-1` and its avatar in a call since t0."""
-    room, caller, voice, face = Room(created_at=t0), user(t0), agent(t0), avatar(t0 + 1)
-    apply(tracker, room.joined(caller), room.joined(voice), room.joined(face), now=t0 + 1)
-    return room, caller, voice, face
+class AgentCall:
+    """A user, the voice agent `agent-1` and its avatar, in a call since T0."""
 
+    def __init__(self) -> None:
+        self.tracker, self.recorder = make()
+        self.room = Room(created_at=T0)
+        self.caller, self.voice, self.face = user(T0), agent(T0), avatar(T0 + 1)
+        self.at(1, self.room.joined(self.caller), self.room.joined(self.voice),
+                self.room.joined(self.face))
 
-def departures(recorder: Recorder) -> list[str]:
-    return [seen[1] for seen in recorder.seen if seen[0] == "avatar_left"]
+    def at(self, t: float, *events: webhook.WebhookEvent) -> None:
+        """Events that arrive t seconds after T0."""
+        apply(self.tracker, *events, now=T0 + t)
+
+    def left(self, who: models.ParticipantInfo, t: float, reason: int = R.CLIENT_INITIATED
+             ) -> None:
+        self.at(t, self.room.left(who, T0 + t, reason))
+
+    def session_closed(self, reason: str, t: float) -> None:
+        self.tracker.signal(self.room.sid, SessionClosed(reason), T0 + t)
+
+    def departures(self) -> list[str]:
+        return [seen[1] for seen in self.recorder.seen if seen[0] == "avatar_left"]
 
 
 def test_agent_leaves_and_the_avatar_follows() -> None:
     """EndCallTool(delete_room=False): the agent's job ends, the avatar follows it out."""
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(voice, t0 + 60), room.left(face, t0 + 61), now=t0 + 61)
-    assert departures(recorder) == ["agent_hangup"]
-    assert ("ended",) in recorder.seen
+    call = AgentCall()
+    call.left(call.voice, 60)
+    call.left(call.face, 61)
+    assert call.departures() == ["agent_hangup"]
+    assert ("ended",) in call.recorder.seen
 
 
 def test_avatar_removed_then_the_agent_session_closes() -> None:
     """AvatarSession.aclose() removes the avatar, then session.shutdown() closes the session:
     the removal waits for the agent's end, which arrives within the window."""
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, _voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(face, t0 + 60, R.PARTICIPANT_REMOVED), now=t0 + 60)
-    assert departures(recorder) == []  # held
-    tracker.signal(room.sid, SessionClosed("user_initiated"), t0 + 61)
-    assert departures(recorder) == ["agent_hangup"]
-    tracker.expire(t0 + 60 + AGENT_HANGUP_WINDOW + 1)
-    assert departures(recorder) == ["agent_hangup"]  # released once
+    call = AgentCall()
+    call.left(call.face, 60, R.PARTICIPANT_REMOVED)
+    assert call.departures() == []  # held
+    call.session_closed("user_initiated", 61)
+    assert call.departures() == ["agent_hangup"]
+    call.tracker.expire(T0 + 60 + AGENT_HANGUP_WINDOW + 1)
+    assert call.departures() == ["agent_hangup"]  # released once
 
 
 def test_avatar_removed_then_the_agent_leaves() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(face, t0 + 60, R.PARTICIPANT_REMOVED),
-          room.left(voice, t0 + 62), now=t0 + 62)
-    assert departures(recorder) == ["agent_hangup"]
+    call = AgentCall()
+    call.left(call.face, 60, R.PARTICIPANT_REMOVED)
+    call.left(call.voice, 62)
+    assert call.departures() == ["agent_hangup"]
 
 
 def test_room_deleted_by_the_agent() -> None:
     """EndCallTool() default: session.shutdown(), then DeleteRoom sends everyone away."""
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, caller, voice, face = active_call(tracker, t0)
-    tracker.signal(room.sid, SessionClosed("user_initiated"), t0 + 60)
-    apply(tracker, room.left(caller, t0 + 60, R.ROOM_DELETED),
-          room.left(face, t0 + 60, R.ROOM_DELETED), room.left(voice, t0 + 60, R.ROOM_DELETED),
-          room.finished(t0 + 60, END_API_DELETE), now=t0 + 60)
-    assert departures(recorder) == ["agent_hangup"]
+    call = AgentCall()
+    call.session_closed("user_initiated", 60)
+    for who in (call.caller, call.face, call.voice):
+        call.left(who, 60, R.ROOM_DELETED)
+    call.at(60, call.room.finished(T0 + 60, END_API_DELETE))
+    assert call.departures() == ["agent_hangup"]
 
 
 def test_room_deleted_before_the_agents_close_is_seen() -> None:
     """The webhooks may beat the agent's report of its session closing."""
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, _voice, face = active_call(tracker, t0)
-    apply(tracker, room.finished(t0 + 60, END_API_DELETE),
-          room.left(face, t0 + 60, R.ROOM_DELETED), now=t0 + 60)
-    assert departures(recorder) == []
-    tracker.signal(room.sid, SessionClosed("user_initiated"), t0 + 60.5)
-    assert departures(recorder) == ["agent_hangup"]
+    call = AgentCall()
+    call.at(60, call.room.finished(T0 + 60, END_API_DELETE))
+    call.left(call.face, 60, R.ROOM_DELETED)
+    assert call.departures() == []
+    call.session_closed("user_initiated", 60.5)
+    assert call.departures() == ["agent_hangup"]
 
 
 def test_removed_without_the_agent_ending_is_a_removal() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, caller, _voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(face, t0 + 60, R.PARTICIPANT_REMOVED), now=t0 + 60)
+    call = AgentCall()
+    call.left(call.face, 60, R.PARTICIPANT_REMOVED)
     # The user leaves because the avatar vanished: still a removal, not a hang-up.
-    apply(tracker, room.left(caller, t0 + 62), now=t0 + 62)
-    tracker.expire(t0 + 60 + AGENT_HANGUP_WINDOW - 0.1)
-    assert departures(recorder) == []
-    tracker.expire(t0 + 60 + AGENT_HANGUP_WINDOW)
-    assert departures(recorder) == ["removed"]
+    call.left(call.caller, 62)
+    call.tracker.expire(T0 + 60 + AGENT_HANGUP_WINDOW - 0.1)
+    assert call.departures() == []
+    call.tracker.expire(T0 + 60 + AGENT_HANGUP_WINDOW)
+    assert call.departures() == ["removed"]
 
 
 def test_room_deleted_by_a_server_shutdown_is_a_server_departure() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, _voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(face, t0 + 60, R.ROOM_DELETED), now=t0 + 60)
-    apply(tracker, room.finished(t0 + 60, models.RoomEndReason.ROOM_END_SERVER_SHUTDOWN),
-          now=t0 + 60.2)
-    assert departures(recorder) == ["server"]
+    call = AgentCall()
+    call.left(call.face, 60, R.ROOM_DELETED)
+    call.at(60.2, call.room.finished(T0 + 60, models.RoomEndReason.ROOM_END_SERVER_SHUTDOWN))
+    assert call.departures() == ["server"]
 
 
 def test_an_error_close_is_never_an_agent_hangup() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, voice, face = active_call(tracker, t0)
-    tracker.signal(room.sid, SessionClosed("error"), t0 + 59)
-    apply(tracker, room.left(voice, t0 + 60), room.left(face, t0 + 60), now=t0 + 60)
-    assert departures(recorder) == ["unknown"]
+    call = AgentCall()
+    call.session_closed("error", 59)
+    call.left(call.voice, 60)
+    call.left(call.face, 60)
+    assert call.departures() == ["unknown"]
 
 
 def test_another_agents_leave_is_not_the_avatars_agent() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, _voice, face = active_call(tracker, t0)
-    helper = agent(t0, identity="agent-2")
-    apply(tracker, room.joined(helper), room.left(helper, t0 + 59), room.left(face, t0 + 60),
-          now=t0 + 60)
-    assert departures(recorder) == ["unknown"]
+    call = AgentCall()
+    helper = agent(T0, identity="agent-2")
+    call.at(2, call.room.joined(helper))
+    call.left(helper, 59)
+    call.left(call.face, 60)
+    assert call.departures() == ["unknown"]
 
 
 def test_an_agent_that_left_long_before_did_not_end_the_call() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(voice, t0 + 30), now=t0 + 30)
-    apply(tracker, room.left(face, t0 + 30 + AGENT_HANGUP_WINDOW + 2), now=t0 + 42)
-    assert departures(recorder) == ["unknown"]
+    call = AgentCall()
+    call.left(call.voice, 30)
+    call.left(call.face, 30 + AGENT_HANGUP_WINDOW + 2)
+    assert call.departures() == ["unknown"]
 
 
 def test_the_agent_crashing_is_not_a_hangup() -> None:
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, _caller, voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(voice, t0 + 60, R.CONNECTION_TIMEOUT),
-          room.left(face, t0 + 61), now=t0 + 61)
-    assert departures(recorder) == ["unknown"]
+    call = AgentCall()
+    call.left(call.voice, 60, R.CONNECTION_TIMEOUT)
+    call.left(call.face, 61)
+    assert call.departures() == ["unknown"]
 
 
 def test_a_user_hangup_stays_a_user_hangup() -> None:
     """The user leaves, the session closes (participant_disconnected), agent and avatar go."""
-    tracker, recorder = make()
-    t0 = 1_000_000.0
-    room, caller, voice, face = active_call(tracker, t0)
-    apply(tracker, room.left(caller, t0 + 60), now=t0 + 60)
-    tracker.signal(room.sid, SessionClosed("participant_disconnected"), t0 + 60.2)
-    apply(tracker, room.left(voice, t0 + 61), room.left(face, t0 + 61), now=t0 + 61)
-    assert departures(recorder) == ["user_hangup"]
+    call = AgentCall()
+    call.left(call.caller, 60)
+    call.session_closed("participant_disconnected", 60.2)
+    call.left(call.voice, 61)
+    call.left(call.face, 61)
+    assert call.departures() == ["user_hangup"]
