@@ -78,6 +78,7 @@ class ForDurations:
     repeated_length: str = "0s"
     webhooks_unauthorized: str = "2m"
     reports_refused: str = "2m"
+    forged_data_messages: str = "0s"
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
 

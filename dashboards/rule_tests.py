@@ -297,6 +297,16 @@ CASES: tuple[Case, ...] = (
         {"7m": (), "9m": (Fires("a", 4),)},
     ),
     Case(
+        "AvatarForgedDataMessages",
+        {
+            s("avatar_monitor_data_messages_refused_total", "a", topic="lemonslice",
+              reason="forbidden"): "0x5 1x30",
+            s("avatar_monitor_data_messages_refused_total", "b", topic="lemonslice",
+              reason="forbidden"): "0x40",
+        },
+        {"5m": (), "7m": (Fires("a", 1),), "12m": ()},
+    ),
+    Case(
         "AvatarMonitorDown",
         {
             s("up", "a"): "1x5 0x20",

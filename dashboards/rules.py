@@ -194,6 +194,19 @@ ALERTS: tuple[Alert, ...] = (
         "sends over HTTP go uncounted.",
     ),
     Alert(
+        "AvatarForgedDataMessages",
+        f"sum by ({p.PER_INSTANCE}) (increase("
+        f"{p.m('avatar_monitor_data_messages_refused_total')}[{T.rejections_window}])) > 0",
+        FOR.forged_data_messages,
+        "warning",
+        (g.NEVER_CONNECTS, g.NO_SPEECH),
+        "Participants who are not an agent send call reports on {{ $labels.instance }}",
+        f"{_COUNT} data message(s) or session stream(s) in the last {T.rejections_window} "
+        "came on a report topic from a participant that is not an agent of the room: refused "
+        "and not counted. A user or a server SDK tries to forge startup failures or pipeline "
+        "errors.",
+    ),
+    Alert(
         "AvatarMonitorDown",
         f"{_UP} == 0",
         FOR.sidecar_down,

@@ -317,8 +317,10 @@ class RoomObserver(CallListener):
             return
         if not _is_agent(packet.participant):  # only the voice agent and the avatar report
             self._metrics.data_refused.labels(message.topic, "forbidden").inc()
-            _refusals.warning("forbidden", "data message on %s refused: the sender is not an "
-                               "agent participant", packet.topic)
+            sender = packet.participant.identity if packet.participant else ""
+            _refusals.warning("forbidden", "data message on %s in room %r refused: the sender "
+                               "%r is not an agent participant", packet.topic, watch.name,
+                               sender)
             return
         self._metrics.data_message(message.topic, message.type)
         if message.event is not None:

@@ -29,6 +29,7 @@ REQUIRED = {
     "AvatarRepeatedSessionLength": "warning",
     "AvatarWebhooksUnauthorized": "warning",
     "AvatarAgentReportsRefused": "warning",
+    "AvatarForgedDataMessages": "warning",
     "AvatarMonitorDown": "page",
     "AvatarMonitorNoWebhooks": "warning",
 }

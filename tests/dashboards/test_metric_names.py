@@ -54,6 +54,9 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_observer_reconnects_total": {},
     "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
     "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
+    # Reports refused because their sender is not an agent of the room.
+    "avatar_monitor_data_messages_refused_total": {
+        "topic": {"lemonslice", "avatar-monitor", "agent-session"}, "reason": {"forbidden"}},
     # Exporter hygiene: the build and the standard process families.
     "avatar_monitor_build_info": {"version": None},
     "process_cpu_seconds_total": {},
