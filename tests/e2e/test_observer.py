@@ -192,6 +192,9 @@ async def test_sidecar_restart_recovers_the_call_in_progress(
     await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"),
                            expect("avatar_monitor_observer_rooms", 1), timeout=20)
     await user.leave()
+    # Two leaves sent at once may reach livekit-server in either order.
+    await metrics.wait_all(expect("avatar_disconnects_total", 1, role="user",
+                                  reason="client_initiated"))
     await avatar.leave()
     await metrics.wait_all(expect("avatar_departures_total", 1, cause="user_hangup"),
                            expect("avatar_calls_in_progress", 0, state="active"),

@@ -158,8 +158,13 @@ async def test_restart_with_livekit_access_counts_every_call_once(
         waited = time.time() - started
         assert JOIN_TIMEOUT - 0.5 <= waited <= JOIN_TIMEOUT + 1.5, waited
         assert failed.value("avatar_calls_in_progress", state="ringing") == 0
-        for user, avatar in ((old_user, old_avatar), (late_user, late_avatar)):
+        for hung_up, (user, avatar) in enumerate(((old_user, old_avatar),
+                                                  (late_user, late_avatar)), start=1):
             await user.leave()
+            # Two leaves sent at once may reach livekit-server in either order: the avatar
+            # leaves once the user's leave is in.
+            await metrics.wait_all(expect("avatar_disconnects_total", hung_up, role="user",
+                                          reason="client_initiated"))
             await avatar.leave()
         await never_user.leave()
         await old_agent.leave()
