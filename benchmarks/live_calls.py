@@ -3,7 +3,8 @@
     python -m benchmarks.live_calls --calls 10000 100000 --metrics-at 10000
 
 Builds the sidecar's tracker (`monitor.app.build_monitor`), then feeds it, through the
-project's own parser (`monitor.events.parse_event`), user-joined and avatar-joined webhooks of
+project's own parser (`monitor.intake.events.parse_event`),
+user-joined and avatar-joined webhooks of
 calls that stay live. The bodies are made beforehand in worker processes, so the resident memory
 measured around the feeding is what the tracker keeps, not the bodies or their garbage. At each
 step it reports resident bytes per call (right after feeding, and after gc.collect()), and at
@@ -27,9 +28,9 @@ from prometheus_client.exposition import generate_latest
 
 from benchmarks.traffic import live_call_bodies
 from monitor.app import Monitor, build_monitor
+from monitor.calls.tracker import CallState
 from monitor.config import Config
-from monitor.events import parse_event
-from monitor.state import CallState
+from monitor.intake.events import parse_event
 from tests.webhooks import KEY, SECRET
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

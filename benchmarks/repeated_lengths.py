@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 
-from monitor.session_lengths import find_repeats
+from monitor.sinks.session_lengths import find_repeats
 
 DISTRIBUTIONS: dict[str, Callable[[random.Random], float]] = {
     "log-normal": lambda r: 30 + r.lognormvariate(5.5, r.choice([0.5, 0.8, 1.2])),

@@ -25,9 +25,9 @@ from prometheus_client.exposition import generate_latest
 from benchmarks.traffic import live_call_bodies
 from monitor.app import build_monitor
 from monitor.config import Config
-from monitor.events import parse_event
-from monitor.signals import PipelineError, ReportedEvent
-from monitor.status_api import CallQuery, detail
+from monitor.diagnosis.api import CallQuery, detail
+from monitor.intake.events import parse_event
+from monitor.reports.signals import PipelineError, ReportedEvent
 from tests.webhooks import KEY, SECRET, Room, avatar, encode, user
 
 

@@ -54,7 +54,8 @@ class Thresholds:
     pipeline_errors_window: str = "5m"
     session_timeout_burst: int = 3
     idle_timeout_spike: int = 5
-    # The sidecar exports a repeated length only once it stands out (monitor/session_lengths.py).
+    # The sidecar exports a repeated length only once it stands out
+    # (monitor/sinks/session_lengths.py).
     repeated_length_calls: int = 1
     departures_window: str = "15m"
     unauthorized_webhooks: int = 0

@@ -31,7 +31,10 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import aiohttp
 from livekit import api, rtc
 
-from monitor.agent_events import (
+from monitor.calls.roles import Role, RoleClassifier
+from monitor.config import DEFAULT_AVATAR_IDENTITY
+from monitor.observer.rtc_roles import participant_of
+from monitor.reports.agent_events import (
     COMPONENT_OF_ERROR,
     LATENCY_OF_METRIC,
     PLAYBACK_METRIC,
@@ -40,10 +43,7 @@ from monitor.agent_events import (
     playback_event_id,
     turn_event_id,
 )
-from monitor.config import DEFAULT_AVATAR_IDENTITY
-from monitor.roles import Role, RoleClassifier
-from monitor.rtc_roles import participant_of
-from monitor.signals import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
+from monitor.reports.signals import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -194,7 +194,7 @@ def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -
     avatar's playback latency per reply and join time (livekit-agents' AvatarMetrics).
 
     Errors and turns get the ids the sidecar derives from livekit-agents' own `lk.agent.session`
-    broadcast of them (monitor.agent_events), so they count once whichever path comes first.
+    broadcast of them (monitor.reports.agent_events), so they count once whichever path comes first.
 
     `reporter_options` go to `Reporter` (url, api_key, api_secret, data_channel, ...); the URL
     defaults to $AVATAR_MONITOR_URL and the keys to $LIVEKIT_API_KEY / $LIVEKIT_API_SECRET.

@@ -15,31 +15,31 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from monitor.access import TokenAccess
 from monitor.alive import AliveFile
-from monitor.bridge import BackendBridge
+from monitor.calls.roles import RoleClassifier
+from monitor.calls.tracker import CallListener, CallTracker, TrackerSettings
 from monitor.clock import ServerClock
 from monitor.config import Config
-from monitor.event_intake import EventIntake
-from monitor.http_server import failure_middleware, security_headers
-from monitor.intake import WebhookIntake
+from monitor.diagnosis.api import CallStatus
+from monitor.diagnosis.page import PAGE_POLICY, StatusPage
+from monitor.diagnosis.verdicts import Thresholds
+from monitor.intake.verify import WebhookVerifier
+from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
-from monitor.metrics import CallStateCollector, Metrics
-from monitor.roles import RoleClassifier
-from monitor.session_lengths import RepeatedLengthCollector, RepeatedLengths
-from monitor.state import CallListener, CallTracker, TrackerSettings
-from monitor.status_api import CallStatus
-from monitor.status_page import PAGE_POLICY, StatusPage
-from monitor.timeline import CallRecords
-from monitor.verdicts import Thresholds
-from monitor.verify import WebhookVerifier
+from monitor.reports.bridge import BackendBridge
+from monitor.reports.http import EventIntake
+from monitor.sinks.metrics import CallStateCollector, Metrics
+from monitor.sinks.records import CallRecords
+from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
+from monitor.web.access import TokenAccess
+from monitor.web.server import failure_middleware, security_headers
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from monitor.observer import RoomObserver
-    from monitor.reconcile import Reconciler
+    from monitor.observer.reconcile import Reconciler
+    from monitor.observer.room import RoomObserver
 
 log = logging.getLogger("monitor.app")
 
@@ -104,7 +104,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     listeners: list[CallListener] = [metrics]
     provider = None
     if span_exporter is None and config.otlp_endpoint:
-        from monitor.span_export import otlp_exporter
+        from monitor.sinks.span_export import otlp_exporter
 
         span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
     if span_exporter is not None:
@@ -158,7 +158,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     status = CallStatus(records, thresholds, access, clock)
     reconciler = None
     if config.livekit_url:
-        from monitor.reconcile import Reconciler
+        from monitor.observer.reconcile import Reconciler
 
         reconciler = Reconciler(config.livekit_url, config.api_key, config.api_secret, tracker,
                                 metrics, clock, server_clock, config.observe_interval,
@@ -171,7 +171,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
 
 def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
               clock: Callable[[], float]) -> RoomObserver:
-    from monitor.observer import ObserverSettings, RoomObserver
+    from monitor.observer.room import ObserverSettings, RoomObserver
 
     shard, shards = config.shard
     settings = ObserverSettings(
@@ -185,8 +185,8 @@ def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    from monitor.span_export import BoundedSpanProcessor
-    from monitor.traces import CallTracer
+    from monitor.sinks.span_export import BoundedSpanProcessor
+    from monitor.sinks.traces import CallTracer
 
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: config.service_name}))
     provider.add_span_processor(

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.config import ConfigError, add_serve_arguments, config_from_args
 from monitor.logs import configure_logging
-from monitor.metrics import metrics_markdown
+from monitor.sinks.metrics import metrics_markdown
 
 log = logging.getLogger("monitor")
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(_docs(args.document))
         return 0
     if args.command == "diagnose":
-        from monitor.diagnose import run
+        from monitor.diagnosis.cli import run
 
         return run(args.url, args.room)
     try:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--public-status: the status page and /v1/calls show room names and "
                     "identities to anyone who can reach port %d", config.port)
     from monitor.app import create_app
-    from monitor.http_server import server_options
+    from monitor.web.server import server_options
 
     app = create_app(config)
     log.info("listening on http://%s:%d (POST /webhook, POST /v1/events, GET /metrics, "
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _docs(document: str) -> str:
     if document == "diagnosis":
-        from monitor.verdicts import verdicts_markdown
+        from monitor.diagnosis.verdicts import verdicts_markdown
 
         return verdicts_markdown()
     from monitor.app import build_monitor

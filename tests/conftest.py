@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from monitor.app import MONITOR, Monitor, create_app
 from monitor.config import Config
-from monitor.http_server import server_options
+from monitor.web.server import server_options
 from tests import scrape
 from tests.webhooks import KEY, SECRET, signed
 

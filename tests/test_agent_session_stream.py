@@ -11,9 +11,9 @@ from livekit.agents.voice.events import ConversationItemAddedEvent, ErrorEvent
 from livekit.protocol.agent_pb import agent_session as pb
 
 from monitor import agents
-from monitor.agent_events import error_event_id, turn_event_id
-from monitor.agent_session_stream import Undecodable, decode
-from monitor.signals import AgentLatency, PipelineError
+from monitor.reports.agent_events import error_event_id, turn_event_id
+from monitor.reports.session_stream import Undecodable, decode
+from monitor.reports.signals import AgentLatency, PipelineError
 
 
 def wire(event: pb.AgentSessionEvent) -> bytes:

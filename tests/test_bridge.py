@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 from monitor.app import build_monitor
-from monitor.bridge import BridgeSettings
 from monitor.config import Config
-from monitor.events import parse_event as parse_webhook
-from monitor.signals import (
+from monitor.intake.events import parse_event as parse_webhook
+from monitor.reports.bridge import BridgeSettings
+from monitor.reports.signals import (
     AgentLatency,
     PipelineError,
     ReportedEvent,

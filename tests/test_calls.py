@@ -7,7 +7,7 @@ import time
 import pytest
 from livekit.protocol import models
 
-from monitor.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.scrape import value
 from tests.webhooks import Room, agent, avatar, user

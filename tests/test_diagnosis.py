@@ -10,14 +10,14 @@ import aiohttp
 import pytest
 from livekit.protocol import models
 
-from monitor.access import SESSION_COOKIE
-from monitor.departures import AGENT_HANGUP_WINDOW
-from monitor.http_server import style_hash
-from monitor.signals import PipelineError, ReportedEvent, StartupFailureMessage
-from monitor.state import LATE_JOIN_GRACE
-from monitor.status_page import STYLE
-from monitor.timeline import MAX_ENTRIES, CallRecords
-from monitor.verdicts import RULES
+from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.tracker import LATE_JOIN_GRACE
+from monitor.diagnosis.page import STYLE
+from monitor.diagnosis.verdicts import RULES
+from monitor.reports.signals import PipelineError, ReportedEvent, StartupFailureMessage
+from monitor.sinks.records import MAX_ENTRIES, CallRecords
+from monitor.web.access import SESSION_COOKIE
+from monitor.web.server import style_hash
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, access_token, agent, avatar, user
 
@@ -434,7 +434,7 @@ def test_memory_per_kept_record_is_bounded() -> None:
 
     from monitor.app import build_monitor
     from monitor.config import Config
-    from monitor.events import parse_event
+    from monitor.intake.events import parse_event
     from tests.webhooks import encode
 
     monitor, calls = build_monitor(Config("k", "s", recent_calls=300)), 300

@@ -7,8 +7,8 @@ from importlib import metadata
 
 from prometheus_client import CollectorRegistry
 
-from monitor.metrics import CallStateCollector
-from monitor.session_lengths import RepeatedLengthCollector
+from monitor.sinks.metrics import CallStateCollector
+from monitor.sinks.session_lengths import RepeatedLengthCollector
 from tests.conftest import RunningMonitor
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from monitor import http_server
+from monitor.web import server as http_server
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.test_event_intake import GOOD, start_call, token
 from tests.webhooks import Room, user

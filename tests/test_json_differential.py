@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit import api
 
-from monitor import strict_json
-from monitor.events import MalformedEvent, parse_event
+from monitor.intake import strict_json
+from monitor.intake.events import MalformedEvent, parse_event
 from tests.webhooks import KEY, SECRET, Room, encode, sign, user
 
 BODY = encode(Room().joined(user(time.time()))).decode()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.rtc_logging import IgnoredStreamsOnce
+from monitor.observer.rtc_logging import IgnoredStreamsOnce
 
 IGNORED = "ignoring byte stream with topic '%s', no callback attached"
 

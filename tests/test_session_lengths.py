@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from livekit.protocol import models
 
-from monitor.departures import Departure
-from monitor.session_lengths import (
+from monitor.calls.departures import Departure
+from monitor.sinks.session_lengths import (
     MIN_SECONDS,
     RepeatedLengthCollector,
     RepeatedLengths,

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from monitor.app import build_monitor
+from monitor.calls.tracker import ROOM_GONE_GRACE
 from monitor.config import Config
-from monitor.events import parse_event
-from monitor.signals import (
+from monitor.intake.events import parse_event
+from monitor.reports.signals import (
     AgentLatency,
     PipelineError,
     ReportedEvent,
@@ -18,7 +19,6 @@ from monitor.signals import (
     StartupFailureMessage,
     parse_message,
 )
-from monitor.state import ROOM_GONE_GRACE
 from tests.webhooks import Room, avatar, encode, user
 
 

@@ -6,11 +6,11 @@ import time
 
 from livekit.protocol import models, webhook
 
-from monitor.departures import AGENT_HANGUP_WINDOW
-from monitor.events import parse_event
-from monitor.roles import Role, RoleClassifier
-from monitor.signals import SessionClosed
-from monitor.state import CallListener, CallState, CallTracker, TrackerSettings
+from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.roles import Role, RoleClassifier
+from monitor.calls.tracker import CallListener, CallState, CallTracker, TrackerSettings
+from monitor.intake.events import parse_event
+from monitor.reports.signals import SessionClosed
 from tests.webhooks import Room, agent, avatar, encode, participant, user
 
 R = models.DisconnectReason

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from monitor.departures import AGENT_HANGUP_WINDOW
-from monitor.span_export import BoundedSpanProcessor
+from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.sinks.span_export import BoundedSpanProcessor
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, avatar, user
 

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from livekit import api
 
-from monitor.verify import Unauthorized, WebhookVerifier
+from monitor.intake.verify import Unauthorized, WebhookVerifier
 from tests.webhooks import KEY, SECRET, Room, encode, sign, user
 
 BODY = encode(Room().joined(user(time.time())))

@@ -12,7 +12,7 @@ from prometheus_client.utils import floatToGoString
 
 from dashboards.promql import metric_names
 from dashboards.slo import ALL_RECORDINGS as RECORDINGS
-from monitor.metrics import JOIN_LATENCY_BUCKETS
+from monitor.sinks.metrics import JOIN_LATENCY_BUCKETS
 from tests.dashboards.exprs import ROOT, base_name, dashboard_exprs, rule_exprs, selectors
 
 # name -> {label: allowed values}; None means any value (an open set).
@@ -61,7 +61,7 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_build_info": {"version": None},
     "process_cpu_seconds_total": {},
     "process_resident_memory_bytes": {},
-    # Limits nobody configured (monitor/session_lengths.py).
+    # Limits nobody configured (monitor/sinks/session_lengths.py).
     "avatar_repeated_session_length_seconds": {},
     "avatar_repeated_session_length_calls": {},
     # Added by tracing.

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from livekit import api, rtc
 
-from monitor.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from tests.e2e.conftest import Verdict
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
 from tests.e2e.participants import AVATAR_IDENTITY

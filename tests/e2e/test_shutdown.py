@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from monitor.http_server import SHUTDOWN_SECONDS
+from monitor.web.server import SHUTDOWN_SECONDS
 from tests.e2e.sidecar import Sidecar
 from tests.webhooks import agent_token
 

@@ -15,10 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.access import ANY_ROOM, Denied, TokenAccess
-from monitor.intake import json_reply
-from monitor.timeline import CallRecord, CallRecords, entry_text
-from monitor.verdicts import (
+from monitor.diagnosis.verdicts import (
     RULE_BY_NAME,
     STATUSES,
     VERDICT_NAMES,
@@ -26,6 +23,9 @@ from monitor.verdicts import (
     Verdict,
     diagnose,
 )
+from monitor.intake.webhook import json_reply
+from monitor.sinks.records import CallRecord, CallRecords, entry_text
+from monitor.web.access import ANY_ROOM, Denied, TokenAccess
 
 STATES = ("live", "finished", "ringing", "active", "failed", "ended")
 # Calls diagnosed between two yields to the event loop while a query scans them.

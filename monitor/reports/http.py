@@ -16,14 +16,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from monitor.access import Denied, TokenAccess
-from monitor.bridge import BackendBridge
-from monitor.http_server import BodyRefused, read_body
-from monitor.intake import json_reply
+from monitor.intake.strict_json import NotAccepted, loads
+from monitor.intake.webhook import json_reply
 from monitor.logs import RateLimitedLog
-from monitor.metrics import Metrics
-from monitor.signals import MAX_MESSAGE_BYTES, BadEvent, parse_event
-from monitor.strict_json import NotAccepted, loads
+from monitor.reports.bridge import BackendBridge
+from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_event
+from monitor.sinks.metrics import Metrics
+from monitor.web.access import Denied, TokenAccess
+from monitor.web.server import BodyRefused, read_body
 
 log = logging.getLogger("monitor.events")
 

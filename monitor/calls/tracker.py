@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.departures import (
+from monitor.calls.departures import (
     AGENT_ENDED_REASONS,
     AGENT_HANGUP_WINDOW,
     ROOM_END_API_DELETE,
@@ -33,10 +33,10 @@ from monitor.departures import (
     DepartureFacts,
     classify,
 )
-from monitor.events import Event, Participant
+from monitor.calls.roles import Role, RoleClassifier
+from monitor.intake.events import Event, Participant
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
-from monitor.roles import Role, RoleClassifier
-from monitor.signals import (
+from monitor.reports.signals import (
     AgentLatency,
     PipelineError,
     SessionClosed,
@@ -665,7 +665,7 @@ class CallTracker:
         self._end(call, at)
 
     def signal(self, room_sid: str, signal: Signal, at: float) -> None:
-        """An event the voice agent or the avatar backend reported (see monitor.bridge)."""
+        """An event the voice agent or the avatar backend reported (see monitor.reports.bridge)."""
         call = self.calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return

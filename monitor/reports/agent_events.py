@@ -1,6 +1,6 @@
 """What livekit-agents reports, in this project's terms, for both ways it reaches the sidecar:
 `monitor.agents.instrument()` in the voice agent, and the observer reading livekit-agents' own
-`lk.agent.session` broadcast (monitor.agent_session_stream). Both derive an event's id from the
+`lk.agent.session` broadcast (monitor.reports.session_stream). Both derive an event's id from the
 same facts, so the sidecar applies an event once however many paths bring it."""
 
 from __future__ import annotations

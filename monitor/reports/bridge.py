@@ -14,10 +14,10 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from monitor.dedup import RecentIds
-from monitor.metrics import Metrics
-from monitor.signals import ReportedEvent, StartupFailureMessage
-from monitor.state import Call, CallListener, CallState, CallTracker
+from monitor.calls.tracker import Call, CallListener, CallState, CallTracker
+from monitor.intake.dedup import RecentIds
+from monitor.reports.signals import ReportedEvent, StartupFailureMessage
+from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.bridge")
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from monitor.timeline import utc_clock
+from monitor.sinks.records import utc_clock
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN_ROOM, EXIT_UNREACHABLE = 0, 1, 2, 3
 STYLE = {"failed": "bold red", "warning": "yellow", "healthy": "green", "in_progress": "green"}

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.departures import Departure
-from monitor.events import Event, Participant
-from monitor.roles import Role
-from monitor.signals import AgentLatency, PipelineError
-from monitor.state import Call, CallListener
+from monitor.calls.departures import Departure
+from monitor.calls.roles import Role
+from monitor.calls.tracker import Call, CallListener
+from monitor.intake.events import Event, Participant
+from monitor.reports.signals import AgentLatency, PipelineError
 
 MAX_ENTRIES = 48
 MAX_PARTICIPANTS = 16

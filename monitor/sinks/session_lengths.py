@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.departures import HEALTHY, Departure
-from monitor.state import Call, CallListener
+from monitor.calls.departures import HEALTHY, Departure
+from monitor.calls.tracker import Call, CallListener
 
 WINDOW_SECONDS = 3600.0  # departures considered: the last hour, by server time
 MIN_CALLS = 3  # "several avatars"

@@ -16,15 +16,15 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.dedup import RecentIds
-from monitor.events import KNOWN_EVENTS, MalformedEvent, parse_event
-from monitor.http_server import BodyRefused, read_body
+from monitor.intake.dedup import RecentIds
+from monitor.intake.events import KNOWN_EVENTS, MalformedEvent, parse_event
+from monitor.intake.strict_json import NotAccepted, webhook_json
+from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
-from monitor.metrics import Metrics
-from monitor.state import CallTracker
-from monitor.strict_json import NotAccepted, webhook_json
-from monitor.verify import Unauthorized, WebhookVerifier
+from monitor.sinks.metrics import Metrics
+from monitor.web.server import BodyRefused, read_body
 
 log = logging.getLogger("monitor.intake")
 

@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.access import SESSION_COOKIE, Denied
-from monitor.http_server import style_hash
-from monitor.status_api import CallQuery, CallStatus
-from monitor.timeline import CallRecord, entry_text, utc_clock
-from monitor.verdicts import Verdict
+from monitor.diagnosis.api import CallQuery, CallStatus
+from monitor.diagnosis.verdicts import Verdict
+from monitor.sinks.records import CallRecord, entry_text, utc_clock
+from monitor.web.access import SESSION_COOKIE, Denied
+from monitor.web.server import style_hash
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330;background:#fafbfc}

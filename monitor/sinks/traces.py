@@ -15,11 +15,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from monitor.departures import Departure
-from monitor.events import Participant
-from monitor.roles import Role
-from monitor.signals import PipelineError
-from monitor.state import Call, CallListener
+from monitor.calls.departures import Departure
+from monitor.calls.roles import Role
+from monitor.calls.tracker import Call, CallListener
+from monitor.intake.events import Participant
+from monitor.reports.signals import PipelineError
 
 CALL_SPAN, RINGING_SPAN, SESSION_SPAN = "avatar.call", "avatar.ringing", "avatar.session"
 

@@ -1,11 +1,11 @@
 """livekit-rtc participants in the sidecar's terms, so every side names roles by one set of rules
-(monitor.roles): the room observer, and the voice agent's `wait_for_avatar`."""
+(monitor.calls.roles): the room observer, and the voice agent's `wait_for_avatar`."""
 
 from __future__ import annotations
 
 from livekit import rtc
 
-from monitor.events import Participant
+from monitor.intake.events import Participant
 
 ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 # rtc.ParticipantKind values -> ParticipantInfo.Kind names, as webhooks spell them

@@ -21,10 +21,10 @@ from collections.abc import Callable
 import aiohttp
 from livekit import api
 
+from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.events import Participant
-from monitor.metrics import Metrics
-from monitor.state import CallTracker
+from monitor.intake.events import Participant
+from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.reconcile")
 

@@ -25,19 +25,19 @@ from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
-from monitor.agent_session_stream import LABEL as SESSION_LABEL
-from monitor.agent_session_stream import TOPIC as SESSION_TOPIC
-from monitor.agent_session_stream import decode, event_type, read_bounded
-from monitor.bridge import BackendBridge
-from monitor.events import disconnect_reason_name
+from monitor.calls.roles import Role
+from monitor.calls.tracker import Call, CallListener, CallTracker
+from monitor.intake.events import disconnect_reason_name
 from monitor.logs import RateLimitedLog
-from monitor.metrics import SPEECH_SOURCES, Metrics
-from monitor.reconcile import in_shard
-from monitor.roles import Role
-from monitor.rtc_logging import quiet_ignored_streams
-from monitor.rtc_roles import kind_name, participant_of
-from monitor.signals import parse_message
-from monitor.state import Call, CallListener, CallTracker
+from monitor.observer.reconcile import in_shard
+from monitor.observer.rtc_logging import quiet_ignored_streams
+from monitor.observer.rtc_roles import kind_name, participant_of
+from monitor.reports.bridge import BackendBridge
+from monitor.reports.session_stream import LABEL as SESSION_LABEL
+from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
+from monitor.reports.session_stream import decode, event_type, read_bounded
+from monitor.reports.signals import parse_message
+from monitor.sinks.metrics import SPEECH_SOURCES, Metrics
 
 log = logging.getLogger("monitor.observer")
 

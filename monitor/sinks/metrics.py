@@ -21,11 +21,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.departures import Departure
-from monitor.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
-from monitor.http_server import ENDPOINT_NAMES
-from monitor.roles import Role
-from monitor.signals import (
+from monitor.calls.departures import Departure
+from monitor.calls.roles import Role
+from monitor.calls.tracker import Call, CallListener, CallState, CallTracker
+from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
+from monitor.reports.signals import (
     CLOSE_REASONS,
     COMPONENTS,
     EVENT_TYPES,
@@ -39,7 +39,7 @@ from monitor.signals import (
     SessionClosed,
     Signal,
 )
-from monitor.state import Call, CallListener, CallState, CallTracker
+from monitor.web.server import ENDPOINT_NAMES
 
 # `_created` series double the output for no use in dashboards or alerts.
 disable_created_metrics()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from enum import StrEnum
 
-from monitor.events import Participant
+from monitor.intake.events import Participant
 
 
 class Role(StrEnum):

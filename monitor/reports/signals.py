@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from monitor import strict_json
+from monitor.intake import strict_json
 
 LEMONSLICE_TOPIC = "lemonslice/message"
 EVENTS_TOPIC = "avatar-monitor/events"
@@ -23,7 +23,7 @@ MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
 
 TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
-# livekit-agents' own session broadcast, a byte stream (monitor.agent_session_stream)
+# livekit-agents' own session broadcast, a byte stream (monitor.reports.session_stream)
 SESSION_TOPIC = "lk.agent.session"
 SESSION_TOPIC_LABEL = "agent-session"
 SESSION_TYPES = ("pipeline_error", "agent_latency", "other", "malformed")

@@ -1,0 +1,1 @@
+"""Call state: roles, the call model, the tracker's transitions, departure rules."""

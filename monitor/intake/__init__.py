@@ -1,0 +1,1 @@
+"""Webhook intake: POST /webhook's size limit, signature check, strict parse, dedup, hand-off."""

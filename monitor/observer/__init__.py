@@ -1,0 +1,1 @@
+"""LiveKit watched directly: the hidden room participant and RoomService reconciliation."""

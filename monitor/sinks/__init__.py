@@ -1,0 +1,1 @@
+"""Listeners of call transitions: Prometheus metrics, spans and their export, per-call records."""
