@@ -23,6 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Concatenate, ParamSpec
 
 from monitor.calls.departures import (
     AGENT_ENDED_REASONS,
@@ -45,6 +46,7 @@ from monitor.reports.signals import (
 )
 
 log = logging.getLogger("monitor.state")
+P = ParamSpec("P")
 
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.
 # The same bound holds for the other participants (agents, recorders) whose leaves count once.
@@ -242,7 +244,7 @@ class CallTracker:
         if handler is not None and event.room_sid:
             self._now = now
             if self._is_late(event):
-                self._emit("late_event", event.room_sid, event)
+                self._emit(CallListener.late_event, event.room_sid, event)
                 return
             handler(event)
 
@@ -343,7 +345,7 @@ class CallTracker:
                 call.others[participant.sid] = True
         call = self.calls.get(event.room_sid)
         if call is not None and call.started_at is not None:
-            self._emit("participant_joined", call, role, participant,
+            self._emit(CallListener.participant_joined, call, role, participant,
                        participant.joined_at or event.created_at)
 
     def _user_joined(self, event: Event, participant: Participant,
@@ -368,7 +370,7 @@ class CallTracker:
             # unknown (no listing says), so no join timeout or abandon can be counted.
             call.counted_from = max(call.counted_from, self.started_at())
             call.avatar_unknown = call.avatar_joined_at is None
-        self._emit("call_started", call)
+        self._emit(CallListener.call_started, call)
         if call.avatar_joined_at is not None:
             origin = call.started_at
             if call.avatar_joined_at < call.started_at:
@@ -406,7 +408,7 @@ class CallTracker:
         if call.speaking and call.first_speech_at is None:
             # The voice agent was already speaking (lk.agent.state): the avatar speaks at once.
             call.first_speech_at = call.last_speech_at = max(self._now, call.avatar_joined_at)
-            self._emit("first_speech", call, 0.0, call.avatar_joined_at)
+            self._emit(CallListener.first_speech, call, 0.0, call.avatar_joined_at)
 
     def _fail(self, call: Call, cause: str, at: float | None = None) -> None:
         if at is None:
@@ -415,12 +417,12 @@ class CallTracker:
         if call.state is CallState.RINGING:
             call.deadline = None
             self._set_state(call, CallState.FAILED)
-        self._emit("startup_failed", call, cause, at)
+        self._emit(CallListener.startup_failed, call, cause, at)
 
     def _activate(self, call: Call, latency: float) -> None:
         call.deadline = None
         self._set_state(call, CallState.ACTIVE)
-        self._emit("avatar_joined", call, max(latency, 0.0))
+        self._emit(CallListener.avatar_joined, call, max(latency, 0.0))
 
     def _participant_left(self, event: Event) -> None:
         participant = event.participant
@@ -430,7 +432,7 @@ class CallTracker:
         call = self.calls.get(event.room_sid)
         if call is not None and not self._first_leave(call, role, participant):
             return  # a retry, recognised by its content when its id is no longer remembered
-        self._emit("participant_left", call, role, participant, event.created_at)
+        self._emit(CallListener.participant_left, call, role, participant, event.created_at)
         if role is Role.USER:
             if call is not None and call.state is CallState.ENDED:
                 if participant.sid in call.users:
@@ -480,7 +482,7 @@ class CallTracker:
             self._fail(call, "join_timeout")  # the deadline passed before the leave (server time)
             self._end(call, at)
         elif call.state is CallState.RINGING:
-            self._emit("call_abandoned", call, at)
+            self._emit(CallListener.call_abandoned, call, at)
             self._end(call, at)
         elif call.state is CallState.FAILED:
             self._end(call, at)
@@ -537,7 +539,7 @@ class CallTracker:
         call.held = None
         if call.state is CallState.ACTIVE:
             log.debug("avatar left %s: %s", call.room_name, facts)
-            self._emit("avatar_left", call, classify(facts), held.session_seconds, held.at)
+            self._emit(CallListener.avatar_left, call, classify(facts), held.session_seconds, held.at)
         self._end(call, held.at)
 
     def _agent_left(self, call: Call, participant: Participant, at: float) -> None:
@@ -555,8 +557,8 @@ class CallTracker:
             self._release(call)
 
     def _track_published(self, event: Event) -> None:
-        participant, kind = event.participant, event.track_kind
-        bit = _TRACK_BIT.get(kind or "")
+        participant, kind = event.participant, event.track_kind or ""
+        bit = _TRACK_BIT.get(kind)
         if participant is None or bit is None:
             return
         call = self.calls.get(event.room_sid)
@@ -566,7 +568,7 @@ class CallTracker:
         published = event.track_published_at or event.created_at
         joined = call.avatar_joined_at or published
         delay = max(published - joined, 0.0)
-        self._emit("first_track", call, kind, delay, joined + delay)
+        self._emit(CallListener.first_track, call, kind, delay, joined + delay)
 
     # -- reconciliation (RoomService listings) ----------------------------------------------
 
@@ -607,7 +609,7 @@ class CallTracker:
                 call = self.calls.get(room_sid)
                 if call is not None and self._knows(room_sid, participant):
                     actions.append("join")
-                    self._emit("reconciled", call, "join", participant, at)
+                    self._emit(CallListener.reconciled, call, "join", participant, at)
         finally:
             self._counted_from = 0.0
         call = self.calls.get(room_sid)
@@ -618,7 +620,7 @@ class CallTracker:
             call = self.calls.get(room_sid)
             if call is None or call.state is CallState.ENDED:
                 break
-            self._emit("reconciled", call, "leave", participant, at)
+            self._emit(CallListener.reconciled, call, "leave", participant, at)
             self._participant_left(Event("participant_left", "", at, room_sid, room_name,
                                          room_created_at, participant, None, None))
             actions.append("leave")
@@ -641,7 +643,7 @@ class CallTracker:
         call = self.calls.get(room_sid)
         if call is not None and call.observed_at is None:
             call.observed_at = at
-            self._emit("observation_started", call, at)
+            self._emit(CallListener.observation_started, call, at)
 
     def room_gone(self, room_sid: str, at: float) -> None:
         """The server no longer has the room (it restarted, or the room closed unseen). The
@@ -661,7 +663,7 @@ class CallTracker:
             call.avatar_left = True
             self._end_poor_quality(call, at)
             session = max(at - (call.avatar_joined_at or at), 0.0)
-            self._emit("avatar_left", call, Departure.SERVER, session, at)
+            self._emit(CallListener.avatar_left, call, Departure.SERVER, session, at)
         self._end(call, at)
 
     def signal(self, room_sid: str, signal: Signal, at: float) -> None:
@@ -670,22 +672,22 @@ class CallTracker:
         if call is None or call.state is CallState.ENDED:
             return
         if isinstance(signal, StartupFailureMessage):
-            self._emit("backend_message", call, signal.message, at)
+            self._emit(CallListener.backend_message, call, signal.message, at)
             if not call.startup_failure_counted:
                 self._fail(call, "message", at)
         elif isinstance(signal, PipelineError):
             if not signal.recoverable:
                 call.unrecoverable_error_at = at
-            self._emit("pipeline_error", call, signal, at)
+            self._emit(CallListener.pipeline_error, call, signal, at)
         elif isinstance(signal, SessionClosed):
             call.session_close_reason = signal.reason
-            self._emit("session_closed", call, signal.reason, at)
+            self._emit(CallListener.session_closed, call, signal.reason, at)
             if signal.reason in AGENT_ENDED_REASONS:
                 self._agent_ended(call, at)
             elif call.held is not None:
                 self._release(call)  # the session closed for another reason: nothing to wait for
         elif isinstance(signal, AgentLatency):
-            self._emit("agent_latency", call, signal, at)
+            self._emit(CallListener.agent_latency, call, signal, at)
 
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
         """The avatar started or stopped being an active speaker."""
@@ -698,7 +700,7 @@ class CallTracker:
         if speaking and call.first_speech_at is None:
             call.first_speech_at = at
             delay = max(at - call.avatar_joined_at, 0.0)
-            self._emit("first_speech", call, delay, at)
+            self._emit(CallListener.first_speech, call, delay, at)
         if speaking or call.speaking:
             call.last_speech_at = at
         call.speaking = speaking
@@ -717,7 +719,7 @@ class CallTracker:
     def _end_poor_quality(self, call: Call, at: float) -> None:
         if call.poor_quality_since is not None:
             seconds = max(at - call.poor_quality_since, 0.0)
-            self._emit("poor_quality", call, call.poor_quality, seconds)
+            self._emit(CallListener.poor_quality, call, call.poor_quality, seconds)
         call.poor_quality, call.poor_quality_since = "", None
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -733,7 +735,7 @@ class CallTracker:
         while len(self.calls) >= self.settings.max_calls:
             oldest = self.calls[next(iter(self.calls))]
             if oldest.state is not CallState.ENDED:
-                self._emit("call_evicted", oldest)
+                self._emit(CallListener.call_evicted, oldest)
             self._forget(oldest)
         call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now,
                     counted_from=self._counted_from)
@@ -775,7 +777,7 @@ class CallTracker:
         """The room finished and the avatar's leave never arrived."""
         facts = self._facts(call, "unknown_reason", None, self._now)
         if call.state is CallState.ACTIVE:
-            self._emit("avatar_left", call, classify(facts), 0.0, self._now)
+            self._emit(CallListener.avatar_left, call, classify(facts), 0.0, self._now)
         self._end(call, self._now)
 
     def _end(self, call: Call, at: float) -> None:
@@ -784,7 +786,7 @@ class CallTracker:
         self._set_state(call, CallState.ENDED)
         call.ended_at = at
         self.ended_rooms.add(call.room_sid, at)
-        self._emit("call_ended", call, at)
+        self._emit(CallListener.call_ended, call, at)
         self._lingering.append((self._now + self.settings.linger, call.room_sid))
 
     def _forget(self, call: Call) -> None:
@@ -804,15 +806,18 @@ class CallTracker:
         self.listeners.append(listener)
         self._sinks.clear()
 
-    def _emit(self, transition: str, *args: object) -> None:
-        sinks = self._sinks.get(transition)
+    def _emit(self, transition: Callable[Concatenate[CallListener, P], None],
+              *args: P.args, **kwargs: P.kwargs) -> None:
+        """Tell the listeners that override `transition` (a CallListener method) what changed."""
+        name = transition.__name__
+        sinks = self._sinks.get(name)
         if sinks is None:
-            sinks = self._sinks[transition] = self._overriding(transition)
+            sinks = self._sinks[name] = self._overriding(name)
         for sink in sinks:
             try:
-                sink(*args)
+                sink(*args, **kwargs)
             except Exception:  # one broken sink must not stop the others or the intake
-                log.exception("%s failed in %s", transition,
+                log.exception("%s failed in %s", name,
                               type(getattr(sink, "__self__", sink)).__name__)
 
     def _overriding(self, transition: str) -> list[Callable[..., None]]:
