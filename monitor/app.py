@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from monitor.observer.reconcile import Reconciler
     from monitor.observer.room import RoomObserver
+    from monitor.sinks.traces import CallTracer
 
 log = logging.getLogger("monitor.app")
 
@@ -108,8 +109,9 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
 
         span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
     if span_exporter is not None:
-        provider, tracer = _tracing(config, span_exporter, metrics)
-        listeners.insert(0, tracer)  # first, so exemplars can name the call's trace
+        provider, call_tracer = _tracing(config, span_exporter, metrics)
+        listeners.append(call_tracer)
+        metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
     settings = TrackerSettings(
         join_timeout=config.avatar_join_timeout,
         idle_timeout=config.idle_timeout,
@@ -181,7 +183,7 @@ def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: Ba
 
 
 def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
-             ) -> tuple[TracerProvider, CallListener]:
+             ) -> tuple[TracerProvider, CallTracer]:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
 

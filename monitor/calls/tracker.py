@@ -92,7 +92,6 @@ class Call:
     users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
     user_left_first: bool = False
     room_finished: bool = False
-    trace_id: int = 0  # set by the tracer when tracing is on; exemplars name it
     startup_failure_counted: bool = False
     ended_at: float | None = None  # server time the call ended
     # Agents and other non-user participants: sid -> still present (a retried leave counts once).
@@ -539,7 +538,8 @@ class CallTracker:
         call.held = None
         if call.state is CallState.ACTIVE:
             log.debug("avatar left %s: %s", call.room_name, facts)
-            self._emit(CallListener.avatar_left, call, classify(facts), held.session_seconds, held.at)
+            self._emit(CallListener.avatar_left, call, classify(facts), held.session_seconds,
+                       held.at)
         self._end(call, held.at)
 
     def _agent_left(self, call: Call, participant: Participant, at: float) -> None:

@@ -6,7 +6,7 @@ names); room names and identities never become labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 
 from prometheus_client import (
@@ -96,6 +96,8 @@ class Metrics(CallListener):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # The trace of a live call, by room sid, when tracing is on (CallTracer.trace_id).
+        self.trace_ids: Callable[[str], int] | None = None
         # The standard process_* (CPU, memory, file descriptors) and python_gc_* families, on
         # this registry as on the default one.
         registry.register(PROCESS_COLLECTOR)
@@ -313,7 +315,7 @@ class Metrics(CallListener):
 
     def avatar_joined(self, call: Call, latency: float) -> None:
         if (call.avatar_joined_at or 0.0) >= call.counted_from:
-            self.join_latency.observe(latency, _exemplar(call))
+            self.join_latency.observe(latency, self._exemplar(call))
 
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
         if at < call.counted_from:
@@ -326,7 +328,7 @@ class Metrics(CallListener):
         self.abandoned.inc()
 
     def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
-        self.first_track_delay.labels(kind).observe(delay, _exemplar(call))
+        self.first_track_delay.labels(kind).observe(delay, self._exemplar(call))
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
                          at: float) -> None:
@@ -336,7 +338,7 @@ class Metrics(CallListener):
     def avatar_left(self, call: Call, departure: Departure, session_seconds: float,
                     at: float) -> None:
         self.departures.labels(departure.value).inc()
-        self.session_duration.observe(session_seconds, _exemplar(call))
+        self.session_duration.observe(session_seconds, self._exemplar(call))
         timeout = _TIMEOUT_OF_DEPARTURE.get(departure)
         if timeout is not None:
             self.timeouts.labels(timeout).inc()
@@ -345,7 +347,12 @@ class Metrics(CallListener):
         self.evictions.inc()
 
     def first_speech(self, call: Call, delay: float, at: float) -> None:
-        self.first_speech_delay.observe(delay, _exemplar(call))
+        self.first_speech_delay.observe(delay, self._exemplar(call))
+
+    def _exemplar(self, call: Call) -> dict[str, str] | None:
+        """Links a histogram observation to the call's trace, when tracing is on."""
+        trace_id = self.trace_ids(call.room_sid) if self.trace_ids is not None else 0
+        return {"trace_id": f"{trace_id:032x}"} if trace_id else None
 
     def reported(self, signal: Signal) -> None:
         """Count a reported event (a startup failure is counted per call, by the tracker)."""
@@ -369,11 +376,6 @@ class Metrics(CallListener):
 
     def span_exported(self, count: int) -> None:
         self.spans_exported.inc(count)
-
-
-def _exemplar(call: Call) -> dict[str, str] | None:
-    """Links a histogram observation to the call's trace, when tracing is on."""
-    return {"trace_id": f"{call.trace_id:032x}"} if call.trace_id else None
 
 
 class CallStateCollector(Collector):

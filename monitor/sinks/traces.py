@@ -37,8 +37,7 @@ class _OpenSpans:
 
 
 class CallTracer(CallListener):
-    """Turns call transitions into spans. Listed before the metrics listener, so that
-    `call.trace_id` is set when histograms record their exemplars."""
+    """Turns call transitions into spans; `trace_id` names a live call's trace (for exemplars)."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
@@ -56,7 +55,11 @@ class CallTracer(CallListener):
         spans = _OpenSpans(root, at)
         spans.ringing = self._child(spans, RINGING_SPAN, at)
         self._open[call.room_sid] = spans
-        call.trace_id = root.get_span_context().trace_id
+
+    def trace_id(self, room_sid: str) -> int:
+        """The trace of the call in this room, while it is open; 0 when there is none."""
+        spans = self._open.get(room_sid)
+        return spans.root.get_span_context().trace_id if spans is not None else 0
 
     def participant_joined(self, call: Call, role: Role, participant: Participant,
                            at: float) -> None:
