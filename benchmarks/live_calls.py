@@ -28,7 +28,7 @@ from prometheus_client.exposition import generate_latest
 
 from benchmarks.traffic import live_call_bodies
 from monitor.app import Monitor, build_monitor
-from monitor.calls.tracker import CallState
+from monitor.calls.model import CallState
 from monitor.config import Config
 from monitor.intake.events import parse_event
 from tests.webhooks import KEY, SECRET
@@ -94,7 +94,7 @@ def measure(steps: Sequence[int], metrics_at: int, metrics_runs: int) -> dict:
         gc.collect()
         collected = rss_bytes()
         out["steps"].append({
-            "calls": calls, "tracked": len(monitor.tracker.calls),
+            "calls": calls, "tracked": monitor.tracker.tracked,
             "active": monitor.tracker.counts[CallState.ACTIVE],
             "rss": collected, "per_call": (raw - base) / calls,
             "per_call_after_gc": (collected - base) / calls,

@@ -16,8 +16,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.alive import AliveFile
+from monitor.calls.core import TrackerSettings
+from monitor.calls.listener import CallListener
 from monitor.calls.roles import RoleClassifier
-from monitor.calls.tracker import CallListener, CallTracker, TrackerSettings
+from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.config import Config
 from monitor.diagnosis.api import CallStatus
@@ -137,8 +139,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         log.info("the previous process last ran %.1f s before this start",
                  this_start() - last_ran)
     bridge = BackendBridge(tracker, metrics)
-    # Last: a call's span and record exist before the bridge replays events into the call.
-    tracker.add_listener(bridge)
+    tracker.waiting_reports = bridge.take_waiting
     observer = None
     if config.livekit_url and config.observer:
         observer = _observer(config, tracker, metrics, bridge, clock)

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from livekit.protocol import models
 
+from monitor.calls.core import LATE_JOIN_GRACE
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
-from monitor.calls.tracker import LATE_JOIN_GRACE
 from monitor.diagnosis.page import STYLE
 from monitor.diagnosis.verdicts import RULES
 from monitor.reports.signals import PipelineError, ReportedEvent, StartupFailureMessage

@@ -100,7 +100,7 @@ async def test_fuzzed_webhooks_never_fail(sidecar: RunningMonitor, body: bytes) 
 @FUZZ
 @given(body=mutated(GOOD))
 async def test_fuzzed_events_never_fail(sidecar: RunningMonitor, body: bytes) -> None:
-    if not sidecar.monitor.tracker.calls:
+    if not sidecar.monitor.tracker.tracked:
         await start_call(sidecar)
     headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/json"}
     async with sidecar.http.post(sidecar.url + "/v1/events", data=body,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from monitor.app import build_monitor
-from monitor.calls.tracker import ROOM_GONE_GRACE
+from monitor.calls.core import ROOM_GONE_GRACE
 from monitor.config import Config
 from monitor.intake.events import parse_event
 from monitor.reports.signals import (

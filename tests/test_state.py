@@ -6,9 +6,12 @@ import time
 
 from livekit.protocol import models, webhook
 
+from monitor.calls.core import TrackerSettings
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.listener import CallListener
+from monitor.calls.model import CallState
 from monitor.calls.roles import Role, RoleClassifier
-from monitor.calls.tracker import CallListener, CallState, CallTracker, TrackerSettings
+from monitor.calls.tracker import CallTracker
 from monitor.intake.events import parse_event
 from monitor.reports.signals import SessionClosed
 from tests.webhooks import Room, agent, avatar, encode, participant, user
@@ -105,7 +108,7 @@ def test_room_finished_without_the_avatars_leave_ends_after_linger() -> None:
     assert ("avatar_left", "unknown") in recorder.seen
     assert tracker.counts[CallState.ACTIVE] == 0
     tracker.expire(t0 + 30)
-    assert room.sid not in tracker.calls  # evicted after lingering
+    assert tracker.call(room.sid) is None  # evicted after lingering
 
 
 def test_ended_calls_are_evicted_after_linger_and_ignore_late_events() -> None:
@@ -114,11 +117,11 @@ def test_ended_calls_are_evicted_after_linger_and_ignore_late_events() -> None:
     room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
     apply(tracker, room.joined(caller), room.joined(face), room.left(caller, t0 + 20),
           room.left(face, t0 + 21), now=t0)
-    assert room.sid in tracker.calls
+    assert tracker.call(room.sid) is not None
     apply(tracker, room.joined(caller), now=t0 + 1)  # a late retry of the user's join
     assert recorder.seen.count(("started", room.sid)) == 1
     tracker.expire(t0 + 11)
-    assert room.sid not in tracker.calls
+    assert tracker.call(room.sid) is None
     assert sum(tracker.counts.values()) == 0
 
 
@@ -150,7 +153,7 @@ def test_eviction_counts_only_live_calls() -> None:
     apply(tracker, first.joined(caller), first.left(caller, t0 + 1))  # abandoned, lingering
     apply(tracker, Room().joined(user(t0)), Room().joined(user(t0)), Room().joined(user(t0)))
     evicted = [entry for entry in recorder.seen if entry[0] == "evicted"]
-    assert len(evicted) == 1 and len(tracker.calls) == 2
+    assert len(evicted) == 1 and tracker.tracked == 2
 
 
 def test_a_second_avatar_does_not_replace_the_first() -> None:
@@ -171,12 +174,12 @@ def test_a_late_user_leave_after_the_linger_counts_nothing() -> None:
     room, caller, face = Room(created_at=t0), user(t0), avatar(t0 + 1)
     apply(tracker, room.joined(caller), room.joined(face), room.left(face, t0 + 60), now=t0 + 60)
     tracker.expire(t0 + 75)
-    assert room.sid not in tracker.calls
+    assert tracker.call(room.sid) is None
     apply(tracker, room.left(caller, t0 + 80), now=t0 + 80)
     tracker.expire(t0 + 200)
     assert recorder.seen.count(("started", room.sid)) == 1
     assert ("startup_failed", "join_timeout") not in recorder.seen
-    assert room.sid not in tracker.calls and sum(tracker.counts.values()) == 0
+    assert tracker.call(room.sid) is None and sum(tracker.counts.values()) == 0
 
 
 def test_retried_leaves_count_once_without_their_ids() -> None:

@@ -246,7 +246,7 @@ async def test_collector_down_leaves_intake_alone_and_counts_dropped_spans(
     assert time.monotonic() - started < 2, "intake slowed down by a dead collector"
     assert await sidecar.value("avatar_calls_started_total") == 5
     assert await sidecar.value("avatar_join_latency_seconds_count") == 5
-    assert sidecar.monitor.tracker.calls  # still tracking
+    assert sidecar.monitor.tracker.tracked  # still tracking
     await sidecar.wait_for("avatar_monitor_spans_dropped_total", 15, timeout=30,
                            reason="export_failed")
     assert await sidecar.value("avatar_monitor_spans_exported_total") == 0

@@ -135,10 +135,10 @@ class Reconciler:
         live = {room.sid for room in listed.rooms}
         tracker = self._tracker
         tracker.listed(live, asked_at)
-        for sid, call in list(tracker.calls.items()):
-            if sid not in live and call.tracked_at < asked_at and \
-                    in_shard(call.room_name, *self._shard) and call.ended_at is None:
-                tracker.room_gone(sid, now)
+        for call in tracker.open_calls():
+            if call.room_sid not in live and call.tracked_at < asked_at and \
+                    in_shard(call.room_name, *self._shard):
+                tracker.room_gone(call.room_sid, now)
                 self._metrics.reconciliations.labels("room_gone").inc()
         seen: dict[tuple[str, str], Participant] = {}
         for room, present in zip(rooms, listings, strict=True):

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call
 from monitor.calls.roles import Role
-from monitor.calls.tracker import Call, CallListener, CallTracker
+from monitor.calls.tracker import CallTracker
 from monitor.intake.events import disconnect_reason_name
 from monitor.logs import RateLimitedLog
 from monitor.observer.reconcile import in_shard
@@ -276,7 +278,7 @@ class RoomObserver(CallListener):
         only when no other participant (a hidden observer included) remains."""
         if watch.room is None:
             return
-        roles = (self._tracker.roles.role_of(participant_of(p))
+        roles = (self._tracker.role_of(participant_of(p))
                  for p in watch.room.remote_participants.values())
         if Role.USER not in roles:
             self._unwatch(watch.sid)
@@ -293,7 +295,7 @@ class RoomObserver(CallListener):
                        participant: rtc.Participant) -> None:
         """The voice agent's state: `speaking` while the avatar plays its speech."""
         state = changed.get(AGENT_STATE)
-        if state is None or self._tracker.roles.role_of(participant_of(participant)) \
+        if state is None or self._tracker.role_of(participant_of(participant)) \
                 is not Role.AGENT:
             return
         if not watch.speech_from_agent:
@@ -384,7 +386,7 @@ class RoomObserver(CallListener):
         lost.set()
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
-        return self._tracker.roles.role_of(participant_of(participant)) is Role.AVATAR
+        return self._tracker.role_of(participant_of(participant)) is Role.AVATAR
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:

@@ -14,9 +14,10 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from monitor.calls.tracker import Call, CallListener, CallState, CallTracker
+from monitor.calls.model import Call, CallState
+from monitor.calls.tracker import CallTracker
 from monitor.intake.dedup import RecentIds
-from monitor.reports.signals import ReportedEvent, StartupFailureMessage
+from monitor.reports.signals import ReportedEvent, Signal, StartupFailureMessage
 from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.bridge")
@@ -39,7 +40,7 @@ class _Waiting:
     events: list[tuple[ReportedEvent, float]]
 
 
-class BackendBridge(CallListener):
+class BackendBridge:
     """Accepts reported events, deduplicates them, counts them and applies them to calls."""
 
     def __init__(self, tracker: CallTracker, metrics: Metrics,
@@ -61,9 +62,10 @@ class BackendBridge(CallListener):
         at = now
         if event.at is not None and abs(event.at - now) <= MAX_CLOCK_SKEW_SECONDS:
             at = event.at
-        call = self._call(room_sid, room_name)
+        call = self._tracker.call_in_room(room_name, room_sid)
         if call is not None and call.state is not CallState.PENDING:
-            self._apply(call.room_sid, event, at)
+            self._count(event)
+            self._tracker.signal(call.room_sid, event.signal, at)
             return self._outcome(source, "applied")
         sid = room_sid or (call.room_sid if call is not None else None)
         if not sid:
@@ -75,7 +77,7 @@ class BackendBridge(CallListener):
         """Whether `room_sid` is the sid of a known call in another room than `room_name`."""
         if not room_sid:
             return False
-        call = self._tracker.calls.get(room_sid)
+        call = self._tracker.call(room_sid)
         return call is not None and call.room_name != room_name
 
     def expire(self, now: float) -> None:
@@ -91,33 +93,23 @@ class BackendBridge(CallListener):
     def waiting_events(self) -> int:
         return sum(len(w.events) for w in self._waiting.values())
 
-    # -- call transitions ------------------------------------------------------------------
-
-    def call_started(self, call: Call) -> None:
+    def take_waiting(self, call: Call) -> list[tuple[Signal, float]]:
+        """The events that waited for this call, now that it starts: counted here, applied by
+        the tracker (CallTracker.waiting_reports)."""
         waiting = self._waiting.pop((call.room_name, call.room_sid), None)
         if waiting is None:
-            return
-        for event, at in waiting.events:
-            self._apply(call.room_sid, event, at)
+            return []
+        for event, _ in waiting.events:
+            self._count(event)
             self._metrics.bridge_events.labels("buffer", "applied").inc()
+        return [(event.signal, at) for event, at in waiting.events]
 
     # -- internals -------------------------------------------------------------------------
 
-    def _apply(self, room_sid: str, event: ReportedEvent, at: float) -> None:
-        """Count the event (a startup failure is counted per call, by the tracker) and apply
-        it to its call."""
+    def _count(self, event: ReportedEvent) -> None:
+        """Count an applied event (a startup failure is counted per call, by the tracker)."""
         if not isinstance(event.signal, StartupFailureMessage):
             self._metrics.reported(event.signal)
-        self._tracker.signal(room_sid, event.signal, at)
-
-    def _call(self, room_sid: str | None, room_name: str) -> Call | None:
-        """The call with that sid in that room; without a sid, the room's current call."""
-        calls = self._tracker.calls
-        if room_sid:
-            call = calls.get(room_sid)
-            return call if call is not None and call.room_name == room_name else None
-        sid = self._tracker.sid_by_name.get(room_name)
-        return calls.get(sid) if sid else None
 
     def _wait(self, room_name: str, room_sid: str, event: ReportedEvent, at: float,
               now: float) -> None:

@@ -22,8 +22,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.calls.departures import Departure
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call, CallState
 from monitor.calls.roles import Role
-from monitor.calls.tracker import Call, CallListener, CallState, CallTracker
+from monitor.calls.tracker import CallTracker
 from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
 from monitor.reports.signals import (
     CLOSE_REASONS,
@@ -403,7 +405,7 @@ class CallStateCollector(Collector):
             counts = tracker.counts
             in_progress.add_metric(["ringing"], counts[CallState.RINGING])
             in_progress.add_metric(["active"], counts[CallState.ACTIVE])
-            tracked.add_metric([], len(tracker.calls))
+            tracked.add_metric([], tracker.tracked)
         return [in_progress, tracked]
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.calls.departures import Departure
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call, silence_seconds
 from monitor.calls.roles import Role
-from monitor.calls.tracker import Call, CallListener
 from monitor.intake.events import Event, Participant
 from monitor.reports.signals import AgentLatency, PipelineError
 
@@ -213,9 +214,8 @@ class CallRecords(CallListener):
             return
         record.departure = departure.value
         record.session_seconds = session_seconds
-        if call.observed_at is not None and not call.speaking:
-            since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
-            record.silence_seconds = max(at - since, 0.0)
+        if not call.speaking:
+            record.silence_seconds = silence_seconds(call, at)
         record.add(at, "avatar_left", departure.value, session_seconds)
 
     def call_ended(self, call: Call, at: float) -> None:

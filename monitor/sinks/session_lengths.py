@@ -23,7 +23,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.calls.departures import HEALTHY, Departure
-from monitor.calls.tracker import Call, CallListener
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call
 
 WINDOW_SECONDS = 3600.0  # departures considered: the last hour, by server time
 MIN_CALLS = 3  # "several avatars"

@@ -16,8 +16,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from monitor.calls.departures import Departure
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call
 from monitor.calls.roles import Role
-from monitor.calls.tracker import Call, CallListener
 from monitor.intake.events import Participant
 from monitor.reports.signals import PipelineError
 

@@ -1,0 +1,109 @@
+"""The call model: what is tracked of one call, and the rooms whose call has ended."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class CallState(StrEnum):
+    PENDING = "pending"
+    RINGING = "ringing"
+    ACTIVE = "active"
+    FAILED = "failed"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Call:
+    """What is tracked of one call. Times are unix seconds from the server."""
+
+    room_sid: str
+    room_name: str
+    room_created_at: float | None
+    state: CallState = CallState.PENDING
+    tracked_at: float = 0.0  # local clock: when this record was made
+    started_at: float | None = None
+    deadline: float | None = None
+    avatar_sid: str | None = None
+    avatar_identity: str | None = None
+    avatar_joined_at: float | None = None
+    avatar_left: bool = False
+    tracks_seen: int = 0  # bit per track kind: audio 1, video 2
+    users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
+    user_left_first: bool = False
+    room_finished: bool = False
+    startup_failure_counted: bool = False
+    ended_at: float | None = None  # server time the call ended
+    # Agents and other non-user participants: sid -> still present (a retried leave counts once).
+    others: dict[str, bool] | None = None
+    # Server time from which this call's transitions are counted in metrics: a call rebuilt
+    # from a RoomService listing after a restart was counted up to then by the previous process.
+    counted_from: float = 0.0
+    # First seen through the leave of a user who joined before this process started, with no
+    # listing to say whether the avatar had joined: its startup outcome cannot be known.
+    avatar_unknown: bool = False
+    # From the room observer (local clock, unix seconds); unknown until it watches the room.
+    observed_at: float | None = None
+    speaking: bool = False
+    first_speech_at: float | None = None
+    last_speech_at: float | None = None
+    unrecoverable_error_at: float | None = None
+    poor_quality_since: float | None = None
+    poor_quality: str = ""
+    # The voice agent the avatar publishes for (lk.publish_on_behalf), when it said so.
+    avatar_agent: str = ""
+    # When the voice agent ended the call (server time of its own leave, or its session closing
+    # for a non-error reason), and how its session closed, when it reported that.
+    agent_ended_at: float | None = None
+    session_close_reason: str | None = None
+    room_end_reason: str | None = None
+    held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+
+
+@dataclass(slots=True, frozen=True)
+class HeldDeparture:
+    """An avatar's leave kept back until the voice agent's end is seen, or the wait is over."""
+
+    reason: str
+    session_seconds: float
+    at: float  # server time of the leave
+    left: float  # the leave on this machine's clock (see CallTracker._avatar_left)
+
+
+class EndedRooms:
+    """Room sids whose call ended, with the server time it ended: a late or retried webhook for
+    a finished call is recognised by its room sid long after the call itself was evicted.
+    Bounded; the oldest are forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ended: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, room_sid: str, ended_at: float) -> None:
+        self._ended[room_sid] = ended_at
+        self._ended.move_to_end(room_sid)
+        if len(self._ended) > self._capacity:
+            self._ended.popitem(last=False)
+
+    def ended_at(self, room_sid: str) -> float | None:
+        return self._ended.get(room_sid)
+
+    def __contains__(self, room_sid: object) -> bool:
+        return room_sid in self._ended
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+
+def silence_seconds(call: Call, at: float) -> float | None:
+    """How long the avatar had been silent at `at` (local clock): since its last speech, or, for
+    a call watched from mid-session and silent since then, since the watch began (a lower
+    bound). None while the observer has not watched the call."""
+    if call.observed_at is None:
+        return None
+    if call.speaking:
+        return 0.0
+    since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
+    return max(at - since, 0.0)

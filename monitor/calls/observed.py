@@ -1,0 +1,99 @@
+"""What the tracker learns besides webhooks: the room observer's watch (speech, connection
+quality, a room gone) and the voice agent's reports (startup failures, pipeline errors, its
+session closing, latencies)."""
+
+from __future__ import annotations
+
+from monitor.calls.core import ROOM_GONE_GRACE, TrackerCore
+from monitor.calls.departures import AGENT_ENDED_REASONS, Departure
+from monitor.calls.listener import CallListener
+from monitor.calls.model import CallState
+from monitor.reports.signals import (
+    AgentLatency,
+    PipelineError,
+    SessionClosed,
+    Signal,
+    StartupFailureMessage,
+)
+
+
+class ObservedCalls(TrackerCore):
+    """Observer and report input (local clock)."""
+
+    def observing(self, room_sid: str, at: float) -> None:
+        """The observer now watches this call's room: silence can be measured."""
+        call = self._calls.get(room_sid)
+        if call is not None and call.observed_at is None:
+            call.observed_at = at
+            self._emit(CallListener.observation_started, call, at)
+
+    def room_gone(self, room_sid: str, at: float) -> None:
+        """The server no longer has the room (it restarted, or the room closed unseen). The
+        call ends after ROOM_GONE_GRACE, so that the webhooks already on their way (a user's
+        leave, the avatar's) still tell how it ended."""
+        call = self._calls.get(room_sid)
+        if call is not None and call.state is not CallState.ENDED:
+            self._going.append((at + ROOM_GONE_GRACE, room_sid, at))
+
+    def _end_gone_room(self, room_sid: str, at: float) -> None:
+        call = self._calls.get(room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if call.held is not None:
+            self._release(call)
+        elif call.state is CallState.ACTIVE and not call.avatar_left:
+            call.avatar_left = True
+            self._end_poor_quality(call, at)
+            session = max(at - (call.avatar_joined_at or at), 0.0)
+            self._emit(CallListener.avatar_left, call, Departure.SERVER, session, at)
+        self._end(call, at)
+
+    def signal(self, room_sid: str, signal: Signal, at: float) -> None:
+        """An event the voice agent or the avatar backend reported (see monitor.reports.bridge)."""
+        call = self._calls.get(room_sid)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if isinstance(signal, StartupFailureMessage):
+            self._emit(CallListener.backend_message, call, signal.message, at)
+            if not call.startup_failure_counted:
+                self._fail(call, "message", at)
+        elif isinstance(signal, PipelineError):
+            if not signal.recoverable:
+                call.unrecoverable_error_at = at
+            self._emit(CallListener.pipeline_error, call, signal, at)
+        elif isinstance(signal, SessionClosed):
+            call.session_close_reason = signal.reason
+            self._emit(CallListener.session_closed, call, signal.reason, at)
+            if signal.reason in AGENT_ENDED_REASONS:
+                self._agent_ended(call, at)
+            elif call.held is not None:
+                self._release(call)  # the session closed for another reason: nothing to wait for
+        elif isinstance(signal, AgentLatency):
+            self._emit(CallListener.agent_latency, call, signal, at)
+
+    def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
+        """The avatar started or stopped being an active speaker."""
+        call = self._calls.get(room_sid)
+        if call is None or call.avatar_left:
+            return
+        if call.avatar_joined_at is None:
+            call.speaking = speaking  # the agent speaks before the avatar is in: see _avatar_joined
+            return
+        if speaking and call.first_speech_at is None:
+            call.first_speech_at = at
+            delay = max(at - call.avatar_joined_at, 0.0)
+            self._emit(CallListener.first_speech, call, delay, at)
+        if speaking or call.speaking:
+            call.last_speech_at = at
+        call.speaking = speaking
+
+    def avatar_quality(self, room_sid: str, quality: str, at: float) -> None:
+        """The avatar's connection quality changed (excellent, good, poor, lost)."""
+        call = self._calls.get(room_sid)
+        if call is None or call.avatar_joined_at is None or call.avatar_left:
+            return
+        if quality == call.poor_quality:
+            return
+        self._end_poor_quality(call, at)
+        if quality in ("poor", "lost"):
+            call.poor_quality, call.poor_quality_since = quality, at
