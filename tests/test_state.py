@@ -304,6 +304,27 @@ def test_removed_without_the_agent_ending_is_a_removal() -> None:
     assert call.departures() == ["removed"]
 
 
+def test_removed_from_a_call_with_no_voice_agent_is_a_removal_at_once() -> None:
+    """No agent joined, none reported and the avatar names none: nothing can come to make the
+    removal an agent hang-up, so it is not held."""
+    tracker, recorder = make()
+    room, caller, face = Room(created_at=T0), user(T0), avatar(T0 + 1, on_behalf_of="")
+    apply(tracker, room.joined(caller), room.joined(face), now=T0 + 1)
+    apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
+    assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["removed"]
+
+
+def test_removed_avatar_that_names_its_agent_waits_for_it() -> None:
+    """The agent's join was not seen, but the avatar publishes on its behalf: held."""
+    tracker, recorder = make()
+    room, caller, face = Room(created_at=T0), user(T0), avatar(T0 + 1)
+    apply(tracker, room.joined(caller), room.joined(face), now=T0 + 1)
+    apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
+    assert [s for s in recorder.seen if s[0] == "avatar_left"] == []
+    tracker.signal(room.sid, SessionClosed("task_completed"), T0 + 61)
+    assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["agent_hangup"]
+
+
 def test_room_deleted_by_a_server_shutdown_is_a_server_departure() -> None:
     call = AgentCall()
     call.left(call.face, 60, R.ROOM_DELETED)

@@ -1,18 +1,10 @@
-"""Call state: a synchronous state machine over typed webhook events, with server timestamps.
+"""The tracker's core: the calls it holds, the queries other parts read them through, and the
+transitions every input shares (fail, activate, hold and release an avatar's departure, end),
+told to listeners.
 
-One tracked call per room sid. A call starts when its first user joins (ringing) and becomes
-active when the avatar joins. Listeners (metrics, traces) receive the transitions; the tracker
-itself knows nothing of Prometheus or HTTP.
-
-Lifecycle: pending (room known, no user yet) -> ringing -> active -> ended, with ringing -> failed
-when no avatar joins within the join timeout (a failed call still turns active if the avatar joins
-late) and ringing -> ended when every user leaves first (abandoned). Ended calls linger briefly to
-absorb late or reordered webhooks, then are evicted.
-
-An avatar sent away (removed, room deleted) before the voice agent has been seen to end the call
-is held for up to AGENT_HANGUP_WINDOW: the agent's own end (its leave, or its
-session closing) often arrives just after, and then the call ended normally.
-"""
+An avatar sent away (removed, room deleted) from a call with a voice agent, before the agent has
+been seen to end the call, is held for up to AGENT_HANGUP_WINDOW: the agent's own end (its leave,
+or its session closing) often arrives just after, and then the call ended normally."""
 
 from __future__ import annotations
 
@@ -155,6 +147,8 @@ class TrackerCore:
         held = call.held
         if held is None or call.agent_ended_at is not None:
             return False
+        if not (call.avatar_agent or call.agent_seen):
+            return False  # no voice agent in this call: nothing will come to wait for
         if call.room_finished and call.room_end_reason != ROOM_END_API_DELETE:
             return False
         if held.reason not in AGENT_MAY_HAVE_ENDED or call.session_close_reason == "error":

@@ -54,6 +54,7 @@ class Call:
     poor_quality: str = ""
     # The voice agent the avatar publishes for (lk.publish_on_behalf), when it said so.
     avatar_agent: str = ""
+    agent_seen: bool = False  # a voice agent joined the call or reported on it
     # When the voice agent ended the call (server time of its own leave, or its session closing
     # for a non-error reason), and how its session closed, when it reported that.
     agent_ended_at: float | None = None

@@ -53,6 +53,8 @@ class ObservedCalls(TrackerCore):
         call = self._calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return
+        if not isinstance(signal, StartupFailureMessage):
+            call.agent_seen = True  # the voice agent reports
         if isinstance(signal, StartupFailureMessage):
             self._emit(CallListener.backend_message, call, signal.message, at)
             if not call.startup_failure_counted:

@@ -9,9 +9,8 @@ when no avatar joins within the join timeout (a failed call still turns active i
 late) and ringing -> ended when every user leaves first (abandoned). Ended calls linger briefly to
 absorb late or reordered webhooks, then are evicted.
 
-An avatar sent away (removed, room deleted) before the voice agent has been seen to end the call
-is held for up to AGENT_HANGUP_WINDOW: the agent's own end (its leave, or its
-session closing) often arrives just after, and then the call ended normally.
+This module applies webhooks and RoomService listings; monitor.calls.observed applies what the
+observer and the voice agent report; monitor.calls.core holds what both share.
 """
 
 from __future__ import annotations
@@ -155,6 +154,8 @@ class CallTracker(ObservedCalls):
             call = self._call_for(event)
             self._avatar_joined(call, participant, event.created_at)
         elif call is not None:
+            if role is Role.AGENT:
+                call.agent_seen = True
             if call.others is None:
                 call.others = {}
             if participant.sid in call.others:
