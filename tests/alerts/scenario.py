@@ -93,14 +93,11 @@ RARE_CALLS = 60  # good calls around one startup failure: 1 in 61 is a 3.3x burn
 BURST = 6  # startup failures in a row: with the rare one, 7 in about 70 calls, a 20x burn
 
 
-async def rare_startup_failure(d: Driver) -> None:
-    """Many good calls and one startup failure: a rare failure, well within the budget."""
-    for _ in range(RARE_CALLS // 2):
+async def good_calls(d: Driver, count: int = RARE_CALLS) -> None:
+    """Calls that go well, before a rare failure."""
+    for _ in range(count):
         await good_call(d)
-    await startup_failure(d)
-    for _ in range(RARE_CALLS - RARE_CALLS // 2):
-        await good_call(d)
-    await d.wait_metric("avatar_calls_started_total", RARE_CALLS + 1)
+    await d.wait_metric("avatar_calls_started_total", count)
 
 
 async def padding_rooms(d: Driver) -> None:

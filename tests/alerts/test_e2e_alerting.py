@@ -104,7 +104,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                   f"{LOOPBACK}:{sidecar_port}", processes)
         await _wait_for_scrape(s)
         driver = scenario.Driver(http, sidecar_url)
-        await scenario.rare_startup_failure(driver)
+        # A rare failure, well within the budget: 1 in 61 calls. It comes after the good calls
+        # are scraped, so that no evaluation sees it against only some of them.
+        await scenario.good_calls(driver)
+        await _scraped(s, "avatar_calls_started_total", scenario.RARE_CALLS)
+        await scenario.startup_failure(driver)
         await _evaluated_after_rare_failure(s)
         await scenario.run(driver)
         yield s
@@ -120,6 +124,14 @@ async def _wait_for_scrape(s: Stack, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not await s.query(f'up{{job="{config.SIDECAR_JOB}"}} == 1'):
         assert time.monotonic() < deadline, f"sidecar never scraped\n{s.logs()}"
+        await asyncio.sleep(0.2)
+
+
+async def _scraped(s: Stack, metric: str, value: float, timeout: float = 20) -> None:
+    """Until Prometheus has scraped `metric` at `value`."""
+    deadline = time.monotonic() + timeout
+    while not await s.query(f"{metric} == {value}"):
+        assert time.monotonic() < deadline, f"{metric} never scraped at {value}\n{s.logs()}"
         await asyncio.sleep(0.2)
 
 
