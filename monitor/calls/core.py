@@ -35,7 +35,7 @@ P = ParamSpec("P")
 # The same bound holds for the other participants (agents, recorders) whose leaves count once.
 MAX_USERS_PER_CALL = 32
 # How long a join that arrives after its deadline waits for the webhooks behind it.
-LATE_JOIN_GRACE = 3.0
+LATE_JOIN_GRACE = 1.0
 # A webhook's createdAt has whole seconds: an end time taken from it may be up to 1 s early.
 CREATED_AT_PRECISION = 1.0
 # Disconnect reasons that say the server ended a participant's stay, not the participant.
