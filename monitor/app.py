@@ -30,7 +30,8 @@ from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.http import EventIntake
-from monitor.sinks.metrics import CallStateCollector, Metrics
+from monitor.sinks.call_gauges import CallStateCollector
+from monitor.sinks.metrics import Metrics
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.config import ConfigError, add_serve_arguments, config_from_args
 from monitor.logs import configure_logging
-from monitor.sinks.metrics import metrics_markdown
+from monitor.sinks.metrics_doc import metrics_markdown
 
 log = logging.getLogger("monitor")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from monitor.app import build_monitor
 from monitor.config import Config
 from monitor.diagnosis.verdicts import RULES, verdicts_markdown
-from monitor.sinks.metrics import metrics_markdown
+from monitor.sinks.metrics_doc import metrics_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

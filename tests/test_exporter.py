@@ -7,7 +7,7 @@ from importlib import metadata
 
 from prometheus_client import CollectorRegistry
 
-from monitor.sinks.metrics import CallStateCollector
+from monitor.sinks.call_gauges import CallStateCollector
 from monitor.sinks.session_lengths import RepeatedLengthCollector
 from tests.conftest import RunningMonitor
 
