@@ -20,7 +20,7 @@ from monitor.intake.strict_json import NotAccepted, loads
 from monitor.intake.webhook import json_reply
 from monitor.logs import RateLimitedLog
 from monitor.reports.bridge import BackendBridge
-from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_event
+from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_report
 from monitor.sinks.metrics import Metrics
 from monitor.web.access import Denied, TokenAccess
 from monitor.web.server import BodyRefused, read_body
@@ -74,7 +74,7 @@ class EventIntake:
         if self._bridge.conflicts(room, room_sid or None):
             return self._reject(403, "foreign_room", "room_sid is the sid of another room")
         try:
-            event = parse_event(doc)
+            event = parse_report(doc)
         except BadEvent as exc:
             return self._reject(400, "malformed", str(exc))
         outcome = self._bridge.accept("http", event, self._clock(), room, room_sid or None)

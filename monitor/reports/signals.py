@@ -109,12 +109,12 @@ def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
         return ParsedMessage(label, "malformed" if doc.get("v") != EVENTS_SCHEMA_VERSION
                              else "other")
     try:
-        return ParsedMessage(label, kind, parse_event(doc))
+        return ParsedMessage(label, kind, parse_report(doc))
     except BadEvent:
         return ParsedMessage(label, "malformed")
 
 
-def parse_event(doc: dict[str, Any]) -> ReportedEvent:
+def parse_report(doc: dict[str, Any]) -> ReportedEvent:
     """Validate one `avatar-monitor/events` document (schema version 1)."""
     if doc.get("v") != EVENTS_SCHEMA_VERSION:
         raise BadEvent(f"v must be {EVENTS_SCHEMA_VERSION}")
