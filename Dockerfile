@@ -8,6 +8,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AVATAR_MONITOR_PORT=9465
 
 WORKDIR /app
+# The wire schema the server shares with voice agents: its own distribution, installed first.
+COPY agent ./agent
+RUN pip install ./agent
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 RUN pip install . \

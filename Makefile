@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test docs deps test-deps clean
 
-$(BIN)/avatar-monitor: pyproject.toml
+# One pip command, so that the server's dependency avatar-monitor-agent is this repo's ./agent.
+$(BIN)/avatar-monitor: pyproject.toml agent/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e ./agent -e '.[test]'
 	touch $@
 
 deps: $(BIN)/avatar-monitor
@@ -22,7 +23,7 @@ test-deps:
 	scripts/install-test-deps.sh
 
 test: deps test-deps lint-rules
-	$(BIN)/ruff check monitor tests benchmarks dashboards
+	$(BIN)/ruff check monitor agent tests benchmarks dashboards
 	$(BIN)/mypy
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 

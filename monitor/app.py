@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from avatar_monitor_agent.roles import RoleClassifier
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.alive import AliveFile
 from monitor.calls.core import TrackerSettings
 from monitor.calls.listener import CallListener
-from monitor.calls.roles import RoleClassifier
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.config import Config

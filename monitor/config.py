@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
+
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
 
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
-DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make demo`: a local livekit-server (dev keys devkey/secret), avatar-monitor fed by its
 webhooks and watching the rooms, and simulated avatar calls until Ctrl-C: healthy ones, avatars
-that never join (one with the backend's startup_failure message, from monitor.agents), removed
-avatars, and a voice agent whose TTS dies (reported by monitor.agents).
+that never join (one with the backend's startup_failure message, from avatar_monitor_agent), removed
+avatars, and a voice agent whose TTS dies (reported by avatar_monitor_agent).
 
 livekit-rtc sends media only over non-loopback interfaces, so the server, the sidecar and the
 calls run in a private network namespace (tests/e2e/netns.py; needs root). The sidecar's
@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
+from avatar_monitor_agent import Reporter, instrument, wait_for_avatar  # noqa: E402
 from livekit import api  # noqa: E402
 from livekit.agents import AgentSession, tts  # noqa: E402
 from livekit.agents.voice.events import ErrorEvent  # noqa: E402
 
-from monitor.agents import Reporter, instrument, wait_for_avatar  # noqa: E402
 from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
 from tests.e2e.netns import NetnsError, private_network  # noqa: E402
 from tests.e2e.participants import AVATAR_IDENTITY, Server  # noqa: E402
@@ -52,7 +52,7 @@ JOIN_TIMEOUT = 5.0
 @dataclass
 class Demo:
     """What the simulated calls use: the server's RoomService and the sidecar's URL (where
-    monitor.agents reports)."""
+    avatar_monitor_agent reports)."""
 
     lkapi: api.LiveKitAPI
     sidecar_url: str

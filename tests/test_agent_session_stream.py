@@ -6,12 +6,12 @@ import time
 from typing import Any
 
 import pytest
+from avatar_monitor_agent import Reporter, instrument
+from avatar_monitor_agent.agent_events import error_event_id, turn_event_id
 from livekit.agents import AgentSession, APIError, llm, stt, tts
 from livekit.agents.voice.events import ConversationItemAddedEvent, ErrorEvent
 from livekit.protocol.agent_pb import agent_session as pb
 
-from monitor import agents
-from monitor.reports.agent_events import error_event_id, turn_event_id
 from monitor.reports.session_stream import Undecodable, decode
 from monitor.reports.signals import AgentLatency, PipelineError
 
@@ -87,11 +87,11 @@ async def test_instrument_gives_the_broadcast_events_the_same_ids(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Both paths report the same error and the same turn: one id each, so one applies."""
     reported: list[tuple[str, str | None, dict]] = []
-    monkeypatch.setattr(agents.Reporter, "report",
+    monkeypatch.setattr(Reporter, "report",
                         lambda self, kind, event_id=None, **fields:
                         reported.append((kind, event_id, fields)) or event_id)
     session = AgentSession()
-    agents.instrument(session, room=None)  # type: ignore[arg-type]  # report() is replaced
+    instrument(session, room=None)  # type: ignore[arg-type]  # report() is replaced
     error = tts.TTSError(timestamp=time.time(), label="x", error=APIError("down"),
                          recoverable=False)
     session.emit("error", ErrorEvent(error=error, source=None))

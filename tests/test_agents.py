@@ -1,5 +1,5 @@
-"""monitor.agents with a real livekit-agents AgentSession: real error, close and metrics events
-reach a real sidecar over HTTP. (The data-channel path runs in tests/e2e/test_bridge.py.)"""
+"""avatar_monitor_agent with a real livekit-agents AgentSession: real error, close and metrics
+events reach a real sidecar over HTTP. (The data-channel path runs in tests/e2e/test_bridge.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from avatar_monitor_agent import Reporter, instrument
 from livekit import api
 from livekit.agents import AgentSession, llm, stt, tts
 from livekit.agents.llm import ChatMessage
@@ -18,7 +19,6 @@ from livekit.agents.voice.events import (
     ErrorEvent,
 )
 
-from monitor.agents import Reporter, instrument
 from tests.conftest import RunningMonitor
 from tests.webhooks import KEY, SECRET, Room, user
 

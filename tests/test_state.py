@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
+from avatar_monitor_agent.roles import Role, RoleClassifier
 from livekit.protocol import models, webhook
 
 from monitor.calls.core import TrackerSettings
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from monitor.calls.listener import CallListener
 from monitor.calls.model import CallState
-from monitor.calls.roles import Role, RoleClassifier
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import parse_event
 from monitor.reports.signals import SessionClosed

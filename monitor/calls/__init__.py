@@ -1,1 +1,2 @@
-"""Call state: roles, the call model, the tracker's transitions, departure rules."""
+"""Call state: the call model, the tracker's transitions, departure rules. Who is the avatar, the
+agent or a user is avatar_monitor_agent.roles, shared with the voice agent's client."""

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec
 
+from avatar_monitor_agent.roles import Role, RoleClassifier
+
 from monitor.calls.departures import (
     ROOM_END_API_DELETE,
     SERVER_REASONS,
@@ -23,7 +25,6 @@ from monitor.calls.departures import (
 )
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, EndedRooms, silence_seconds
-from monitor.calls.roles import Role, RoleClassifier
 from monitor.intake.events import Event, Participant
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
 from monitor.reports.signals import Signal

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from avatar_monitor_agent.roles import Role
+
 from monitor.calls.departures import Departure
 from monitor.calls.model import Call
-from monitor.calls.roles import Role
 from monitor.intake.events import Event, Participant
 from monitor.reports.signals import AgentLatency, PipelineError
 

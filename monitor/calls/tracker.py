@@ -20,6 +20,8 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 
+from avatar_monitor_agent.roles import Role, RoleClassifier
+
 from monitor.calls.core import (
     CREATED_AT_PRECISION,
     LATE_JOIN_GRACE,
@@ -31,7 +33,6 @@ from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, HeldDeparture
 from monitor.calls.observed import ObservedCalls
-from monitor.calls.roles import Role, RoleClassifier
 from monitor.intake.events import Event, Participant
 
 log = logging.getLogger("monitor.state")

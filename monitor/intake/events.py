@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF as PUBLISH_ON_BEHALF
 from google.protobuf.json_format import MessageToDict, Parse, ParseError
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
@@ -41,7 +42,6 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 # Closed label sets, used by metrics.
 DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
-PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 
 
 def disconnect_reason_name(value: int) -> str:

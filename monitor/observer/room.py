@@ -23,17 +23,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from avatar_monitor_agent.participants import kind_name
+from avatar_monitor_agent.roles import Role
 from livekit import api, rtc
 
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
-from monitor.calls.roles import Role
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import disconnect_reason_name
 from monitor.logs import RateLimitedLog
 from monitor.observer.reconcile import in_shard
 from monitor.observer.rtc_logging import quiet_ignored_streams
-from monitor.observer.rtc_roles import kind_name, participant_of
+from monitor.observer.rtc_roles import participant_of
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.session_stream import LABEL as SESSION_LABEL
 from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
@@ -391,6 +392,6 @@ class RoomObserver(CallListener):
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:
     """An AGENT participant of the room (None: sent by a server SDK, not a participant)."""
-    return sender is not None and kind_name(sender) == "AGENT"
+    return sender is not None and kind_name(sender.kind) == "AGENT"
 
 

@@ -10,8 +10,8 @@ conversation items with their metrics, errors. Two mean something to the sidecar
   text may contain anything) -> a `PipelineError`;
 - a message with latency metrics -> an `AgentLatency`.
 
-Each gets the id `monitor.agents.instrument()` gives the same event
-(monitor.reports.agent_events), so an agent that also reports counts once. The agent's state
+Each gets the id avatar_monitor_agent's `instrument()` gives the same event
+(avatar_monitor_agent.agent_events), so an agent that also reports counts once. The agent's state
 comes from its `lk.agent.state` attribute instead, and livekit-agents broadcasts no session
 close and no playback latency.
 """
@@ -21,19 +21,19 @@ from __future__ import annotations
 import math
 import re
 
-from google.protobuf.message import DecodeError
-from livekit import rtc
-from livekit.protocol.agent_pb import agent_session as pb
-
-from monitor.reports.agent_events import (
+from avatar_monitor_agent.agent_events import (
     COMPONENT_OF_ERROR,
     LATENCY_OF_METRIC,
     error_event_id,
     turn_event_id,
 )
+from avatar_monitor_agent.schema import SESSION_TOPIC
+from google.protobuf.message import DecodeError
+from livekit import rtc
+from livekit.protocol.agent_pb import agent_session as pb
+
 from monitor.reports.signals import (
     MAX_LATENCY_SECONDS,
-    SESSION_TOPIC,
     SESSION_TOPIC_LABEL,
     AgentLatency,
     PipelineError,

@@ -3,8 +3,9 @@
 Two data topics are read. `lemonslice/message` carries the avatar backend's own messages
 (`{"type": "startup_failure", ...}`). `avatar-monitor/events` carries this project's versioned
 schema (docs/events.md): `pipeline_error`, `session_closed`, `startup_failure` and
-`agent_latency`, published by the voice agent; `POST /v1/events` takes the same documents.
-Everything parsed here is reduced to closed sets, so it can be counted with bounded labels.
+`agent_latency`, published by the voice agent; `POST /v1/events` takes the same documents. Its
+names come from avatar_monitor_agent.schema, which the voice agent's client shares. Everything
+parsed here is reduced to closed sets, so it can be counted with bounded labels.
 """
 
 from __future__ import annotations
@@ -13,29 +14,26 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from avatar_monitor_agent.schema import (
+    CLOSE_REASONS,
+    COMPONENTS,
+    EVENT_TYPES,
+    EVENTS_SCHEMA_VERSION,
+    EVENTS_TOPIC,
+    LATENCY_STAGES,
+    LEMONSLICE_TOPIC,
+)
+
 from monitor.intake import strict_json
 
-LEMONSLICE_TOPIC = "lemonslice/message"
-EVENTS_TOPIC = "avatar-monitor/events"
-EVENTS_SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
 
 TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
-# livekit-agents' own session broadcast, a byte stream (monitor.reports.session_stream)
-SESSION_TOPIC = "lk.agent.session"
+# livekit-agents' own session broadcast (monitor.reports.session_stream)
 SESSION_TOPIC_LABEL = "agent-session"
 SESSION_TYPES = ("pipeline_error", "agent_latency", "other", "malformed")
-LEMONSLICE_TYPES = ("startup_failure",)
-EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
-COMPONENTS = ("stt", "llm", "tts", "realtime", "other")
-CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_initiated",
-                 "task_completed", "other")
-# Agent latency stages, named after livekit-agents' per-turn ChatMessage.metrics; then the
-# avatar's: its playback latency per reply (first audio frame sent to it -> playback started)
-# and its join time (AvatarSession.start -> the avatar's video published; AvatarMetrics).
-LATENCY_STAGES = ("llm_ttft", "tts_ttfb", "end_of_turn", "e2e", "avatar_playback", "avatar_join")
 MAX_LATENCY_SECONDS = 3600.0
 
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import metadata
 
+from avatar_monitor_agent.roles import Role
+from avatar_monitor_agent.schema import (
+    CLOSE_REASONS,
+    COMPONENTS,
+    EVENT_TYPES,
+    LATENCY_STAGES,
+    LEMONSLICE_TYPES,
+)
 from prometheus_client import (
     GC_COLLECTOR,
     PROCESS_COLLECTOR,
@@ -22,14 +30,8 @@ from prometheus_client import (
 from monitor.calls.departures import Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
-from monitor.calls.roles import Role
 from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
 from monitor.reports.signals import (
-    CLOSE_REASONS,
-    COMPONENTS,
-    EVENT_TYPES,
-    LATENCY_STAGES,
-    LEMONSLICE_TYPES,
     SESSION_TOPIC_LABEL,
     SESSION_TYPES,
     TOPIC_LABELS,

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from avatar_monitor_agent.roles import Role
+
 from monitor.calls.departures import Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, silence_seconds
-from monitor.calls.roles import Role
 from monitor.intake.events import Event, Participant
 from monitor.reports.signals import AgentLatency, PipelineError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from avatar_monitor_agent.roles import Role
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
@@ -18,7 +19,6 @@ from opentelemetry.util.types import AttributeValue
 from monitor.calls.departures import Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
-from monitor.calls.roles import Role
 from monitor.intake.events import Participant
 from monitor.reports.signals import PipelineError
 

@@ -5,11 +5,11 @@
 
 The worker registers with livekit-server under AGENT_NAME and takes explicitly dispatched jobs.
 Each job's metadata is a `Plan` (JSON). The job runs an AgentSession with the scripted LLM and
-TTS of tests/e2e/agent_fakes.py, instrumented with `monitor.agents.instrument()`, and an avatar
-built the way avatar plugins build theirs (`ProviderAvatarSession`): it mints the avatar's token
-(kind agent, `lk.publish_on_behalf` = the agent's identity), sends the agent's speech to the
-avatar with `DataStreamAudioOutput`, and asks the avatar provider (tests/e2e/avatar_provider.py)
-to join. The frontend user talks to it by text (`lk.chat`).
+TTS of tests/e2e/agent_fakes.py, instrumented with `avatar_monitor_agent.instrument()`, and an
+avatar built the way avatar plugins build theirs (`ProviderAvatarSession`): it mints the avatar's
+token (kind agent, `lk.publish_on_behalf` = the agent's identity), sends the agent's speech to
+the avatar with `DataStreamAudioOutput`, and asks the avatar provider
+(tests/e2e/avatar_provider.py) to join. The frontend user talks to it by text (`lk.chat`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 
 import aiohttp
+from avatar_monitor_agent import Reporter, instrument, wait_for_avatar
 from livekit import api, rtc
 from livekit.agents import (
     Agent,
@@ -39,7 +40,6 @@ from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.avatar import AvatarSession, DataStreamAudioOutput
 
-from monitor.agents import Reporter, instrument, wait_for_avatar
 from tests.e2e.agent_fakes import SAMPLE_RATE, ScriptedLLM, ScriptedTTS
 
 log = logging.getLogger("tests.e2e.agent_worker")

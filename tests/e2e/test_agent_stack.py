@@ -1,5 +1,5 @@
 """Avatar calls with the real livekit-agents stack: a dispatched worker running an AgentSession
-instrumented with monitor.agents, an AvatarRunner avatar, and a frontend user.
+instrumented with avatar_monitor_agent, an AvatarRunner avatar, and a frontend user.
 
 Each test has its own livekit-server, sidecar, worker and room, so every counter starts at zero,
 and asserts the exact metric values and the call's verdict. The disconnect reasons livekit-server

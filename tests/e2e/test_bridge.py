@@ -1,4 +1,4 @@
-"""The backend bridge against a real livekit-server: monitor.agents in the voice agent's room,
+"""The backend bridge against a real livekit-server: avatar_monitor_agent in the voice agent's room,
 with the sidecar's room observer reading the data channel and /v1/events taking the same events.
 """
 
@@ -10,12 +10,12 @@ import time
 from typing import TypeVar
 
 import pytest
+from avatar_monitor_agent import Reporter, instrument, wait_for_avatar
 from livekit import rtc
 from livekit.agents import AgentSession, APIError, stt, tts
 from livekit.agents.voice.events import ErrorEvent
 from livekit.protocol.agent_pb import agent_session as agent_pb
 
-from monitor.agents import Reporter, instrument, wait_for_avatar
 from tests.e2e.metrics import MetricsClient, expect, poll_until
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar

@@ -9,9 +9,9 @@ import json
 
 import aiohttp
 import pytest
+from avatar_monitor_agent import Reporter
 from livekit import api
 
-from monitor.agents import Reporter
 from tests.e2e.metrics import MetricsClient, expect
 from tests.e2e.participants import Server, user_token
 from tests.e2e.scenario import CallDriver

@@ -1,5 +1,5 @@
 """What livekit-agents reports, in this project's terms, for both ways it reaches the sidecar:
-`monitor.agents.instrument()` in the voice agent, and the observer reading livekit-agents' own
+`instrument()` in the voice agent, and the sidecar's observer reading livekit-agents' own
 `lk.agent.session` broadcast (monitor.reports.session_stream). Both derive an event's id from the
 same facts, so the sidecar applies an event once however many paths bring it."""
 

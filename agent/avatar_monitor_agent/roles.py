@@ -1,4 +1,5 @@
-"""Who a participant is in an avatar call: avatar, agent, user or other."""
+"""Who a participant is in an avatar call: avatar, agent, user or other. One set of rules for the
+sidecar (webhooks, its room observer) and the voice agent's `wait_for_avatar`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Protocol
 
-from monitor.intake.events import Participant
+# The identity livekit-plugins-lemonslice gives its avatar unless told otherwise.
+DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
+# Set by every livekit-agents avatar plugin on its avatar: the identity of the agent it speaks for.
+ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 
 
 class Role(StrEnum):
@@ -15,6 +20,19 @@ class Role(StrEnum):
     AGENT = "agent"
     USER = "user"
     OTHER = "other"
+
+
+class Participant(Protocol):
+    """What the rules read of a participant, however it was learnt."""
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # ParticipantInfo.Kind name: STANDARD, AGENT, SIP, EGRESS, ...
+    @property
+    def hidden(self) -> bool: ...
+    @property
+    def publishes_on_behalf(self) -> bool: ...  # has ATTRIBUTE_PUBLISH_ON_BEHALF
 
 
 class RoleClassifier:
