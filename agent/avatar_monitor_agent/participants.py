@@ -8,13 +8,17 @@ from livekit import rtc
 
 from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF
 
-# rtc.ParticipantKind values -> ParticipantInfo.Kind names, as webhooks spell them
-KIND_NAMES = {0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
-              6: "BRIDGE"}
+_KIND_PREFIX = "PARTICIPANT_KIND_"
 
 
 def kind_name(kind: rtc.ParticipantKind.ValueType) -> str:
-    return KIND_NAMES.get(int(kind), "STANDARD")
+    """An rtc.ParticipantKind as the ParticipantInfo.Kind name webhooks carry
+    (PARTICIPANT_KIND_AGENT -> AGENT; the two enums number CONNECTOR and BRIDGE differently, so
+    names, not numbers, are compared). STANDARD for a kind this livekit does not know."""
+    try:
+        return rtc.ParticipantKind.Name(kind).removeprefix(_KIND_PREFIX)
+    except ValueError:
+        return "STANDARD"
 
 
 @dataclass(slots=True, frozen=True)

@@ -17,6 +17,18 @@ from tests.webhooks import Room, agent, avatar, encode, participant, user
 Info = models.ParticipantInfo
 
 
+def test_rtc_kinds_get_the_names_webhooks_give_them() -> None:
+    # The two enums number CONNECTOR and BRIDGE differently (5, 6 in rtc; 7, 8 in webhooks).
+    assert {number: kind_name(number) for _, number in rtc.ParticipantKind.items()} == {
+        0: "STANDARD", 1: "INGRESS", 2: "EGRESS", 3: "SIP", 4: "AGENT", 5: "CONNECTOR",
+        6: "BRIDGE"}
+    assert {kind_name(number) for _, number in rtc.ParticipantKind.items()} <= set(Info.Kind.keys())
+
+
+def test_an_rtc_kind_this_livekit_does_not_know_is_standard() -> None:
+    assert kind_name(rtc.ParticipantKind.ValueType(99)) == "STANDARD"
+
+
 def _room_view(info: models.ParticipantInfo) -> RoomParticipant:
     """The participant as a connected room shows it: an rtc kind, its attributes."""
     rtc_kind = rtc.ParticipantKind.Value("PARTICIPANT_KIND_" + Info.Kind.Name(info.kind))
