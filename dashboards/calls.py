@@ -301,9 +301,10 @@ def build() -> db.Dashboard:
             series(
                 "Agent latency by stage (p95)",
                 [g.DELAYED],
-                "Per-turn latency the voice agent reported (monitor.agents): LLM time to first "
-                "token, TTS time to first byte, end-of-turn delay and end to end (user stopped "
-                "speaking to agent speaking). A slow stage makes the avatar slow to speak.",
+                "Per-turn latency the voice agent reported (avatar_monitor_agent): LLM time to "
+                "first token, TTS time to first byte, end-of-turn delay and end to end (user "
+                "stopped speaking to agent speaking). A slow stage makes the avatar slow to "
+                "speak.",
                 "s",
                 [
                     Q(
@@ -320,8 +321,8 @@ def build() -> db.Dashboard:
                 [g.DELAYED],
                 "livekit-agents' playback latency per reply (first audio frame sent to the "
                 "avatar to its playback start) and the avatar's join time (AvatarSession start "
-                "to its video), as the voice agent reported them (monitor.agents). The dashed "
-                "line is the playback alert threshold.",
+                "to its video), as the voice agent reported them (avatar_monitor_agent). The "
+                "dashed line is the playback alert threshold.",
                 "s",
                 [
                     Q(

@@ -140,10 +140,10 @@ def build() -> db.Dashboard:
             series(
                 "Voice agent reports",
                 [g.NO_SPEECH, g.SESSION_DIES, g.NEVER_CONNECTS],
-                "Events the voice agent reported (monitor.agents: pipeline errors, session "
-                "closes, startup failures, latencies) by path and outcome, and /v1/events "
-                "requests refused. Expired: the room's call never appeared. Refusals with "
-                "unauthorized mean the agent's key pair differs from the sidecar's.",
+                "Events the voice agent reported (avatar_monitor_agent: pipeline errors, "
+                "session closes, startup failures, latencies) by path and outcome, and "
+                "/v1/events requests refused. Expired: the room's call never appeared. Refusals "
+                "with unauthorized mean the agent's key pair differs from the sidecar's.",
                 "short",
                 [
                     Q(f"sum by (source, outcome) (increase("

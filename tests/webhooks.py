@@ -38,7 +38,7 @@ def access_token(room: str | None = None, key: str = KEY, secret: str = SECRET,
 
 def agent_token(room: str | None, key: str = KEY, secret: str = SECRET,
                 ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
-    """The voice agent's token for /v1/events, as monitor.agents mints it."""
+    """The voice agent's token for /v1/events, as avatar_monitor_agent mints it."""
     return access_token(room, key, secret, ttl, kind="agent", identity="agent-1")
 
 
