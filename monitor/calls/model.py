@@ -91,12 +91,6 @@ class EndedRooms:
     def ended_at(self, room_sid: str) -> float | None:
         return self._ended.get(room_sid)
 
-    def __contains__(self, room_sid: object) -> bool:
-        return room_sid in self._ended
-
-    def __len__(self) -> int:
-        return len(self._ended)
-
 
 def silence_seconds(call: Call, at: float) -> float | None:
     """How long the avatar had been silent at `at` (local clock): since its last speech, or, for
