@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.diagnosis.sections import CONNECT, PIPELINE, ROOM_ERRORS, STARTUP, TIMEOUTS
+
 
 @dataclass(frozen=True)
 class Symptom:
@@ -16,12 +18,6 @@ class Symptom:
         """How descriptions quote the symptom."""
         return f'"{self.text}" (guide: {self.section})'
 
-
-CONNECT = "Handle avatar connect/disconnect events"
-ROOM_ERRORS = "Handle room errors"
-PIPELINE = "Catch pipeline errors"
-STARTUP = "Handle startup failures"
-TIMEOUTS = "Check timeouts"
 
 EMPTY_ROOM = Symptom("Empty room (user sees black screen)", CONNECT)
 NO_MEDIA = Symptom("User gets no video or audio, but audio/text input are still active", CONNECT)

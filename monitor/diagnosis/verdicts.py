@@ -10,15 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitor.diagnosis.sections import CONNECT, PIPELINE, ROOM_ERRORS, STARTUP, TIMEOUTS
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT
 from monitor.sinks.records import CallRecord
-
-# The guide's sections, as its headings name them.
-CONNECT = "Handle avatar connect/disconnect events"
-ROOM_ERRORS = "Handle room errors"
-PIPELINE = "Catch pipeline errors"
-STARTUP = "Handle startup failures"
-TIMEOUTS = "Check timeouts"
 
 FAILED, WARNING = "failed", "warning"
 STATUSES = ("failed", "warning", "healthy", "in_progress")
