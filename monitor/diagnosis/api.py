@@ -23,9 +23,9 @@ from monitor.diagnosis.verdicts import (
     Verdict,
     diagnose,
 )
-from monitor.intake.webhook import json_reply
 from monitor.sinks.records import CallRecord, CallRecords, entry_text
 from monitor.web.access import ANY_ROOM, Denied, TokenAccess
+from monitor.web.replies import error_reply
 
 STATES = ("live", "finished", "ringing", "active", "failed", "ended")
 # Calls diagnosed between two yields to the event loop while a query scans them.
@@ -112,7 +112,7 @@ class CallStatus:
             scope = self.access.room_scope(request, query_token=True)
             query = CallQuery.parse(request.query)
         except Denied as denied:
-            return _denied(denied)
+            return error_reply(*denied.args)
         calls = [summary(record, verdict) for record, verdict in await self.find(query, scope)]
         return web.json_response({"calls": calls})
 
@@ -121,19 +121,13 @@ class CallStatus:
         try:
             scope = self.access.room_scope(request, query_token=True)
         except Denied as denied:
-            return _denied(denied)
+            return error_reply(*denied.args)
         if scope and scope != room:
-            return json_reply(403, error="forbidden", detail="the token is for another room")
+            return error_reply(403, "forbidden", "the token is for another room")
         record = self.records.latest(room)
         if record is None:
-            return json_reply(404, error="not_found",
-                              detail="no live or recent call in that room")
+            return error_reply(404, "not_found", "no live or recent call in that room")
         return web.json_response(detail(record, self.verdict(record)))
-
-
-def _denied(denied: Denied) -> web.Response:
-    status, reason, text = denied.args
-    return json_reply(status, error=reason, detail=text)
 
 
 def summary(record: CallRecord, verdict: Verdict) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from monitor.intake.strict_json import NotAccepted, webhook_json
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
 from monitor.sinks.metrics import Metrics
+from monitor.web.access import bearer_token
+from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
 
 log = logging.getLogger("monitor.intake")
@@ -33,12 +34,6 @@ DEDUP_CAPACITY = 100_000
 # is not applied to a call the listing has yet to rebuild.
 STARTUP_WAIT_SECONDS = 10.0
 _OK_BODY = b'{"status":"ok"}'
-
-
-def json_reply(http_status: int, **fields: str) -> web.Response:
-    """A small JSON answer: a status, or an error and its detail."""
-    return web.Response(status=http_status, body=json.dumps(fields).encode(),
-                        content_type="application/json")
 
 
 class WebhookIntake:
@@ -65,9 +60,7 @@ class WebhookIntake:
             reply = self._reject(*refused.args)
             reply.force_close()  # the rest of the body is not waited for
             return reply
-        token = request.headers.get("Authorization", "")
-        if token.startswith("Bearer "):
-            token = token[7:]
+        token = bearer_token(request, bare=True)
         if not token:
             return self._reject(401, "unauthorized", "missing Authorization header")
         try:
@@ -108,4 +101,4 @@ class WebhookIntake:
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
         self._metrics.webhook_rejected(reason)
         self._warn.warning(reason, "webhook rejected: %s (%s)", reason, detail)
-        return json_reply(status, error=reason, detail=detail)
+        return error_reply(status, reason, detail)

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from aiohttp import web
 
 from monitor.intake.strict_json import NotAccepted, loads
-from monitor.intake.webhook import json_reply
 from monitor.logs import RateLimitedLog
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_report
 from monitor.sinks.metrics import Metrics
 from monitor.web.access import Denied, TokenAccess
+from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
 
 log = logging.getLogger("monitor.events")
@@ -89,4 +89,4 @@ class EventIntake:
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
         self._metrics.bridge_rejected.labels(reason).inc()
         self._warn.warning(reason, "event rejected: %s (%s)", reason, detail)
-        return json_reply(status, error=reason, detail=detail)
+        return error_reply(status, reason, detail)

@@ -1,1 +1,1 @@
-"""HTTP plumbing shared by the endpoints: bounded bodies, timeouts, access tokens."""
+"""HTTP plumbing shared by the endpoints: bounded bodies, timeouts, access tokens, JSON replies."""

@@ -73,9 +73,13 @@ class TokenAccess:
                          f"token does not verify: {type(exc).__name__}") from None
 
 
-def bearer_token(request: web.Request) -> str:
+def bearer_token(request: web.Request, *, bare: bool = False) -> str:
+    """The token of `Authorization: Bearer <token>`, or "" without one. With `bare`, a header
+    without the scheme is the token itself (livekit-server sends webhooks' tokens that way)."""
     auth = request.headers.get("Authorization", "")
-    return auth[7:] if auth.startswith("Bearer ") else ""
+    if auth.startswith("Bearer "):
+        return auth[7:]
+    return auth if bare else ""
 
 
 def _room_of(claims: Claims) -> str:

@@ -25,6 +25,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from monitor.logs import RateLimitedLog
+from monitor.web.replies import error_reply
 
 log = logging.getLogger("monitor.http")
 
@@ -104,9 +105,7 @@ def failure_middleware(count: Callable[[str], None]) -> Any:
             warn.warning(f"internal:{endpoint}", "%s %s failed: %s", request.method, endpoint,
                          type(exc).__name__)
             log.debug("handler failure", exc_info=True)
-            reply = web.json_response({"error": "internal",
-                                       "detail": "the request could not be handled"},
-                                      status=500)
+            reply = error_reply(500, "internal", "the request could not be handled")
             reply.force_close()
             return reply
 
