@@ -11,6 +11,7 @@ from dashboards import promql as p
 from dashboards.base import dashboard
 from dashboards.config import THRESHOLDS as T
 from dashboards.panels import Q, distribution, row, series, single, thresholds, warn_at
+from monitor.limits import IDLE_TIMEOUT, SESSION_TIMEOUT
 
 UID = "avatar-calls"
 
@@ -233,8 +234,8 @@ def build() -> db.Dashboard:
                 "Timeouts by kind",
                 [g.SUDDEN_EXIT, g.SAME_MINUTES, g.NEVER_CONNECTS],
                 f"Timeouts per {T.departures_window}: join (avatar never joined), idle "
-                "(LemonSlice idle_timeout, default 60 s), session (session/GPU limit, "
-                "default 30 min).",
+                f"(LemonSlice idle_timeout, default {IDLE_TIMEOUT:g} s), session (session/GPU "
+                f"limit, default {SESSION_TIMEOUT / 60:g} min).",
                 "short",
                 [Q(_rec(p.TIMEOUTS, "timeout"), "{{timeout}}")],
                 bars=True,

@@ -189,8 +189,8 @@ RULES: tuple[Rule, ...] = (
          "Raise idle_timeout on the avatar session (-1 disables it; then end sessions yourself) "
          "or keep the conversation going."),
     Rule("session_timeout", FAILED, TIMEOUTS, _session_timeout,
-         "The session/GPU timeout (30 min by default) ended the call: end calls before it, or "
-         "ask the avatar provider for a longer limit."),
+         f"The session/GPU timeout ({SESSION_TIMEOUT / 60:g} min by default) ended the call: "
+         "end calls before it, or ask the avatar provider for a longer limit."),
     Rule("repeated_length", FAILED, TIMEOUTS, _repeated_length,
          "A limit nobody configured ends these sessions at the same length: the avatar's "
          "session timeout (if it is not --session-timeout), a TTS or LLM provider's stream or "

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from monitor.calls.departures import HEALTHY, Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
+from monitor.limits import TIMEOUT_TOLERANCE
 
 WINDOW_SECONDS = 3600.0  # departures considered: the last hour, by server time
 MIN_CALLS = 3  # "several avatars"
@@ -49,7 +50,7 @@ class Repeat:
 class RepeatedLengths(CallListener):
     """Keeps the recent abnormal departures and finds the lengths that repeat among them."""
 
-    def __init__(self, clock: Callable[[], float], spread: float = 5.0,
+    def __init__(self, clock: Callable[[], float], spread: float = TIMEOUT_TOLERANCE,
                  window: float = WINDOW_SECONDS, min_calls: int = MIN_CALLS,
                  max_entries: int = MAX_ENTRIES) -> None:
         self._clock = clock
