@@ -35,7 +35,7 @@ from monitor.sinks.metrics import Metrics
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess
-from monitor.web.server import failure_middleware, security_headers
+from monitor.web.server import Handler, failure_middleware, security_headers
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -247,7 +247,7 @@ async def _stop_tracing(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, provider.shutdown)
 
 
-def _metrics_handler(registry: CollectorRegistry):
+def _metrics_handler(registry: CollectorRegistry) -> Handler:
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         response = web.Response(body=encoder(registry))

@@ -53,7 +53,7 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _positive(kind: type[float] | type[int]):
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
         try:
             value = kind(text)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("avatar_monitor_agent")
 
 
-def instrument(session: AgentSession, room: rtc.Room, **reporter_options: Any) -> Reporter:
+def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: Any) -> Reporter:
     """Report the session's pipeline errors, its close, its per-turn latencies, and the
     avatar's playback latency per reply and join time (livekit-agents' AvatarMetrics).
 

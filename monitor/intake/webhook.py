@@ -18,7 +18,7 @@ from aiohttp import web
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.intake.dedup import RecentIds
-from monitor.intake.events import KNOWN_EVENTS, MalformedEvent, parse_event
+from monitor.intake.events import KNOWN_EVENTS, Event, MalformedEvent, parse_event
 from monitor.intake.strict_json import NotAccepted, webhook_json
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
@@ -89,7 +89,7 @@ class WebhookIntake:
         self._tracker.apply(event, self._clock())
         return web.Response(body=_OK_BODY, content_type="application/json")
 
-    def _observe_clock(self, event) -> None:
+    def _observe_clock(self, event: Event) -> None:
         """The event's server timestamps sample the server's clock (see monitor.clock)."""
         if self._server_clock is None:
             return

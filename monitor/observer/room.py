@@ -71,7 +71,7 @@ class _Watch:
     name: str
     sid: str
     room: rtc.Room | None = None
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     connected: bool = False
     closing: bool = False
     speech_from_agent: bool = False  # the agent's lk.agent.state, not the avatar's audio

@@ -43,7 +43,7 @@ from monitor.reports.signals import (
 from monitor.web.server import ENDPOINT_NAMES
 
 # `_created` series double the output for no use in dashboards or alerts.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 # Avatars normally join within a few seconds; a join timeout is tens of seconds.
 JOIN_LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
