@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -64,6 +65,44 @@ async def test_malformed(sidecar: RunningMonitor, body: bytes) -> None:
     assert status == 400, reply
     assert reply["error"] == "malformed"
     assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="malformed") == 1
+    await assert_still_counts(sidecar, 0)
+
+
+def joined_with(old: str, new: str) -> bytes:
+    """A good participant_joined body with one edit."""
+    body, _ = good_event()
+    assert old.encode() in body
+    return body.replace(old.encode(), new.encode(), 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (lambda: joined_with('"createdAt": "', '"createdAt": "9223372036854775808", "x": "'),
+         "not a WebhookEvent: Failed to parse createdAt field"),
+        (lambda: joined_with('"createdAt": "', '"createdAt": -9223372036854775809, "x": "'),
+         "not a WebhookEvent: Failed to parse createdAt field"),
+        (lambda: joined_with('"identity": ', '"tracks": [{"width": -1}], "identity": '),
+         "not a WebhookEvent: Failed to parse participant field"),
+        (lambda: joined_with('"identity": ', '"attributes": {"a": "\\ud800"}, "identity": '),
+         "not a WebhookEvent: Failed to parse participant field"),
+        (lambda: joined_with('"room": {', '"room": {"sid": "RM_x", '), "duplicate keys"),
+        (lambda: b"\xef\xbb\xbf" + good_event()[0], "a byte order mark"),
+        (lambda: good_event()[0] + b"\xff", "not UTF-8"),
+    ],
+    ids=["int64 too big", "int64 too small", "uint32 negative, deep", "a lone surrogate",
+         "duplicate keys", "a byte order mark", "not UTF-8"],
+)
+async def test_malformed_with_reason(sidecar: RunningMonitor, body: Callable[[], bytes],
+                                     detail: str) -> None:
+    """Bodies livekit-api refuses, a value out of its field's range or the JSON itself: a 400
+    whose detail says why."""
+    data = body()
+    status, reply = await sidecar.post(data, {"Authorization": sign(data)})
+    assert (status, reply["error"]) == (400, "malformed"), reply
+    assert reply["detail"].startswith(detail), reply
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="malformed") == 1
+    assert await sidecar.value("avatar_calls_started_total") == 0
     await assert_still_counts(sidecar, 0)
 
 

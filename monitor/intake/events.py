@@ -1,21 +1,25 @@
 """Typed webhook events: LiveKit's `WebhookEvent` JSON reduced to what call tracking needs.
 
-Bodies in the shape livekit-server sends (lowerCamelCase names, int64 as strings, enums as names)
-are read straight from `json.loads`; anything else is normalised through protobuf's own JSON
-parser, so the accepted language is exactly protobuf JSON for `WebhookEvent`.
+A body is read once, strictly (monitor.intake.strict_json). Documents in the shape
+livekit-server sends (lowerCamelCase names, int64 as strings, enums as names) that
+monitor.intake.webhook_schema finds valid throughout are read straight from that parse; anything
+else is decided and normalised by protobuf's own JSON parser, so the accepted language is
+exactly protobuf JSON for `WebhookEvent`, as livekit-api reads it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF as PUBLISH_ON_BEHALF
-from google.protobuf.json_format import MessageToDict, Parse, ParseError
+from google.protobuf.json_format import MessageToDict, ParseDict
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
+
+from monitor.intake import strict_json
+from monitor.intake.webhook_schema import certainly_accepted
 
 # The event names livekit-server sends; any other name is counted as "other" and ignored.
 KNOWN_EVENTS = frozenset(
@@ -86,36 +90,47 @@ class Event:
 
 
 def parse_event(body: bytes) -> Event:
-    """Parse a webhook body, raising MalformedEvent when it is not a WebhookEvent."""
+    """Parse a webhook body, raising MalformedEvent unless it is a JSON object livekit-api
+    would read as a WebhookEvent, with names for the enum values read here."""
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedEvent("body is not JSON") from exc
+        doc = strict_json.document(body)
+    except strict_json.NotAccepted as exc:
+        raise MalformedEvent(str(exc)) from None
     if type(doc) is not dict:
         raise MalformedEvent("body is not a JSON object")
+    if certainly_accepted(doc):
+        try:
+            return _event_from_canonical(doc)
+        except _NotCanonical:
+            pass
+    return _event_by_protobuf(doc)
+
+
+def _event_by_protobuf(doc: dict[str, Any]) -> Event:
+    """The slow path: protobuf's JSON parser decides and normalises the document."""
     try:
-        return _event_from_canonical(doc)
-    except _NotCanonical:
-        pass
-    try:
-        message = Parse(body, WebhookEvent(), ignore_unknown_fields=True)
-    except (ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise MalformedEvent(f"not a WebhookEvent: {str(exc)[:120]}") from exc
+        message = ParseDict(doc, WebhookEvent(), ignore_unknown_fields=True)
+    except Exception as exc:  # ParseError, and whatever else Parse would wrap in one
+        raise MalformedEvent(f"not a WebhookEvent: {_short(exc)}") from None
     try:
         return _event_from_canonical(MessageToDict(message))
-    except _NotCanonical as exc:  # protobuf's own output is canonical; this is a bug if reached
+    except _NotCanonical as exc:  # an enum number with no name: no label for it
         raise MalformedEvent("unsupported WebhookEvent shape") from exc
 
 
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
 class _NotCanonical(Exception):
-    """The document is not in the exact shape livekit-server emits; protobuf must normalise it."""
+    """A value is not in the shape livekit-server emits; protobuf must normalise it."""
 
 
 def _obj(doc: dict[str, Any], key: str) -> dict[str, Any] | None:
     value = doc.get(key)
     if value is None:
         return None
-    if type(value) is not dict or any("_" in k for k in value):
+    if type(value) is not dict:
         raise _NotCanonical
     return value
 
@@ -159,8 +174,7 @@ def _enum(doc: dict[str, Any], key: str, by_name: dict[str, Any], by_number: dic
 
 
 def _event_from_canonical(doc: dict[str, Any]) -> Event:
-    if any("_" in k for k in doc):
-        raise _NotCanonical
+    """An Event from a document protobuf would accept (checked by the caller)."""
     room = _obj(doc, "room") or {}
     participant_doc = _obj(doc, "participant")
     track = _obj(doc, "track")

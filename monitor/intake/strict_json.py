@@ -2,10 +2,10 @@
 
 livekit-api parses webhooks with protobuf's JSON parser: text (so UTF-8 without a byte order
 mark), Python's `json` with duplicate keys refused, then every string encodable as UTF-8 (no lone
-surrogates) and every number representable in its field. `webhook_json` asks that very parser
-about a webhook body. `loads` reads a /v1/events body by the same rules, as protobuf reads any
-JSON object (a `Struct`: numbers are doubles); tests/test_json_differential.py holds both to the
-reference.
+surrogates) and every number representable in its field. `document` is that first step, once
+per body; monitor.intake.events takes a webhook on from there. `loads` reads a /v1/events body
+by the same rules, as protobuf reads any JSON object (a `Struct`: numbers are doubles);
+tests/test_json_differential.py holds both to the reference.
 """
 
 from __future__ import annotations
@@ -13,32 +13,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.protobuf.json_format import Parse
-from livekit.protocol.webhook import WebhookEvent
-
 
 class NotAccepted(ValueError):
     """livekit-api would not read this body; the message is a short reason."""
 
 
-def webhook_json(body: bytes) -> None:
-    """Raise NotAccepted unless livekit-api's WebhookReceiver would parse `body`."""
+def document(body: bytes) -> Any:
+    """Parse UTF-8 JSON text without a byte order mark or duplicate keys; raises NotAccepted."""
     try:
-        Parse(_text(body), WebhookEvent(), ignore_unknown_fields=True)
-    except NotAccepted:
-        raise
-    except Exception as exc:  # ParseError, and what its json.loads raises on the way
-        raise NotAccepted(f"not a WebhookEvent: {_short(exc)}") from None
-
-
-def loads(body: bytes) -> Any:
-    """Parse a JSON document as protobuf's JSON parser reads a Struct; raises NotAccepted."""
-    try:
-        doc = json.loads(_text(body), object_pairs_hook=_unique_keys)
+        return json.loads(_text(body), object_pairs_hook=_unique_keys)
     except NotAccepted:
         raise
     except (ValueError, RecursionError) as exc:
         raise NotAccepted(f"not JSON: {_short(exc)}") from None
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON document as protobuf's JSON parser reads a Struct; raises NotAccepted."""
+    doc = document(body)
     _check(doc)
     return doc
 
