@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -17,14 +17,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.alive import AliveFile
-from monitor.calls.core import TrackerSettings
 from monitor.calls.listener import CallListener
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.config import Config
 from monitor.diagnosis.api import CallStatus
 from monitor.diagnosis.page import PAGE_POLICY, StatusPage
-from monitor.diagnosis.verdicts import Thresholds
 from monitor.intake.verify import WebhookVerifier
 from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
@@ -99,6 +97,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
                   span_exporter: SpanExporter | None = None) -> Monitor:
     """Wire intake -> call state -> metrics (and spans, when an OTLP endpoint or an exporter
     is given). `clock` is the server's time; by default measured from webhooks (ServerClock)."""
+    settings = config.settings()
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     server_clock = ServerClock()
@@ -115,17 +114,10 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         provider, call_tracer = _tracing(config, span_exporter, metrics)
         listeners.append(call_tracer)
         metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
-    settings = TrackerSettings(
-        join_timeout=config.avatar_join_timeout,
-        idle_timeout=config.idle_timeout,
-        session_timeout=config.session_timeout,
-        timeout_tolerance=config.timeout_tolerance,
-        max_calls=config.max_calls,
-    )
     records = CallRecords(config.recent_calls)
-    lengths = RepeatedLengths(clock, spread=config.timeout_tolerance)
+    lengths = RepeatedLengths(clock, spread=settings.length_spread)
     listeners += [records, lengths]
-    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings, listeners)
+    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners)
     if clock is server_clock.now:
         tracker.started_at = server_clock.started_at
     else:
@@ -142,9 +134,10 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     bridge = BackendBridge(tracker, metrics)
     tracker.waiting_reports = bridge.take_waiting
     observer = None
-    if config.livekit_url and config.observer:
-        observer = _observer(config, tracker, metrics, bridge, clock)
-    if observer is not None:
+    if settings.observer is not None:
+        from monitor.observer.room import RoomObserver
+
+        observer = RoomObserver(settings.observer, tracker, metrics, bridge, clock)
         tracker.add_listener(observer)
     registry.register(CallStateCollector(tracker))
     registry.register(RepeatedLengthCollector(lengths))
@@ -153,35 +146,21 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
                            server_clock)
     event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
                                metrics, config.max_body_bytes, clock)
-    thresholds = Thresholds(join_timeout=config.avatar_join_timeout,
-                            idle_timeout=config.idle_timeout,
-                            session_timeout=config.session_timeout,
-                            repeated_length=lengths.of)
+    thresholds = replace(settings.thresholds, repeated_length=lengths.of)
     access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
                                 hint=", or run with --public-status")
     status = CallStatus(records, thresholds, access, clock)
     reconciler = None
-    if config.livekit_url:
+    if settings.reconciler is not None:
         from monitor.observer.reconcile import Reconciler
 
-        reconciler = Reconciler(config.livekit_url, config.api_key, config.api_secret, tracker,
-                                metrics, clock, server_clock, config.observe_interval,
-                                config.shard)
+        r = settings.reconciler
+        reconciler = Reconciler(r.url, r.api_key, r.api_secret, tracker, metrics, clock,
+                                server_clock, r.interval, r.shard)
         intake.ready = reconciler.startup_done
         intake.on_dropped_upstream = reconciler.request
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
                    clock, server_clock, provider, observer, reconciler, Health(), alive)
-
-
-def _observer(config: Config, tracker: CallTracker, metrics: Metrics, bridge: BackendBridge,
-              clock: Callable[[], float]) -> RoomObserver:
-    from monitor.observer.room import ObserverSettings, RoomObserver
-
-    shard, shards = config.shard
-    settings = ObserverSettings(
-        url=config.livekit_url, api_key=config.api_key, api_secret=config.api_secret,
-        max_rooms=config.observe_max_rooms, shard=shard, shards=shards)
-    return RoomObserver(settings, tracker, metrics, bridge, clock)
 
 
 def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics

@@ -1,4 +1,5 @@
-"""Configuration: flags, their environment variables and defaults, validated at start."""
+"""Configuration: flags, their environment variables and defaults, validated at start, and the
+settings of every component that Config makes (`Config.settings()`); monitor/app.py wires them."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
+
+if TYPE_CHECKING:
+    from monitor.calls.core import TrackerSettings
+    from monitor.diagnosis.verdicts import Thresholds
+    from monitor.observer.room import ObserverSettings
 
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -47,6 +53,61 @@ class Config:
     @property
     def uses_dev_keys(self) -> bool:
         return self.api_key == DEV_API_KEY and self.api_secret == DEV_API_SECRET
+
+    def settings(self) -> Settings:
+        """Every component's settings, taken from this config (the one place that maps the
+        flags onto them). Imports are late: `serve --help` and the agent side need none."""
+        from monitor.calls.core import TrackerSettings
+        from monitor.diagnosis.verdicts import Thresholds
+
+        observer = reconciler = None
+        if self.livekit_url:
+            reconciler = ReconcilerSettings(self.livekit_url, self.api_key, self.api_secret,
+                                            self.observe_interval, self.shard)
+        if self.livekit_url and self.observer:
+            from monitor.observer.room import ObserverSettings
+
+            shard, shards = self.shard
+            observer = ObserverSettings(
+                url=self.livekit_url, api_key=self.api_key, api_secret=self.api_secret,
+                max_rooms=self.observe_max_rooms, shard=shard, shards=shards)
+        return Settings(
+            tracker=TrackerSettings(
+                join_timeout=self.avatar_join_timeout,
+                idle_timeout=self.idle_timeout,
+                session_timeout=self.session_timeout,
+                timeout_tolerance=self.timeout_tolerance,
+                max_calls=self.max_calls,
+            ),
+            thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
+                                  idle_timeout=self.idle_timeout,
+                                  session_timeout=self.session_timeout),
+            length_spread=self.timeout_tolerance,
+            observer=observer,
+            reconciler=reconciler,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerSettings:
+    """RoomService reconciliation: the server, the key pair, how often, which rooms."""
+
+    url: str
+    api_key: str
+    api_secret: str
+    interval: float
+    shard: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The settings of the components that take more than a value or two from Config."""
+
+    tracker: TrackerSettings
+    thresholds: Thresholds  # the verdicts' (the app adds the repeated lengths it finds)
+    length_spread: float  # repeated session lengths: how close counts as the same length
+    observer: ObserverSettings | None  # None: no room observer
+    reconciler: ReconcilerSettings | None  # None: no LiveKit URL, no reconciliation
 
 
 def _env(name: str, default: str) -> str:

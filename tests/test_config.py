@@ -1,0 +1,49 @@
+"""Config.settings(): every flag reaches the component that uses it, under that component's
+name for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.calls.core import TrackerSettings
+from monitor.cli import build_parser
+from monitor.config import Config, ReconcilerSettings, config_from_args
+from monitor.diagnosis.verdicts import Thresholds
+from monitor.observer.room import ObserverSettings
+from tests.webhooks import KEY, SECRET
+
+URL = "ws://livekit.test:7880"
+
+
+def test_flags_reach_each_component(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    args = build_parser().parse_args([
+        "serve", "--avatar-join-timeout", "12", "--idle-timeout", "40", "--session-timeout",
+        "900", "--timeout-tolerance", "2", "--max-calls", "7", "--livekit-url", URL,
+        "--shard", "1/3", "--observe-max-rooms", "9", "--observe-interval", "4"])
+    settings = config_from_args(args).settings()
+    assert settings.tracker == TrackerSettings(join_timeout=12, idle_timeout=40,
+                                               session_timeout=900, timeout_tolerance=2,
+                                               max_calls=7)
+    assert settings.thresholds == Thresholds(join_timeout=12, idle_timeout=40,
+                                             session_timeout=900)
+    assert settings.length_spread == 2
+    assert settings.observer == ObserverSettings(URL, KEY, SECRET, max_rooms=9, shard=1,
+                                                 shards=3)
+    assert settings.reconciler == ReconcilerSettings(URL, KEY, SECRET, 4.0, (1, 3))
+
+
+def test_livekit_url_and_observer_decide_what_runs() -> None:
+    bare = Config(KEY, SECRET).settings()
+    assert bare.observer is None and bare.reconciler is None
+    listing_only = Config(KEY, SECRET, livekit_url=URL, observer=False).settings()
+    assert listing_only.observer is None and listing_only.reconciler is not None
+    both = Config(KEY, SECRET, livekit_url=URL).settings()
+    assert both.observer is not None and both.reconciler is not None
+
+
+def test_defaults_are_the_components_own() -> None:
+    settings = Config(KEY, SECRET).settings()
+    assert settings.tracker == TrackerSettings()
+    assert settings.thresholds == Thresholds()
