@@ -1,9 +1,13 @@
 # The two commands: `make run` starts the sidecar with embedded defaults, `make test` runs every test.
+# While working: `make unit` (the tests that need no root, livekit-server or Prometheus) and
+# `make lint` (ruff, mypy, the rules lint).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Tests that start livekit-server (as root, in a network namespace), Prometheus or promtool.
+SERVER_TESTS := tests/e2e tests/alerts
 
-.PHONY: run test docs deps test-deps clean
+.PHONY: run test unit lint lint-rules test-repeat test-deps deps docs dashboards demo bench clean
 
 # One pip command, so that the server's dependency avatar-monitor-agent is this repo's ./agent.
 $(BIN)/avatar-monitor: pyproject.toml agent/pyproject.toml
@@ -22,14 +26,18 @@ run: deps  # dev keys and the status page without a token, unless set otherwise
 test-deps:
 	scripts/install-test-deps.sh
 
-test: deps test-deps lint-rules
+test: deps test-deps lint
+	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
+
+unit: deps
+	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS))
+
+lint: deps lint-rules
 	$(BIN)/ruff check monitor agent tests benchmarks dashboards
 	$(BIN)/mypy
-	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
 
 # `make test-repeat N=3`: the whole suite N times in a row; a flaky test fails one of the runs.
 N ?= 3
-.PHONY: test-repeat
 test-repeat: deps test-deps
 	@for i in $$(seq 1 $(N)); do echo "== run $$i of $(N)"; \
 		$(MAKE) --no-print-directory test || { echo "== run $$i of $(N) failed"; exit 1; }; done
@@ -41,7 +49,6 @@ docs: deps
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-.PHONY: dashboards lint-rules
 dashboards: deps
 	$(BIN)/python -m dashboards
 
@@ -51,11 +58,9 @@ lint-rules: deps test-deps
 	promtool check rules --lint=all --lint-fatal alerts/avatar-monitor.rules.yml
 	$(BIN)/python -m dashboards.lint
 
-.PHONY: demo
 demo: deps
 	$(BIN)/python scripts/demo.py
 
-.PHONY: bench
 bench: deps  # performance figures; wrk (Debian) drives the throughput runs
 	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null || true
 	$(BIN)/python benchmarks/webhook_intake.py
