@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
-from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
+from monitor.limits import (
+    IDLE_TIMEOUT,
+    JOIN_TIMEOUT,
+    MAX_CALLS,
+    OBSERVE_MAX_ROOMS,
+    SESSION_TIMEOUT,
+    TIMEOUT_TOLERANCE,
+)
 
 if TYPE_CHECKING:
     from monitor.calls.core import TrackerSettings
@@ -34,13 +41,13 @@ class Config:
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
-    max_calls: int = 50_000
+    max_calls: int = MAX_CALLS
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     log_json: bool = False
     livekit_url: str = ""
     observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
-    observe_max_rooms: int = 200
+    observe_max_rooms: int = OBSERVE_MAX_ROOMS
     shard: tuple[int, int] = (0, 1)
     observe_interval: float = 30.0
     otlp_endpoint: str = ""

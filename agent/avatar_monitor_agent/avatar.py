@@ -11,13 +11,14 @@ from livekit import rtc
 from avatar_monitor_agent.participants import room_participant
 from avatar_monitor_agent.reporter import STARTUP_FAILURE_MESSAGE, Reporter
 from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY, Role, RoleClassifier
+from avatar_monitor_agent.schema import AVATAR_JOIN_TIMEOUT
 
 log = logging.getLogger("avatar_monitor_agent")
 
 
 async def wait_for_avatar(room: rtc.Room,
                           identity: str | Iterable[str] = DEFAULT_AVATAR_IDENTITY,
-                          timeout: float = 30.0, *, reporter: Reporter | None = None,
+                          timeout: float = AVATAR_JOIN_TIMEOUT, *, reporter: Reporter | None = None,
                           message: str = STARTUP_FAILURE_MESSAGE) -> bool:
     """Wait until the avatar is in the room, recognised as avatar-monitor recognises it: an
     identity matching `identity` (a glob, or several), or an AGENT participant publishing on

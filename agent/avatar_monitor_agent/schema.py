@@ -15,6 +15,9 @@ LEMONSLICE_TYPES = ("startup_failure",)
 EVENTS_TOPIC = "avatar-monitor/events"
 EVENTS_SCHEMA_VERSION = 1
 EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
+# How long after the call's start the avatar has to join: wait_for_avatar's default, and the
+# sidecar's join deadline (--avatar-join-timeout).
+AVATAR_JOIN_TIMEOUT = 30.0
 # livekit-agents' own session broadcast, a byte stream (protobuf AgentSessionMessage).
 SESSION_TOPIC = "lk.agent.session"
 

@@ -26,7 +26,13 @@ from monitor.calls.departures import (
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, EndedRooms, silence_seconds
 from monitor.intake.events import Event, Participant
-from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, TIMEOUT_TOLERANCE
+from monitor.limits import (
+    IDLE_TIMEOUT,
+    JOIN_TIMEOUT,
+    MAX_CALLS,
+    SESSION_TIMEOUT,
+    TIMEOUT_TOLERANCE,
+)
 from monitor.reports.signals import Signal
 
 log = logging.getLogger("monitor.state")
@@ -55,7 +61,7 @@ class TrackerSettings:
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
-    max_calls: int = 50_000
+    max_calls: int = MAX_CALLS
     linger: float = 10.0
 
 

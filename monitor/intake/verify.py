@@ -23,6 +23,8 @@ from typing import Any, TypeGuard
 
 from livekit.api import TokenVerifier
 
+from monitor.limits import TOKEN_LEEWAY
+
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]+")
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 # That header as LiveKit (and livekit-api) encode it: tokens that carry it skip decoding it.
@@ -56,7 +58,7 @@ def _is_int(value: Any) -> TypeGuard[int]:
 class WebhookVerifier:
     """Decides whether a webhook body and its Authorization token were signed with our key."""
 
-    def __init__(self, api_key: str, api_secret: str, leeway_seconds: float = 60.0) -> None:
+    def __init__(self, api_key: str, api_secret: str, leeway_seconds: float = TOKEN_LEEWAY) -> None:
         self._key = api_key
         self._secret = api_secret.encode()
         self._leeway = leeway_seconds

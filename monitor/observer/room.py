@@ -31,6 +31,7 @@ from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import disconnect_reason_name
+from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
 from monitor.observer.reconcile import in_shard
 from monitor.observer.rtc_logging import quiet_ignored_streams
@@ -56,7 +57,7 @@ class ObserverSettings:
     url: str
     api_key: str
     api_secret: str
-    max_rooms: int = 200
+    max_rooms: int = OBSERVE_MAX_ROOMS
     shard: int = 0
     shards: int = 1
     max_backoff: float = 30.0

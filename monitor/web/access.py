@@ -12,6 +12,8 @@ from aiohttp import web
 from livekit.api import TokenVerifier
 from livekit.api.access_token import Claims
 
+from monitor.limits import TOKEN_LEEWAY
+
 ANY_ROOM = ""
 AGENT_KIND = "agent"
 # The status page's session: the token, once given as ?token=, kept in an HttpOnly,
@@ -33,7 +35,7 @@ class TokenAccess:
                hint: str = "") -> TokenAccess:
         if public:
             return cls(None)
-        leeway = datetime.timedelta(seconds=60)
+        leeway = datetime.timedelta(seconds=TOKEN_LEEWAY)
         return cls(TokenVerifier(api_key, api_secret, leeway=leeway), hint)
 
     def room_scope(self, request: web.Request, query_token: bool = False) -> str:
