@@ -153,6 +153,26 @@ def one_reply_measured(avatar: bool = True) -> list[Expect]:
             expect("avatar_agent_latency_seconds_count", int(avatar), stage="avatar_join")]
 
 
+async def agent_leaves_then_user_hangs_up(user: Frontend, metrics: MetricsClient, phrase: str,
+                                          avatar_reason: str) -> None:
+    """The user says `phrase`: the agent leaves by itself and the avatar with `avatar_reason`;
+    the user, left alone, hangs up."""
+    await user.say(phrase)
+    snapshot = await all_left(metrics, 2)
+    assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
+                                     ("avatar", avatar_reason): 1}
+    await user.hang_up()
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot)[("user", "client_initiated")] == 1
+
+
+async def agent_hung_up(metrics: MetricsClient, verdict: Verdict, room_name: str) -> None:
+    """The call ended as the agent ended it: counted and judged a healthy agent hang-up."""
+    await metrics.wait_all(*ended(), *departures("agent_hangup"),
+                           expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
+    assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
+
+
 async def test_livekit_agents_broadcast_alone_reports_errors_and_turns(
         server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
         metrics: MetricsClient, verdict: Verdict) -> None:
@@ -187,16 +207,8 @@ async def test_end_call_tool_agent_leaves_avatar_follows(
     user = await start_call(server, room_service, worker, room_name, metrics,
                             Plan(end_call_deletes_room=False))
     await converse(user, metrics)
-    await user.say("bye")
-    snapshot = await all_left(metrics, 2)
-    assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
-                                     ("avatar", "client_initiated"): 1}
-    await user.hang_up()
-    snapshot = await all_left(metrics, 3)
-    assert disconnects(snapshot)[("user", "client_initiated")] == 1
-    await metrics.wait_all(*ended(), *departures("agent_hangup"),
-                           expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
-    assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
+    await agent_leaves_then_user_hangs_up(user, metrics, "bye", "client_initiated")
+    await agent_hung_up(metrics, verdict, room_name)
 
 
 async def test_avatar_session_closed_then_session_shutdown(
@@ -206,16 +218,8 @@ async def test_avatar_session_closed_then_session_shutdown(
     session.shutdown()."""
     user = await start_call(server, room_service, worker, room_name, metrics)
     await converse(user, metrics)
-    await user.say("close avatar")
-    snapshot = await all_left(metrics, 2)
-    assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
-                                     ("avatar", "participant_removed"): 1}
-    await user.hang_up()
-    snapshot = await all_left(metrics, 3)
-    assert disconnects(snapshot)[("user", "client_initiated")] == 1
-    await metrics.wait_all(*ended(), *departures("agent_hangup"),
-                           expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
-    assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
+    await agent_leaves_then_user_hangs_up(user, metrics, "close avatar", "participant_removed")
+    await agent_hung_up(metrics, verdict, room_name)
 
 
 async def test_end_call_tool_deletes_the_room(
@@ -229,9 +233,7 @@ async def test_end_call_tool_deletes_the_room(
     assert disconnects(snapshot) == {("user", "room_deleted"): 1,
                                      ("agent", "client_initiated"): 1,
                                      ("avatar", "room_deleted"): 1}
-    await metrics.wait_all(*ended(), *departures("agent_hangup"),
-                           expect("avatar_pipeline_closed_total", 1, reason="user_initiated"))
-    assert_verdict(await verdict(room_name), "healthy", "healthy", "agent_hangup")
+    await agent_hung_up(metrics, verdict, room_name)
 
 
 async def test_unrecoverable_tts_error_closes_the_session(
@@ -240,13 +242,7 @@ async def test_unrecoverable_tts_error_closes_the_session(
     """With max_unrecoverable_errors=0 one TTS failure closes the session (reason error)."""
     user = await start_call(server, room_service, worker, room_name, metrics,
                             Plan(max_unrecoverable_errors=0))
-    await user.say("fail")
-    snapshot = await all_left(metrics, 2)
-    assert disconnects(snapshot) == {("agent", "client_initiated"): 1,
-                                     ("avatar", "client_initiated"): 1}
-    await user.hang_up()
-    snapshot = await all_left(metrics, 3)
-    assert disconnects(snapshot)[("user", "client_initiated")] == 1
+    await agent_leaves_then_user_hangs_up(user, metrics, "fail", "client_initiated")
     await metrics.wait_all(*ended(), *departures("pipeline_error"),
                            expect("avatar_pipeline_errors_total", 1, component="tts",
                                   recoverable="false"),
