@@ -325,6 +325,19 @@ def test_removed_avatar_that_names_its_agent_waits_for_it() -> None:
     assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["agent_hangup"]
 
 
+def test_an_agent_there_before_the_call_record_is_waited_for() -> None:
+    """The agent joined before any user and its room's room_started never arrived (or a
+    listing after a restart showed it first): the call still knows it has a voice agent."""
+    tracker, recorder = make()
+    room, caller = Room(created_at=T0), user(T0 + 1)
+    voice, face = agent(T0), avatar(T0 + 2, on_behalf_of="")
+    apply(tracker, room.joined(voice), room.joined(caller), room.joined(face), now=T0 + 2)
+    apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
+    assert [s for s in recorder.seen if s[0] == "avatar_left"] == []  # held
+    apply(tracker, room.left(voice, T0 + 61), now=T0 + 61)
+    assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["agent_hangup"]
+
+
 def test_room_deleted_by_a_server_shutdown_is_a_server_departure() -> None:
     call = AgentCall()
     call.left(call.face, 60, R.ROOM_DELETED)

@@ -69,7 +69,6 @@ class TrackerCore:
     """The tracked calls, their queries, and the transitions every input shares (fail, activate,
     release a held departure, end, forget), told to listeners."""
 
-
     def __init__(self, roles: RoleClassifier, settings: TrackerSettings,
                  listeners: Iterable[CallListener] = ()) -> None:
         self._roles = roles
@@ -99,7 +98,6 @@ class TrackerCore:
         # The last RoomService listing: room sids live then, and when it was asked.
         self._listed: set[str] = set()
         self._listed_at: float | None = None
-
 
     # -- queries (the tracker's door: callers read calls through these) ---------------------
 

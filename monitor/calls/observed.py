@@ -53,13 +53,13 @@ class ObservedCalls(TrackerCore):
         call = self._calls.get(room_sid)
         if call is None or call.state is CallState.ENDED:
             return
-        if not isinstance(signal, StartupFailureMessage):
-            call.agent_seen = True  # the voice agent reports
-        if isinstance(signal, StartupFailureMessage):
+        if isinstance(signal, StartupFailureMessage):  # the avatar backend's, not the agent's
             self._emit(CallListener.backend_message, call, signal.message, at)
             if not call.startup_failure_counted:
                 self._fail(call, "message", at)
-        elif isinstance(signal, PipelineError):
+            return
+        call.agent_seen = True  # the voice agent reports
+        if isinstance(signal, PipelineError):
             if not signal.recoverable:
                 call.unrecoverable_error_at = at
             self._emit(CallListener.pipeline_error, call, signal, at)

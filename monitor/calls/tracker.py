@@ -154,9 +154,14 @@ class CallTracker(ObservedCalls):
                 return  # a retry
             call = self._call_for(event)
             self._avatar_joined(call, participant, event.created_at)
-        elif call is not None:
+        else:
             if role is Role.AGENT:
+                # Dispatched before any user (its room_started lost, or known from a listing
+                # after a restart): the room's call is pending, and it has a voice agent.
+                call = self._call_for(event)
                 call.agent_seen = True
+            if call is None:
+                return
             if call.others is None:
                 call.others = {}
             if participant.sid in call.others:
