@@ -152,3 +152,25 @@ async def test_health_and_wrong_method(sidecar: RunningMonitor) -> None:
         assert await resp.json() == {"status": "ok"}
     async with sidecar.http.get(sidecar.url + "/webhook") as resp:
         assert resp.status == 405
+
+
+async def test_enum_numbers_a_newer_server_may_send_are_kept(sidecar: RunningMonitor) -> None:
+    """livekit-api accepts an enum number it has no name for: the event counts, as
+    `unknown_reason` (a disconnect reason) or as neither user nor agent (a participant kind),
+    never as a label from outside the closed sets."""
+    t = time.time()
+    room, caller = Room(), user(t)
+    for event in (room.joined(caller), room.left(caller, t + 5)):
+        event.participant.disconnect_reason = 99  # type: ignore[assignment]
+        body = encode(event)
+        status, reply = await sidecar.post(body, {"Authorization": sign(body)})
+        assert (status, reply) == (200, {"status": "ok"})
+    assert await sidecar.value("avatar_disconnects_total", role="user",
+                               reason="unknown_reason") == 1
+    assert await sidecar.value("avatar_calls_abandoned_total") == 1
+    stranger = user(t + 10)  # after the call ended: a user here would start a new one
+    stranger.kind = 42  # type: ignore[assignment]
+    body = encode(room.joined(stranger))
+    status, _ = await sidecar.post(body, {"Authorization": sign(body)})
+    assert status == 200
+    assert await sidecar.value("avatar_calls_started_total") == 1  # not a user: no new call

@@ -10,7 +10,7 @@ import time
 import pytest
 from google.protobuf.json_format import Parse
 from google.protobuf.struct_pb2 import Struct
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit import api
 from livekit.protocol import models
@@ -250,30 +250,9 @@ def edited_webhooks(draw: st.DrawFn) -> str:
     return json.dumps(doc)
 
 
-READ_ENUMS = (("participant", "kind", models.ParticipantInfo.Kind),
-              ("participant", "disconnect_reason", models.DisconnectReason),
-              ("track", "type", models.TrackType), (None, "room_end_reason", models.RoomEndReason))
-
-
-def reads_an_unknown_enum_number(text: str) -> bool:
-    """An enum this project reads (kind, disconnect reason, track type, end reason) holding a
-    number it has no name for: protobuf keeps the number, parse_event refuses the body (so a
-    label never comes from outside its closed set)."""
-    try:
-        message = Parse(text, WebhookEvent(), ignore_unknown_fields=True)
-    except Exception:
-        return False
-    for part, name, enum in READ_ENUMS:
-        value = getattr(getattr(message, part) if part else message, name)
-        if value not in enum.values():
-            return True
-    return False
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edited_webhooks())
 def test_generated_webhooks_are_read_as_livekit_api_reads_them(text: str) -> None:
-    assume(not reads_an_unknown_enum_number(text))
     body = text.encode("utf-8", "surrogatepass")
     accepted = reference_accepts_webhook(text)
     assert ours_accept_webhook(body) == accepted

@@ -10,6 +10,7 @@ exactly protobuf JSON for `WebhookEvent`, as livekit-api reads it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ KNOWN_EVENTS = frozenset(
 
 _KIND_BY_NAME = {name: name for name, _ in ParticipantInfo.Kind.items()}
 _KIND_NAME = {number: name for name, number in ParticipantInfo.Kind.items()}
+# A participant kind this version does not know: neither a user nor an agent (Role.OTHER).
+UNKNOWN_KIND = "UNKNOWN"
 _REASON_NAME = {number: name.lower() for name, number in DisconnectReason.items()}
 _REASON_BY_NAME = {name: name.lower() for name, _ in DisconnectReason.items()}
 _TRACK_NAME = {number: name.lower() for name, number in TrackType.items()}
@@ -46,6 +49,17 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 # Closed label sets, used by metrics.
 DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
+
+
+def kind_name(value: int) -> str:
+    """A ParticipantInfo.Kind number as its name; UNKNOWN_KIND for one this version lacks."""
+    return _KIND_NAME.get(value, UNKNOWN_KIND)
+
+
+def on_behalf_of(attributes: Mapping[str, Any]) -> str:
+    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters."""
+    value = attributes.get(PUBLISH_ON_BEHALF)
+    return value[:256] if type(value) is str else ""
 
 
 def disconnect_reason_name(value: int) -> str:
@@ -114,7 +128,7 @@ def _event_by_protobuf(doc: dict[str, Any]) -> Event:
         raise MalformedEvent(f"not a WebhookEvent: {_short(exc)}") from None
     try:
         return _event_from_canonical(MessageToDict(message))
-    except _NotCanonical as exc:  # an enum number with no name: no label for it
+    except _NotCanonical as exc:  # MessageToDict's output is canonical: not expected
         raise MalformedEvent("unsupported WebhookEvent shape") from exc
 
 
@@ -162,14 +176,17 @@ def _seconds(doc: dict[str, Any], seconds_key: str, millis_key: str) -> float | 
 
 
 def _enum(doc: dict[str, Any], key: str, by_name: dict[str, Any], by_number: dict[int, Any],
-          default: Any) -> Any:
+          default: Any, unknown: Any) -> Any:
+    """The enum's name (`default` when absent); a number with no name (a newer server's value,
+    which livekit-api accepts too) reads as `unknown`, so the event is kept and its labels stay
+    in their closed sets."""
     value = doc.get(key)
     if value is None:
         return default
     if type(value) is str and value in by_name:
         return by_name[value]
-    if type(value) is int and value in by_number:
-        return by_number[value]
+    if type(value) is int:
+        return by_number.get(value, unknown)
     raise _NotCanonical
 
 
@@ -184,20 +201,22 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         if type(attributes) is not dict:
             raise _NotCanonical
         permission = _obj(participant_doc, "permission") or {}
+        behalf = on_behalf_of(attributes)
         participant = Participant(
             sid=_str(participant_doc, "sid"),
             identity=_str(participant_doc, "identity"),
-            kind=_enum(participant_doc, "kind", _KIND_BY_NAME, _KIND_NAME, "STANDARD"),
+            kind=_enum(participant_doc, "kind", _KIND_BY_NAME, _KIND_NAME, "STANDARD",
+                       UNKNOWN_KIND),
             joined_at=_seconds(participant_doc, "joinedAt", "joinedAtMs"),
             disconnect_reason=_enum(participant_doc, "disconnectReason", _REASON_BY_NAME,
-                                    _REASON_NAME, "unknown_reason"),
-            publishes_on_behalf=bool(attributes.get(PUBLISH_ON_BEHALF)),
+                                    _REASON_NAME, "unknown_reason", "unknown_reason"),
+            publishes_on_behalf=bool(behalf),
             hidden=permission.get("hidden") is True,
-            on_behalf_of=_on_behalf_of(attributes),
+            on_behalf_of=behalf,
         )
     track_kind = track_published_at = None
     if track is not None:
-        track_kind = _enum(track, "type", _TRACK_BY_NAME, _TRACK_NAME, "audio")
+        track_kind = _enum(track, "type", _TRACK_BY_NAME, _TRACK_NAME, "audio", None)
         version = _obj(track, "version")
         micros = _int(version, "unixMicro") if version else None
         track_published_at = micros / 1e6 if micros else None
@@ -212,10 +231,6 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         track_kind=track_kind,
         track_published_at=track_published_at,
         num_dropped=_int(doc, "numDropped") or 0,
-        room_end_reason=_enum(doc, "roomEndReason", _END_BY_NAME, _END_NAME, None),
+        room_end_reason=_enum(doc, "roomEndReason", _END_BY_NAME, _END_NAME, None, None),
     )
 
-
-def _on_behalf_of(attributes: dict[str, Any]) -> str:
-    value = attributes.get(PUBLISH_ON_BEHALF)
-    return value[:256] if type(value) is str else ""

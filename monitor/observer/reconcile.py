@@ -23,7 +23,7 @@ from livekit import api
 
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.intake.events import Participant
+from monitor.intake.events import Participant, kind_name, on_behalf_of
 from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.reconcile")
@@ -42,11 +42,11 @@ def in_shard(room_name: str, shard: int, shards: int) -> bool:
 def participant_of(info: api.ParticipantInfo) -> Participant:
     """A RoomService participant as a webhook would describe it (server timestamps)."""
     return Participant(
-        sid=info.sid, identity=info.identity, kind=api.ParticipantInfo.Kind.Name(info.kind),
+        sid=info.sid, identity=info.identity, kind=kind_name(info.kind),
         joined_at=(info.joined_at_ms / 1000) or float(info.joined_at) or None,
         disconnect_reason="unknown_reason",
-        publishes_on_behalf=bool(info.attributes.get("lk.publish_on_behalf")),
-        on_behalf_of=info.attributes.get("lk.publish_on_behalf", "")[:256],
+        publishes_on_behalf=bool(on_behalf_of(info.attributes)),
+        on_behalf_of=on_behalf_of(info.attributes),
         hidden=info.permission.hidden)
 
 
