@@ -125,15 +125,11 @@ def _event_by_protobuf(doc: dict[str, Any]) -> Event:
     try:
         message = ParseDict(doc, WebhookEvent(), ignore_unknown_fields=True)
     except Exception as exc:  # ParseError, and whatever else Parse would wrap in one
-        raise MalformedEvent(f"not a WebhookEvent: {_short(exc)}") from None
+        raise MalformedEvent(f"not a WebhookEvent: {strict_json.short_reason(exc)}") from None
     try:
         return _event_from_canonical(MessageToDict(message))
     except _NotCanonical as exc:  # MessageToDict's output is canonical: not expected
         raise MalformedEvent("unsupported WebhookEvent shape") from exc
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
 class _NotCanonical(Exception):

@@ -25,7 +25,7 @@ def document(body: bytes) -> Any:
     except NotAccepted:
         raise
     except (ValueError, RecursionError) as exc:
-        raise NotAccepted(f"not JSON: {_short(exc)}") from None
+        raise NotAccepted(f"not JSON: {short_reason(exc)}") from None
 
 
 def loads(body: bytes) -> Any:
@@ -79,5 +79,6 @@ def _utf8(text: str) -> None:
         raise NotAccepted("a lone surrogate in a string") from None
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception's first line, at most 120 characters, for a 400's reason."""
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
