@@ -132,7 +132,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         log.info("the previous process last ran %.1f s before this start",
                  this_start() - last_ran)
     bridge = BackendBridge(tracker, metrics)
-    tracker.waiting_reports = bridge.take_waiting
+    tracker.reports = bridge
     observer = None
     if settings.observer is not None:
         from monitor.observer.room import RoomObserver

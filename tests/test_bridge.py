@@ -165,3 +165,34 @@ def test_the_senders_clock_is_used_only_when_close_to_ours() -> None:
     b.report(PipelineError("tts", False), at=b.now - 10_000)  # skewed: taken as arrival time
     b.webhook(b.room.left(face, b.now))
     assert b.value("avatar_departures_total", cause="pipeline_error") == 1
+
+
+def test_reports_for_a_call_that_never_started_do_not_reach_the_next_one() -> None:
+    """The avatar came and went before any user; what was reported meanwhile expires with that
+    call, and a user who joins the room later starts a clean call."""
+    b = Bridge()
+    face = avatar(b.now - 9)
+    b.webhook(b.room.joined(face))
+    assert b.report(StartupFailureMessage("no video")) == "buffered"
+    assert b.report(PipelineError("llm", False)) == "buffered"
+    b.webhook(b.room.left(face, b.now - 8))
+    assert b.bridge.waiting_events == 0
+    assert b.outcomes("buffer")["expired"] == 2
+    b.monitor.tracker.expire(b.now + 30)  # the ended call is forgotten
+    b.now += 31
+    b.webhook(b.room.joined(user(b.now)))
+    assert b.value("avatar_startup_failures_total", cause="message") == 0
+    assert b.value("avatar_pipeline_errors_total", component="llm", recoverable="false") == 0
+    assert b.value("avatar_calls_in_progress", state="ringing") == 1
+
+
+def test_a_report_for_a_forgotten_call_is_not_kept_for_the_next() -> None:
+    b = Bridge()
+    caller = user(b.now - 9)
+    b.webhook(b.room.joined(caller))
+    b.webhook(b.room.left(caller, b.now - 8))  # abandoned: the call ends
+    b.monitor.tracker.expire(b.now + 30)  # and is forgotten
+    assert b.report(SessionClosed("error")) == "unmatched"
+    b.now += 31
+    b.webhook(b.room.joined(user(b.now)))
+    assert b.value("avatar_pipeline_closed_total", reason="error") == 0

@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec
+from typing import Concatenate, ParamSpec, Protocol
 
 from avatar_monitor_agent.roles import Role, RoleClassifier
 
@@ -65,6 +65,21 @@ class TrackerSettings:
     linger: float = 10.0
 
 
+class WaitingReports(Protocol):
+    """Reports held for calls not started yet (BackendBridge)."""
+
+    def take_waiting(self, call: Call) -> list[tuple[Signal, float]]: ...
+    def drop_waiting(self, call: Call) -> None: ...
+
+
+class _NoWaitingReports:
+    def take_waiting(self, call: Call) -> list[tuple[Signal, float]]:
+        return []
+
+    def drop_waiting(self, call: Call) -> None:
+        pass
+
+
 class TrackerCore:
     """The tracked calls, their queries, and the transitions every input shares (fail, activate,
     release a held departure, end, forget), told to listeners."""
@@ -91,9 +106,9 @@ class TrackerCore:
         # Server time this process started (a function: the server's clock is measured only
         # once webhooks arrive): calls under way before it count from then on.
         self.started_at: Callable[[], float] = lambda: 0.0
-        # Reports that arrived before their call started (BackendBridge.take_waiting): applied
-        # once its call has started and every listener has heard so.
-        self.waiting_reports: Callable[[Call], list[tuple[Signal, float]]] = lambda call: []
+        # Reports that arrived before their call started (the bridge's buffer): applied once
+        # the call has started and every listener has heard so; dropped if it ends unstarted.
+        self.reports: WaitingReports = _NoWaitingReports()
         self._counted_from = 0.0  # for calls made now (set while reconciling)
         # The last RoomService listing: room sids live then, and when it was asked.
         self._listed: set[str] = set()
@@ -112,6 +127,13 @@ class TrackerCore:
             return call if call is not None and call.room_name == room_name else None
         sid = self._sid_by_name.get(room_name)
         return self._calls.get(sid) if sid else None
+
+    def has_ended(self, room_sid: str) -> bool:
+        """Whether the latest call with this room sid has ended (tracked or long evicted)."""
+        call = self._calls.get(room_sid)
+        if call is not None:
+            return call.state is CallState.ENDED
+        return self._ended_rooms.ended_at(room_sid) is not None
 
     def open_calls(self) -> list[Call]:
         """The calls that have not ended."""
@@ -243,6 +265,7 @@ class TrackerCore:
         self._set_state(call, CallState.ENDED)
         call.ended_at = at
         self._ended_rooms.add(call.room_sid, at)
+        self.reports.drop_waiting(call)  # reports for a call that never started: not a later one's
         self._emit(CallListener.call_ended, call, at)
         self._lingering.append((self._now + self.settings.linger, call.room_sid))
 

@@ -196,7 +196,7 @@ class CallTracker(ObservedCalls):
             call.counted_from = max(call.counted_from, self.started_at())
             call.avatar_unknown = call.avatar_joined_at is None
         self._emit(CallListener.call_started, call)
-        for signal, signal_at in self.waiting_reports(call):
+        for signal, signal_at in self.reports.take_waiting(call):
             self.signal(call.room_sid, signal, signal_at)
         if call.avatar_joined_at is not None:
             origin = call.started_at

@@ -4,7 +4,9 @@ Each event is applied once: an `id` seen by both paths counts once. An event cou
 applied to its call, found by room sid (which must belong to the room named) or, without a sid,
 by the room's current call. Events for a call whose webhooks have not arrived yet wait in a
 bounded buffer under their room name and sid, are applied when a call with that very name and
-sid starts, and otherwise expire: counted as expired, never as what they report. An event with
+sid starts, and otherwise expire (or when that call ends without starting): counted as
+expired, never as what they report. An event for a call that is over and forgotten is not kept
+(outcome `unmatched`): the room's next call would take it. An event with
 no sid and no call to go to is not kept (outcome `unmatched`).
 """
 
@@ -68,7 +70,9 @@ class BackendBridge:
             self._tracker.signal(call.room_sid, event.signal, at)
             return self._outcome(source, "applied")
         sid = room_sid or (call.room_sid if call is not None else None)
-        if not sid:
+        if not sid or (call is None and self._tracker.has_ended(sid)):
+            # No call to go to, or its call is over and forgotten: kept, it would be applied to
+            # the next call in the same room.
             return self._outcome(source, "unmatched")
         self._wait(room_name, sid, event, at, now)
         return self._outcome(source, "buffered")
@@ -95,7 +99,7 @@ class BackendBridge:
 
     def take_waiting(self, call: Call) -> list[tuple[Signal, float]]:
         """The events that waited for this call, now that it starts: counted here, applied by
-        the tracker (CallTracker.waiting_reports)."""
+        the tracker (TrackerCore.reports)."""
         waiting = self._waiting.pop((call.room_name, call.room_sid), None)
         if waiting is None:
             return []
@@ -103,6 +107,12 @@ class BackendBridge:
             self._count(event)
             self._metrics.bridge_events.labels("buffer", "applied").inc()
         return [(event.signal, at) for event, at in waiting.events]
+
+    def drop_waiting(self, call: Call) -> None:
+        """The call ended without starting: what waited for it expires, never to be applied to
+        a later call in the same room."""
+        if (call.room_name, call.room_sid) in self._waiting:
+            self._drop((call.room_name, call.room_sid))
 
     # -- internals -------------------------------------------------------------------------
 
