@@ -196,3 +196,14 @@ def test_a_report_for_a_forgotten_call_is_not_kept_for_the_next() -> None:
     b.now += 31
     b.webhook(b.room.joined(user(b.now)))
     assert b.value("avatar_pipeline_closed_total", reason="error") == 0
+
+
+def test_an_unmatched_event_may_still_come_by_the_other_path() -> None:
+    """Without a sid and before its call exists, the event is not kept; the same event by the
+    data channel, with the room's sid, is then applied, not taken for a duplicate."""
+    b = Bridge()
+    error = PipelineError("tts", False)
+    assert b.report(error, "e1", source="http", sid=None) == "unmatched"
+    b.webhook(b.room.joined(user(b.now - 5)))
+    assert b.report(error, "e1", source="data_channel") == "applied"
+    assert b.value("avatar_pipeline_errors_total", component="tts", recoverable="false") == 1

@@ -59,21 +59,24 @@ class BackendBridge:
         """Take one event for a room from `source` (data_channel, agent_session or http);
         returns its outcome: applied, buffered, unmatched or duplicate. The caller checks
         `conflicts` first."""
-        if event.id is not None and self._recent.seen(event.id):
+        if event.id is not None and event.id in self._recent:
             return self._outcome(source, "duplicate")
         at = now
         if event.at is not None and abs(event.at - now) <= MAX_CLOCK_SKEW_SECONDS:
             at = event.at
         call = self._tracker.call_in_room(room_name, room_sid)
+        sid = room_sid or (call.room_sid if call is not None else None)
+        if not sid or (call is None and self._tracker.has_ended(sid)):
+            # No call to go to, or its call is over and forgotten: not kept (the room's next
+            # call would take it). Its id is not remembered: the same event by the other path,
+            # with a sid, may still find its call.
+            return self._outcome(source, "unmatched")
+        if event.id is not None:
+            self._recent.seen(event.id)
         if call is not None and call.state is not CallState.PENDING:
             self._count(event)
             self._tracker.signal(call.room_sid, event.signal, at)
             return self._outcome(source, "applied")
-        sid = room_sid or (call.room_sid if call is not None else None)
-        if not sid or (call is None and self._tracker.has_ended(sid)):
-            # No call to go to, or its call is over and forgotten: kept, it would be applied to
-            # the next call in the same room.
-            return self._outcome(source, "unmatched")
         self._wait(room_name, sid, event, at, now)
         return self._outcome(source, "buffered")
 
