@@ -54,7 +54,8 @@ dashboards: deps
 
 # promtool's checks and lint (cloudflare's pint is not on the Go module proxy), then the mixin's
 # own: Grafana Cloud's name and group limits, annotations, absolute runbook links, the selector.
-lint-rules: deps test-deps
+lint-rules: deps  # promtool comes with `make test-deps` (Debian's prometheus, as root)
+	@command -v promtool >/dev/null || { echo "promtool not found: run make test-deps"; exit 1; }
 	promtool check rules --lint=all --lint-fatal alerts/avatar-monitor.rules.yml
 	$(BIN)/python -m dashboards.lint
 
