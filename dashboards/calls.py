@@ -203,8 +203,10 @@ def build() -> db.Dashboard:
                 "Departures by cause",
                 [g.DISAPPEARS, g.SUDDEN_EXIT, g.SAME_MINUTES],
                 f"Why avatars left calls, per {T.departures_window}: user_hangup and "
-                "agent_hangup (the voice agent ended the call) are normal; pipeline_error, "
-                "idle_timeout, session_timeout, removed, server and network are not.",
+                "agent_hangup (the voice agent ended the call) are normal; user_network (the "
+                "user's connection dropped) is the user's side; pipeline_error, agent_lost (the "
+                "voice agent crashed), idle_timeout, session_timeout, removed, server and "
+                "network are not.",
                 "short",
                 [Q(_rec(p.DEPARTURES, "cause"), "{{cause}}")],
                 bars=True,

@@ -155,6 +155,42 @@ async def agent_hangup(c: Call) -> None:
     await c.avatar_leaves(c.t + 40.5)
 
 
+async def agent_lost(c: Call) -> None:
+    """The voice agent's process dies: livekit-server drops it with CONNECTION_TIMEOUT, and its
+    avatar (whose runner leaves with its agent) follows it out 2 s later; the user stays."""
+    voice = agent(c.t)
+    await c.send(c.room.joined(voice))
+    await c.start()
+    await c.send(c.room.left(voice, c.t + 40, R.CONNECTION_TIMEOUT))
+    await c.avatar_leaves(c.t + 42)
+
+
+async def agent_lost_before_hangup(c: Call) -> None:
+    """The agent dies at t+20; the user gives up on the frozen avatar 10 s later, before
+    livekit-server declares the agent gone (t+40); the avatar follows its agent."""
+    voice = agent(c.t)
+    await c.send(c.room.joined(voice))
+    await c.start()
+    await c.send(c.room.left(c.caller, c.t + 30))
+    await c.send(c.room.left(voice, c.t + 40, R.CONNECTION_TIMEOUT))
+    await c.avatar_leaves(c.t + 42)
+
+
+async def network_before_hangup(c: Call) -> None:
+    """The avatar dies at t+20; the user hangs up 10 s later; the avatar's CONNECTION_TIMEOUT
+    comes at t+40."""
+    await c.start()
+    await c.send(c.room.left(c.caller, c.t + 30))
+    await c.avatar_leaves(c.t + 40, R.CONNECTION_TIMEOUT)
+
+
+async def user_network(c: Call) -> None:
+    """The user's network goes: CONNECTION_TIMEOUT, then the avatar leaves with the call."""
+    await c.start()
+    await c.send(c.room.left(c.caller, c.t + 40, R.CONNECTION_TIMEOUT))
+    await c.avatar_leaves(c.t + 41)
+
+
 async def black_screen(c: Call) -> None:
     await c.start(tracks=(AUDIO,))
 
@@ -214,6 +250,16 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
                         "avatar left after 20:00 of session, like 3 other call(s) in the last "
                         "hour (at 20:01): a fixed limit"),
     "network": (network, "failed", "avatar left with CONNECTION_TIMEOUT"),
+    "network_before_hangup": (network_before_hangup, "failed",
+                              "avatar left with CONNECTION_TIMEOUT 10 s after the user left: it "
+                              "had died before the user hung up"),
+    "agent_lost": (agent_lost, "failed", "the voice agent left with CONNECTION_TIMEOUT at "),
+    "agent_lost_before_hangup": (agent_lost_before_hangup, "failed",
+                                 "(its process or network died about 20 s before); the avatar "
+                                 "left 2 s later"),
+    "user_network": (user_network, "warning",
+                     "the user's connection was lost (CONNECTION_TIMEOUT): the call ended on "
+                     "the user's side"),
     "removed": (removed, "failed", "PARTICIPANT_REMOVED"),
     "server": (server, "failed", "ROOM_DELETED"),
     "black_screen": (black_screen, "failed", "avatar joined but published no video for 9"),
@@ -230,7 +276,16 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
 
 
 def test_every_rule_has_a_case() -> None:
-    assert {rule.name for rule in RULES} | {"healthy", "agent_hangup", "in_progress"} == set(CASES)
+    assert {rule.name for rule in RULES} | {"healthy", "in_progress", *VARIANTS} == set(CASES)
+
+
+# Cases named for how they end, with the verdict of another rule (or healthy).
+VARIANTS = {"agent_hangup": "healthy", "network_before_hangup": "network",
+            "agent_lost_before_hangup": "agent_lost"}
+# The departure cause each of these cases must end with.
+DEPARTURES = {"agent_hangup": "agent_hangup", "network_before_hangup": "network",
+              "agent_lost": "agent_lost", "agent_lost_before_hangup": "agent_lost",
+              "user_network": "user_network", "healthy": "user_hangup"}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -245,14 +300,14 @@ async def test_verdict(start_monitor: StartMonitor, monkeypatch: pytest.MonkeyPa
     call = Call(sidecar, float(int(time.time()) - 100))
     await scenario(call)
     body = await call.verdict()
-    verdict = "healthy" if status == "healthy" else name
+    verdict = "healthy" if status == "healthy" else VARIANTS.get(name, name)
     assert (body["verdict"], body["status"]) == (verdict, status), body["findings"]
-    if name == "agent_hangup":
-        assert body["avatar"]["departure"] == "agent_hangup"
+    if name in DEPARTURES:
+        assert body["avatar"]["departure"] == DEPARTURES[name]
     if evidence:
         finding = body["findings"][0]
         assert evidence in finding["evidence"], finding
-        rule = next(r for r in RULES if r.name == name)
+        rule = next(r for r in RULES if r.name == verdict)
         assert (finding["section"], finding["next_step"]) == (rule.section, rule.next_step)
     else:
         assert body["findings"] == []

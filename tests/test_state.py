@@ -8,7 +8,7 @@ from avatar_monitor_agent.roles import Role, RoleClassifier
 from livekit.protocol import models, webhook
 
 from monitor.calls.core import TrackerSettings
-from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.departures import AGENT_HANGUP_WINDOW, CONNECTION_TIMEOUT_DELAY
 from monitor.calls.listener import CallListener
 from monitor.calls.model import CallState
 from monitor.calls.tracker import CallTracker
@@ -370,10 +370,74 @@ def test_an_agent_that_left_long_before_did_not_end_the_call() -> None:
 
 
 def test_the_agent_crashing_is_not_a_hangup() -> None:
+    """The agent's process dies: CONNECTION_TIMEOUT, and its avatar follows it out."""
     call = AgentCall()
     call.left(call.voice, 60, R.CONNECTION_TIMEOUT)
+    call.left(call.face, 62)
+    assert call.departures() == ["agent_lost"]
+
+
+def test_an_agent_error_is_an_agent_lost() -> None:
+    call = AgentCall()
+    call.left(call.voice, 60, R.AGENT_ERROR)
+    call.left(call.face, 60)
+    assert call.departures() == ["agent_lost"]
+
+
+def test_an_avatar_leaving_with_agent_error_is_a_pipeline_error() -> None:
+    call = AgentCall()
+    call.left(call.face, 60, R.AGENT_ERROR)
+    assert call.departures() == ["pipeline_error"]
+
+
+def test_a_crashed_agent_is_not_hidden_by_the_users_hang_up() -> None:
+    """The agent died at 40 (declared gone at 60); the user gave up at 50."""
+    call = AgentCall()
+    call.left(call.caller, 50)
+    call.left(call.voice, 60, R.CONNECTION_TIMEOUT)
+    call.left(call.face, 62)
+    assert call.departures() == ["agent_lost"]
+
+
+def test_a_crashed_avatar_is_not_hidden_by_the_users_hang_up() -> None:
+    """The avatar died at 40 (declared gone at 60); the user gave up at 50."""
+    call = AgentCall()
+    call.left(call.caller, 50)
+    call.left(call.face, 60, R.CONNECTION_TIMEOUT)
+    assert call.departures() == ["network"]
+
+
+def test_an_avatar_dropping_its_connection_after_the_hang_up_is_a_hang_up() -> None:
+    """An avatar service that drops its connection (no leave) when the user hangs up: its
+    CONNECTION_TIMEOUT comes the server's timeout after the hang-up, a normal call."""
+    call = AgentCall()
+    call.left(call.caller, 50)
+    call.left(call.face, 50 + CONNECTION_TIMEOUT_DELAY, R.CONNECTION_TIMEOUT)
+    assert call.departures() == ["user_hangup"]
+
+
+def test_an_agent_dropping_its_connection_after_the_hang_up_is_a_hang_up() -> None:
+    call = AgentCall()
+    call.left(call.caller, 50)
+    call.left(call.voice, 50 + CONNECTION_TIMEOUT_DELAY, R.CONNECTION_TIMEOUT)
+    call.left(call.face, 52 + CONNECTION_TIMEOUT_DELAY)
+    assert call.departures() == ["user_hangup"]
+
+
+def test_a_users_lost_connection_is_not_a_hang_up() -> None:
+    call = AgentCall()
+    call.left(call.caller, 60, R.CONNECTION_TIMEOUT)
+    call.left(call.voice, 61)
     call.left(call.face, 61)
-    assert call.departures() == ["unknown"]
+    assert call.departures() == ["user_network"]
+
+
+def test_every_network_reason_of_the_user_is_a_lost_connection() -> None:
+    for reason in (R.SIGNAL_CLOSE, R.MEDIA_FAILURE, R.JOIN_FAILURE, R.STATE_MISMATCH):
+        call = AgentCall()
+        call.left(call.caller, 60, reason)
+        call.left(call.face, 61)
+        assert call.departures() == ["user_network"], R.Name(reason)
 
 
 def test_a_user_hangup_stays_a_user_hangup() -> None:

@@ -234,10 +234,16 @@ class TrackerCore:
         error_age = None
         if call.unrecoverable_error_at is not None:
             error_age = max(at - call.unrecoverable_error_at, 0.0)
+        left = call.held.at if call.held is not None else at  # server time, when known
         agent_ended_before = None
         if call.agent_ended_at is not None:
-            left = call.held.at if call.held is not None else at
             agent_ended_before = left - call.agent_ended_at
+        user_left_before = None
+        if call.held is not None and call.user_left_first and call.users_left_at is not None:
+            user_left_before = max(left - call.users_left_at, 0.0)
+        agent_lost_before = None
+        if call.agent_lost_at is not None and call.held is not None:
+            agent_lost_before = left - call.agent_lost_at
         return DepartureFacts(
             disconnect_reason=reason,
             session_seconds=session,
@@ -250,6 +256,10 @@ class TrackerCore:
             agent_ended_before=agent_ended_before,
             session_close_reason=call.session_close_reason,
             room_end_reason=call.room_end_reason,
+            user_left_before=user_left_before,
+            user_connection_lost=call.user_connection_lost,
+            agent_lost_before=agent_lost_before,
+            agent_lost_reason=call.agent_lost_reason,
         )
 
     def _finish_without_departure(self, call: Call) -> None:

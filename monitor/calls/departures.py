@@ -5,7 +5,13 @@ errors, from the room observer) slot into `RULES` at the place their priority sa
 
 Two departures are normal endings, not failures: the user hung up, or the voice agent ended the
 call (it left first, or closed its session for a non-error reason, and the avatar then left, was
-removed or the room was deleted within `AGENT_HANGUP_WINDOW`).
+removed or the room was deleted within `AGENT_HANGUP_WINDOW`). A user whose connection was lost
+(`user_network`) is not a failure of the avatar's side either, but not a hang-up: a warning.
+
+A crash is not hidden by a quick hang-up. livekit-server declares a participant whose process or
+network died gone only after its connection timeout (CONNECTION_TIMEOUT, dated at the timeout,
+`CONNECTION_TIMEOUT_DELAY` after the death). An avatar, or its voice agent, that leaves so less
+than that after the user was already dead when the user hung up: the call failed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class Departure(StrEnum):
     REMOVED = "removed"
     SERVER = "server"
     NETWORK = "network"
+    AGENT_LOST = "agent_lost"
+    USER_NETWORK = "user_network"
     UNKNOWN = "unknown"
 
 
@@ -33,8 +41,16 @@ SERVER_REASONS = frozenset({"room_deleted", "room_closed", "server_shutdown"})
 NETWORK_REASONS = frozenset(
     {"signal_close", "connection_timeout", "media_failure", "state_mismatch", "join_failure"}
 )
+# Reasons by which a voice agent's leave says it failed (its process or network died, or its job
+# failed: AGENT_ERROR).
+AGENT_FAILED_REASONS = NETWORK_REASONS | {"agent_error"}
 # Departures that are how calls normally end.
 HEALTHY = frozenset({Departure.USER_HANGUP, Departure.AGENT_HANGUP})
+# Departures that end a call on the user's side: not the avatar's failure, not a hang-up.
+USER_SIDE = frozenset({Departure.USER_NETWORK})
+# livekit-server sends a dead participant's leave (CONNECTION_TIMEOUT) this long after its
+# connection died, at the least (v1.13.5: 20 to 22 s, measured with SIGKILL and a cut network).
+CONNECTION_TIMEOUT_DELAY = 20.0
 # AgentSession close reasons by which the voice agent itself ends a call (`session.shutdown()`,
 # livekit-agents' EndCallTool; a task that completes). Not `job_shutdown`: a job is also shut
 # down when the room is deleted under it.
@@ -65,6 +81,14 @@ class DepartureFacts:
     agent_ended_before: float | None = None
     session_close_reason: str | None = None  # the voice agent's session, when it reported one
     room_end_reason: str | None = None  # from room_finished, when it came first
+    # Seconds from the last user's leave to the avatar's (when user_left_first), and whether
+    # that user's connection was lost (a network reason) rather than hung up.
+    user_left_before: float | None = None
+    user_connection_lost: bool = False
+    # Seconds from the voice agent's failed leave (AGENT_FAILED_REASONS) to the avatar's, and
+    # its reason.
+    agent_lost_before: float | None = None
+    agent_lost_reason: str = ""
 
 
 # An unrecoverable pipeline error this long before the avatar left is taken as the reason.
@@ -91,6 +115,50 @@ def agent_hangup(facts: DepartureFacts) -> Departure | None:
     else:
         ended = False
     return Departure.AGENT_HANGUP if ended else None
+
+
+def latest_death(reason: str, left_before: float) -> float:
+    """Seconds before the avatar's leave by which a participant that left `left_before` seconds
+    before it with `reason` had died, at the latest: a CONNECTION_TIMEOUT leave is dated at the
+    timeout, the other reasons when they happened."""
+    if reason == "connection_timeout":
+        return left_before + CONNECTION_TIMEOUT_DELAY
+    return left_before
+
+
+def dead_before_hangup(facts: DepartureFacts) -> Departure | None:
+    """The avatar, or the voice agent it follows, had died when the user hung up (the user gave
+    up on a frozen avatar): the call failed, whoever left first."""
+    hung_up = facts.user_left_before
+    if hung_up is None:
+        return None
+    if facts.disconnect_reason in NETWORK_REASONS and \
+            latest_death(facts.disconnect_reason, 0.0) > hung_up + CLOCK_GRAIN:
+        return Departure.NETWORK
+    lost = facts.agent_lost_before
+    if lost is not None and latest_death(facts.agent_lost_reason, lost) > hung_up + CLOCK_GRAIN:
+        return Departure.AGENT_LOST
+    return None
+
+
+def user_network(facts: DepartureFacts) -> Departure | None:
+    """The last user's connection was lost (not a hang-up) before the avatar left."""
+    return Departure.USER_NETWORK if facts.user_left_first and facts.user_connection_lost \
+        else None
+
+
+def agent_lost(facts: DepartureFacts) -> Departure | None:
+    """The voice agent failed (died, lost its network, AGENT_ERROR) and the avatar followed it
+    out, or was sent away, within AGENT_HANGUP_WINDOW."""
+    lost = facts.agent_lost_before
+    if lost is None or not -CLOCK_GRAIN <= lost <= AGENT_HANGUP_WINDOW:
+        return None
+    return Departure.AGENT_LOST
+
+
+def avatar_error(facts: DepartureFacts) -> Departure | None:
+    """The avatar's own job failed (AGENT_ERROR: the avatar is an agent participant)."""
+    return Departure.PIPELINE_ERROR if facts.disconnect_reason == "agent_error" else None
 
 
 def removed(facts: DepartureFacts) -> Departure | None:
@@ -129,13 +197,14 @@ def network(facts: DepartureFacts) -> Departure | None:
 
 
 # Root causes first: a dead pipeline (the user may hang up on a mute avatar, the backend may then
-# remove it), then the user hanging up (after which livekit-server closes the room on the agents,
-# or the backend removes them), then the agent ending the call (by leaving, removing the avatar or
-# deleting the room). Then explicit server-side ends, then the avatar's own timeouts (a process
-# killed at its session limit may still look like a network drop).
+# remove it), an avatar or agent that died before the user hung up, then the user's side ending
+# the call (a lost connection, a hang-up; after which livekit-server closes the room on the agents,
+# or the backend removes them), then the voice agent failing or ending the call (by leaving,
+# removing the avatar or deleting the room). Then explicit server-side ends, then the avatar's own
+# timeouts (a process killed at its session limit may still look like a network drop).
 RULES: tuple[Rule, ...] = (
-    pipeline_error, user_hangup, agent_hangup, removed, server, idle_timeout, session_timeout,
-    network)
+    pipeline_error, avatar_error, dead_before_hangup, user_network, user_hangup, agent_lost,
+    agent_hangup, removed, server, idle_timeout, session_timeout, network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

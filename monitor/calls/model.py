@@ -33,6 +33,10 @@ class Call:
     tracks_seen: int = 0  # bit per track kind: audio 1, video 2
     users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
     user_left_first: bool = False
+    # When the last user left before the avatar (server time), and whether that user's
+    # connection was lost rather than hung up (a network disconnect reason).
+    users_left_at: float | None = None
+    user_connection_lost: bool = False
     room_finished: bool = False
     startup_failure_counted: bool = False
     ended_at: float | None = None  # server time the call ended
@@ -59,6 +63,10 @@ class Call:
     # for a non-error reason), and how its session closed, when it reported that.
     agent_ended_at: float | None = None
     session_close_reason: str | None = None
+    # The voice agent left with a failure reason (its process or network died, AGENT_ERROR):
+    # server time of that leave, and the reason.
+    agent_lost_at: float | None = None
+    agent_lost_reason: str = ""
     room_end_reason: str | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
 

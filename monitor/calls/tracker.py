@@ -29,7 +29,7 @@ from monitor.calls.core import (
     SENT_AWAY,
     TrackerSettings,
 )
-from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.calls.departures import AGENT_FAILED_REASONS, AGENT_HANGUP_WINDOW, NETWORK_REASONS
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, HeldDeparture
 from monitor.calls.observed import ObservedCalls
@@ -302,6 +302,8 @@ class CallTracker(ObservedCalls):
         elif (call.state is CallState.ACTIVE and not call.avatar_left
               and participant.disconnect_reason not in SENT_AWAY):
             call.user_left_first = True  # not when the server sent everyone away
+            call.users_left_at = at
+            call.user_connection_lost = participant.disconnect_reason in NETWORK_REASONS
 
     def _avatar_left(self, call: Call, participant: Participant, at: float) -> None:
         if call.state is CallState.ENDED:
@@ -331,12 +333,17 @@ class CallTracker(ObservedCalls):
             self._release(call)
 
     def _agent_left(self, call: Call, participant: Participant, at: float) -> None:
-        """The voice agent left by itself: it ended the call (unless a user hung up first)."""
-        if participant.disconnect_reason != "client_initiated":
-            return
+        """The voice agent left by itself: it ended the call (unless a user hung up first).
+        Left with a failure reason: it was lost, and the avatar that follows it out failed."""
         if call.avatar_agent and participant.identity != call.avatar_agent:
             return  # another agent in the room, not the one the avatar works for
-        self._agent_ended(call, at)
+        reason = participant.disconnect_reason
+        if reason == "client_initiated":
+            self._agent_ended(call, at)
+        elif reason in AGENT_FAILED_REASONS and call.agent_lost_at is None:
+            call.agent_lost_at, call.agent_lost_reason = at, reason
+            if call.held is not None:
+                self._release(call)  # nothing else to wait for: the agent will not end the call
 
     def _track_published(self, event: Event) -> None:
         participant, kind = event.participant, event.track_kind or ""

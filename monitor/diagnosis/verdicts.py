@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitor.calls.departures import CONNECTION_TIMEOUT_DELAY
 from monitor.diagnosis.sections import CONNECT, PIPELINE, ROOM_ERRORS, STARTUP, TIMEOUTS
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT
-from monitor.sinks.records import CallRecord
+from monitor.sinks.records import CallRecord, ParticipantRecord, utc_clock
 
 FAILED, WARNING = "failed", "warning"
 STATUSES = ("failed", "warning", "healthy", "in_progress")
@@ -77,6 +78,8 @@ def _never_joined(r: CallRecord, t: Thresholds, now: float) -> str | None:
 
 def _pipeline_error(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if r.unrecoverable is None:
+        if r.departure == "pipeline_error" and r.avatar_reason == "agent_error":
+            return "avatar left with AGENT_ERROR: its own job failed"
         return None
     component, at = r.unrecoverable
     text = f"unrecoverable {component.upper()} error"
@@ -112,7 +115,39 @@ def _repeated_length(r: CallRecord, t: Thresholds, now: float) -> str | None:
 def _network(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if r.departure != "network":
         return None
-    return f"avatar left with {(r.avatar_reason or 'unknown_reason').upper()}"
+    text = f"avatar left with {(r.avatar_reason or 'unknown_reason').upper()}"
+    user, left = _last_leave(r, "user"), _avatar_left_at(r)
+    if (r.avatar_reason == "connection_timeout" and user is not None
+            and user.left_at is not None and left is not None
+            and 0 <= left - user.left_at < CONNECTION_TIMEOUT_DELAY):
+        text += (f" {left - user.left_at:.0f} s after the user left: it had died before the "
+                 "user hung up")
+    return text
+
+
+def _agent_lost(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "agent_lost":
+        return None
+    agent = _last_leave(r, "agent")
+    if agent is None or agent.left_at is None:
+        return "the avatar followed its voice agent, which failed"
+    reason = agent.reason or "unknown_reason"
+    text = f"the voice agent left with {reason.upper()} at {utc_clock(agent.left_at)}"
+    if reason == "connection_timeout":
+        text += (f" (its process or network died about {CONNECTION_TIMEOUT_DELAY:g} s "
+                 "before)")
+    left = _avatar_left_at(r)
+    if left is not None:
+        text += f"; the avatar left {max(left - agent.left_at, 0):.0f} s later"
+    return text
+
+
+def _user_network(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.departure != "user_network":
+        return None
+    user = _last_leave(r, "user")
+    reason = (user.reason if user is not None and user.reason else "a network reason").upper()
+    return f"the user's connection was lost ({reason}): the call ended on the user's side"
 
 
 def _removed(r: CallRecord, t: Thresholds, now: float) -> str | None:
@@ -199,6 +234,10 @@ RULES: tuple[Rule, ...] = (
     Rule("network", FAILED, ROOM_ERRORS, _network,
          "A network or WebRTC failure between the avatar service and LiveKit: check the avatar "
          "service's connectivity, LiveKit's TURN/ICE set-up and the server's logs."),
+    Rule("agent_lost", FAILED, PIPELINE, _agent_lost,
+         "The voice agent crashed or lost its network, and the avatar went with it: read the "
+         "agent worker's logs and the job's exit for this room (an unhandled exception, an OOM "
+         "kill, a deploy that stopped the worker without draining)."),
     Rule("removed", FAILED, ROOM_ERRORS, _removed,
          "Something called RemoveParticipant on the avatar: check the backend's room "
          "management."),
@@ -217,6 +256,10 @@ RULES: tuple[Rule, ...] = (
     Rule("abandoned", WARNING, STARTUP, _abandoned,
          "Users gave up while ringing: if this is common, the avatar joins too slowly (see the "
          "join latency)."),
+    Rule("user_network", WARNING, ROOM_ERRORS, _user_network,
+         "The user's network or device dropped the call (not a hang-up): if this is common, "
+         "check the frontend's reconnect handling and the users' networks (TURN over TLS for "
+         "restrictive networks)."),
     Rule("late_join", WARNING, CONNECT, _late_join,
          "The avatar joined late: check the avatar service's start-up time; stay in the "
          "ringing state until it joins."),
@@ -250,6 +293,12 @@ def _avatar_left_at(r: CallRecord) -> float | None:
     if r.avatar_joined_at is None or r.session_seconds is None:
         return None
     return r.avatar_joined_at + r.session_seconds
+
+
+def _last_leave(r: CallRecord, role: str) -> ParticipantRecord | None:
+    """The participant of this role that left last."""
+    left = [p for p in r.participants if p.role == role and p.left_at is not None]
+    return max(left, key=lambda p: p.left_at or 0.0) if left else None
 
 
 def _clock(seconds: float) -> str:

@@ -204,6 +204,10 @@ class CallRecords(CallListener):
             if person.identity == identity and person.left_at is None:
                 person.left_at, person.reason = at, reason
                 break
+        else:  # there before the call started (an agent dispatched first), or its join lost
+            if len(record.participants) < MAX_PARTICIPANTS:
+                record.participants.append(ParticipantRecord(
+                    sys.intern(identity), role.value, participant.joined_at or at, at, reason))
         if role is Role.AVATAR:
             record.avatar_reason = reason
         record.add(at, "left", role.value, identity, reason)

@@ -35,6 +35,8 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
             "unknown",
             "idle_timeout",
             "pipeline_error",
+            "agent_lost",
+            "user_network",
         }
     },
     "avatar_timeouts_total": {"timeout": {"join", "idle", "session"}},
