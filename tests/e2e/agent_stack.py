@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -52,6 +54,12 @@ class AgentWorker:
 
     def stop(self) -> int | None:
         return procs.stop(self.process) if self.process is not None else None
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its job processes: the agent leaves no goodbye."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(5)
 
 
 async def dispatch(room_service: api.LiveKitAPI, worker: AgentWorker, room: str,

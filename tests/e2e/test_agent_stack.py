@@ -8,6 +8,7 @@ gives each participant are asserted too: they are the table in docs/diagnosis.md
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from tests.e2e.sidecar import Sidecar
 pytestmark = pytest.mark.e2e
 
 CAUSES = ("user_hangup", "agent_hangup", "pipeline_error", "idle_timeout", "session_timeout",
-          "removed", "server", "network", "unknown")
+          "removed", "server", "network", "agent_lost", "user_network", "unknown")
+# How long after the agent's crash the user gives up on a frozen avatar: less than the ~20 s
+# livekit-server takes to declare the agent gone.
+PATIENCE = 10.0
 CALL_TIMEOUT = 30.0  # a whole call: dispatch, joins, a reply, the ending
 
 
@@ -338,3 +342,41 @@ async def test_avatar_idle_timeout(server: Server, room_service: api.LiveKitAPI,
     assert disconnects(snapshot) == EVERYONE_LEFT
     await metrics.wait_all(*ended())
     assert_verdict(await verdict(room_name), "failed", "idle_timeout", "idle_timeout")
+
+
+async def test_a_killed_agent_takes_its_avatar_with_it(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """The worker's processes are killed mid-call: livekit-server drops the agent with
+    CONNECTION_TIMEOUT, the avatar follows its agent out; the voice agent's crash is the cause."""
+    user = await start_call(server, room_service, worker, room_name, metrics)
+    await converse(user, metrics)
+    worker.kill()
+    snapshot = await all_left(metrics, 2)
+    assert disconnects(snapshot) == {("agent", "connection_timeout"): 1,
+                                     ("avatar", "client_initiated"): 1}
+    await metrics.wait_all(*departures("agent_lost"))
+    await user.hang_up()
+    await all_left(metrics, 3)
+    await metrics.wait_all(*ended())
+    body = await verdict(room_name)
+    assert_verdict(body, "failed", "agent_lost", "agent_lost")
+    assert "the voice agent left with CONNECTION_TIMEOUT" in body["findings"][0]["evidence"]
+
+
+async def test_a_killed_agent_is_not_hidden_by_the_users_hang_up(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """The worker is killed; the user faces a frozen avatar and hangs up 10 s later, before the
+    server declares the agent gone; the avatar then follows its agent: still agent_lost."""
+    user = await start_call(server, room_service, worker, room_name, metrics)
+    await converse(user, metrics)
+    worker.kill()
+    await asyncio.sleep(PATIENCE)  # the user's patience: the scenario itself, not a wait
+    await user.hang_up()
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot) == {("user", "client_initiated"): 1,
+                                     ("agent", "connection_timeout"): 1,
+                                     ("avatar", "client_initiated"): 1}
+    await metrics.wait_all(*ended(), *departures("agent_lost"))
+    assert_verdict(await verdict(room_name), "failed", "agent_lost", "agent_lost")

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.e2e
 JOIN_TIMEOUT = 2.0
 AVATAR_DELAY = 1.0  # how long after the user the avatar joins in a normal call
 ROLES = ("avatar", "agent", "user", "other")
-CAUSES = ("user_hangup", "session_timeout", "removed", "server", "network", "unknown")
+CAUSES = ("user_hangup", "session_timeout", "removed", "server", "network", "unknown",
+          "user_network", "agent_lost")
 
 
 def idle_gauges() -> list[Expect]:
