@@ -215,6 +215,22 @@ def build() -> db.Dashboard:
         )
         .with_panel(
             series(
+                "Avatars alone (billed, no user)",
+                [g.STALE_CALLS],
+                "Avatars in a room with no user right now, and the longest such stay in "
+                "seconds (the AvatarUnattended alert's threshold is the dashed line). An avatar "
+                "session is billed GPU time whether or not anyone watches.",
+                "short",
+                [
+                    Q(f"sum({p.sel('avatar_unattended_now')})", "avatars alone"),
+                    Q(f"max({p.sel('avatar_unattended_longest_seconds')})", "longest (s)"),
+                ],
+                threshold=T.unattended_seconds,
+                width=8,
+            )
+        )
+        .with_panel(
+            series(
                 "Disconnect reasons by role",
                 [g.CRASHED, g.FAILS_TO_JOIN],
                 "LiveKit DisconnectReason of each participant that left, by role. "

@@ -61,6 +61,9 @@ class Thresholds:
     unauthorized_webhooks: int = 0
     rejections_window: str = "5m"
     no_webhooks_window: str = "30m"
+    # An avatar (a billed session) alone in a room with no user this long (the sidecar's
+    # --unattended-after gives its calls the same warning).
+    unattended_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class ForDurations:
     forged_data_messages: str = "0s"
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
+    unattended: str = "0s"
 
 
 @dataclass(frozen=True)

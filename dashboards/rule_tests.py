@@ -307,6 +307,15 @@ CASES: tuple[Case, ...] = (
         {"5m": (), "7m": (Fires("a", 1),), "12m": ()},
     ),
     Case(
+        "AvatarUnattended",
+        {
+            # a: an avatar alone from the 2nd minute on, for 6 minutes; b: short stays only
+            s("avatar_unattended_longest_seconds", "a"): "0 0 60+60x6 0x10",
+            s("avatar_unattended_longest_seconds", "b"): "0 30 0 45 0x15",
+        },
+        {"6m": (), "7m": (Fires("a", 360),), "9m": ()},
+    ),
+    Case(
         "AvatarMonitorDown",
         {
             s("up", "a"): "1x5 0x20",

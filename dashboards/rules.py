@@ -170,6 +170,19 @@ ALERTS: tuple[Alert, ...] = (
         f"the last {T.departures_window}: the avatar was silent for the whole idle_timeout.",
     ),
     Alert(
+        "AvatarUnattended",
+        f"max by ({p.PER_INSTANCE}) ({p.m('avatar_unattended_longest_seconds')}) "
+        f"> {T.unattended_seconds:g}",
+        FOR.unattended,
+        "warning",
+        (g.STALE_CALLS,),
+        f"An avatar has been alone in a room for {_COUNT} s on "
+        "{{ $labels.instance }}",
+        f"An avatar session has had no user in its room for over {T.unattended_seconds:g} s: "
+        "billed GPU time nobody sees (a call whose user left while the avatar stayed, or an "
+        "avatar started before any user came).",
+    ),
+    Alert(
         "AvatarWebhooksUnauthorized",
         f'{p.REJECTIONS.record}{{reason="unauthorized"}} > {T.unauthorized_webhooks}',
         FOR.webhooks_unauthorized,

@@ -28,6 +28,7 @@ from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.http import EventIntake
+from monitor.sinks.bill import AvatarBill
 from monitor.sinks.call_gauges import CallStateCollector
 from monitor.sinks.metrics import Metrics
 from monitor.sinks.records import CallRecords
@@ -116,7 +117,9 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
     records = CallRecords(config.recent_calls)
     lengths = RepeatedLengths(clock, spread=settings.length_spread)
-    listeners += [records, lengths]
+    bill = AvatarBill(clock)
+    registry.register(bill)
+    listeners += [records, lengths, bill]
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners)
     if clock is server_clock.now:
         tracker.started_at = server_clock.started_at

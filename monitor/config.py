@@ -18,6 +18,7 @@ from monitor.limits import (
     OBSERVE_MAX_ROOMS,
     SESSION_TIMEOUT,
     TIMEOUT_TOLERANCE,
+    UNATTENDED_AFTER,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Config:
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
+    unattended_after: float = UNATTENDED_AFTER
     max_calls: int = MAX_CALLS
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
@@ -88,7 +90,8 @@ class Config:
             ),
             thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
                                   idle_timeout=self.idle_timeout,
-                                  session_timeout=self.session_timeout),
+                                  session_timeout=self.session_timeout,
+                                  unattended=self.unattended_after),
             length_spread=self.timeout_tolerance,
             observer=observer,
             reconciler=reconciler,
@@ -185,6 +188,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     option("timeout_tolerance",
            "seconds within which a session length or silence counts as hitting a timeout",
            seconds)
+    option("unattended_after", "seconds an avatar may stay in a room with no user (a billed "
+           "session nobody sees) before its call gets a warning", seconds)
     option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
            count)
     option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
@@ -261,6 +266,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         idle_timeout=args.idle_timeout,
         session_timeout=args.session_timeout,
         timeout_tolerance=args.timeout_tolerance,
+        unattended_after=args.unattended_after,
         max_calls=args.max_calls,
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,

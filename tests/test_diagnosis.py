@@ -220,6 +220,15 @@ async def slow_to_speak(c: Call) -> None:
     await c.user_hangs_up(c.t + 40)
 
 
+async def unattended(c: Call) -> None:
+    """The user hangs up; the avatar (no idle timeout) stays another 6 min 40 s."""
+    c.t -= 500
+    c.room, c.caller = Room(created_at=c.t - 1), user(c.t)
+    await c.start()
+    await c.send(c.room.left(c.caller, c.t + 40))
+    await c.avatar_leaves(c.t + 440)
+
+
 async def recoverable_errors(c: Call) -> None:
     await c.start()
     c.report(PipelineError("stt", True), c.t + 10)
@@ -269,6 +278,7 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "late_join": (late_join, "warning", "avatar joined 12.0 s after the call started"),
     "slow_to_speak": (slow_to_speak, "warning", "first spoke 8.0 s after joining"),
     "recoverable_errors": (recoverable_errors, "warning", "1 recoverable pipeline error"),
+    "unattended": (unattended, "warning", "the avatar stayed 6 min 40 s after the user left"),
     "healthy": (healthy, "healthy", ""),
     "agent_hangup": (agent_hangup, "healthy", ""),
     "in_progress": (in_progress, "in_progress", ""),

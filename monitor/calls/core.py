@@ -219,6 +219,7 @@ class TrackerCore:
         while len(self._calls) >= self.settings.max_calls:
             oldest = self._calls[next(iter(self._calls))]
             if oldest.state is not CallState.ENDED:
+                self._attended(oldest, self._now)
                 self._emit(CallListener.call_evicted, oldest)
             self._forget(oldest)
         call = Call(event.room_sid, event.room_name, event.room_created_at, tracked_at=self._now,
@@ -269,9 +270,23 @@ class TrackerCore:
             self._emit(CallListener.avatar_left, call, classify(facts), 0.0, self._now)
         self._end(call, self._now)
 
+    def _alone(self, call: Call, since: float) -> None:
+        """The avatar is in the room with no user from `since` (server time)."""
+        if call.unattended_since is None:
+            call.unattended_since = since
+            self._emit(CallListener.avatar_alone, call, since)
+
+    def _attended(self, call: Call, at: float) -> None:
+        """The avatar's time alone in the room ends at `at` (server time): a user came, the
+        avatar left, or the call ended."""
+        since, call.unattended_since = call.unattended_since, None
+        if since is not None:
+            self._emit(CallListener.avatar_unattended, call, since, max(at, since))
+
     def _end(self, call: Call, at: float) -> None:
         if call.state is CallState.ENDED:
             return
+        self._attended(call, at)
         self._set_state(call, CallState.ENDED)
         call.ended_at = at
         self._ended_rooms.add(call.room_sid, at)

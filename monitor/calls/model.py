@@ -68,6 +68,9 @@ class Call:
     agent_lost_at: float | None = None
     agent_lost_reason: str = ""
     room_end_reason: str | None = None
+    # Since when (server time) the avatar has been in the room with no user: a billed avatar
+    # session nobody watches (before the first user came, or after the last one left).
+    unattended_since: float | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
 
 

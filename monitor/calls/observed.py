@@ -43,6 +43,7 @@ class ObservedCalls(TrackerCore):
             self._release(call)
         elif call.state is CallState.ACTIVE and not call.avatar_left:
             call.avatar_left = True
+            self._attended(call, at)
             self._end_poor_quality(call, at)
             session = max(at - (call.avatar_joined_at or at), 0.0)
             self._emit(CallListener.avatar_left, call, Departure.SERVER, session, at)

@@ -188,6 +188,7 @@ class CallTracker(ObservedCalls):
         if len(call.users) < MAX_USERS_PER_CALL:
             call.users[participant.sid] = True
         if call.state is not CallState.PENDING:
+            self._attended(call, participant.joined_at or event.created_at)
             return
         call.started_at = participant.joined_at or event.created_at
         if blind:
@@ -196,6 +197,7 @@ class CallTracker(ObservedCalls):
             call.counted_from = max(call.counted_from, self.started_at())
             call.avatar_unknown = call.avatar_joined_at is None
         self._emit(CallListener.call_started, call)
+        self._attended(call, call.started_at)  # an avatar there before the first user
         for signal, signal_at in self.reports.take_waiting(call):
             self.signal(call.room_sid, signal, signal_at)
         if call.avatar_joined_at is not None:
@@ -230,6 +232,8 @@ class CallTracker(ObservedCalls):
         call.avatar_agent = participant.on_behalf_of
         call.avatar_joined_at = participant.joined_at or at
         call.avatar_left = False
+        if not any(call.users.values()):
+            self._alone(call, call.avatar_joined_at)  # no user to see it yet
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
             self._activate(call, call.avatar_joined_at - call.started_at)
         if call.speaking and call.first_speech_at is None:
@@ -284,6 +288,8 @@ class CallTracker(ObservedCalls):
         call.users[participant.sid] = False
         if any(call.users.values()):
             return
+        if call.avatar_sid is not None and not call.avatar_left:
+            self._alone(call, at)  # the avatar stays with nobody to talk to
         if call.state is CallState.RINGING and call.avatar_unknown:
             # The avatar's leave, if it was there, is the call's departure; else the call ends
             # uncounted when its room finishes or after the linger.
@@ -316,6 +322,7 @@ class CallTracker(ObservedCalls):
             if call.avatar_sid != participant.sid:
                 return  # another avatar is the call's
         call.avatar_left = True
+        self._attended(call, at)
         session = max(at - (call.avatar_joined_at or at), 0.0)
         # createdAt has whole seconds: the leave happened in [at, at + 1). For what the observer
         # timed on this machine's clock (silence, poor quality), arrival narrows that down.

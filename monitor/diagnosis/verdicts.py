@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from monitor.calls.departures import CONNECTION_TIMEOUT_DELAY
 from monitor.diagnosis.sections import CONNECT, PIPELINE, ROOM_ERRORS, STARTUP, TIMEOUTS
-from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT
+from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, UNATTENDED_AFTER
 from monitor.sinks.records import CallRecord, ParticipantRecord, utc_clock
 
 FAILED, WARNING = "failed", "warning"
@@ -27,6 +27,7 @@ class Thresholds:
     late_join: float = 10.0  # an avatar joining later than this is slow
     media_grace: float = 10.0  # a joined avatar with no video (audio) this long is a black screen
     slow_speech: float = 5.0  # first speech later than this after joining is slow
+    unattended: float = UNATTENDED_AFTER  # an avatar alone (no user) this long is billed waste
     # Room sid -> (the repeated session length it ended at, calls that share it), from
     # monitor.sinks.session_lengths: other calls are what this call is compared with.
     repeated_length: Callable[[str], tuple[float, int] | None] = field(
@@ -203,6 +204,18 @@ def _slow_speech(r: CallRecord, t: Thresholds, now: float) -> str | None:
     return f"avatar never spoke in {waited:.0f} s" if waited > t.slow_speech else None
 
 
+def _unattended(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if r.alone_since is not None and now - r.alone_since >= t.unattended:
+        return (f"the avatar has been alone in the room for {_minutes(now - r.alone_since)}, "
+                "with no user")
+    if r.unattended is None or r.unattended[1] - r.unattended[0] < t.unattended:
+        return None
+    since, until = r.unattended
+    if until <= r.started_at + 1.0:  # webhook times have whole seconds
+        return f"the avatar waited {_minutes(until - since)} alone before the first user came"
+    return f"the avatar stayed {_minutes(until - since)} after the user left"
+
+
 def _recoverable_errors(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if not r.recoverable_errors:
         return None
@@ -266,6 +279,11 @@ RULES: tuple[Rule, ...] = (
     Rule("slow_to_speak", WARNING, CONNECT, _slow_speech,
          "Call session.generate_reply() when the avatar joins, so it speaks without idle "
          "time."),
+    Rule("unattended", WARNING, TIMEOUTS, _unattended,
+         "An avatar session nobody sees is billed all the same: end the avatar session when "
+         "the last user leaves (the agent's job should shut down on participant_disconnected), "
+         "keep the avatar's idle_timeout on (-1 risks stale calls and runaway billing), and "
+         "start the avatar only once a user is in the room."),
     Rule("recoverable_errors", WARNING, PIPELINE, _recoverable_errors,
          "The pipeline recovered, but check the provider named in the timeline."),
 )

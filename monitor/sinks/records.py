@@ -46,6 +46,7 @@ ENTRY_TEXT = {
     "agent_latency": "{0}",
     "late": "{0} {1}, after the call ended",
     "reconciled": "{0} {1} (from a RoomService listing)",
+    "unattended": "avatar alone for {0:.0f} s, no user in the room",
 }
 
 
@@ -95,6 +96,10 @@ class CallRecord:
     unrecoverable: tuple[str, float] | None = None  # last unrecoverable error: component, at
     recoverable_errors: int = 0
     closed_reason: str | None = None
+    # The avatar's longest stay in the room with no user (since, until: server time), and since
+    # when it is alone now.
+    unattended: tuple[float, float] | None = None
+    alone_since: float | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
     # (at, kind, *details): details are formatted for people only when read (entry_text).
     entries: list[tuple[Any, ...]] = field(default_factory=list)
@@ -222,6 +227,21 @@ class CallRecords(CallListener):
         if not call.speaking:
             record.silence_seconds = silence_seconds(call, at)
         record.add(at, "avatar_left", departure.value, session_seconds)
+
+    def avatar_alone(self, call: Call, since: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.alone_since = since
+
+    def avatar_unattended(self, call: Call, since: float, until: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.alone_since = None
+        longest = record.unattended
+        if longest is None or until - since > longest[1] - longest[0]:
+            record.unattended = (since, until)
+        record.add(until, "unattended", until - since)
 
     def call_ended(self, call: Call, at: float) -> None:
         record = self.live.pop(call.room_sid, None)

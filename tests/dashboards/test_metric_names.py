@@ -40,6 +40,9 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
         }
     },
     "avatar_timeouts_total": {"timeout": {"join", "idle", "session"}},
+    "avatar_unattended_seconds_total": {},
+    "avatar_unattended_now": {},
+    "avatar_unattended_longest_seconds": {},
     "avatar_monitor_webhooks_total": {"event": None},
     "avatar_monitor_webhooks_rejected_total": {
         "reason": {"unauthorized", "malformed", "too_large", "duplicate"}
