@@ -204,8 +204,9 @@ def build() -> db.Dashboard:
                 [g.DISAPPEARS, g.SUDDEN_EXIT, g.SAME_MINUTES],
                 f"Why avatars left calls, per {T.departures_window}: user_hangup and "
                 "agent_hangup (the voice agent ended the call) are normal; user_network (the "
-                "user's connection dropped) is the user's side; pipeline_error, agent_lost (the "
-                "voice agent crashed), idle_timeout, session_timeout, removed, server and "
+                "user's connection dropped) is the user's side; replaced ends one avatar session, "
+                "not the call (a hot swap, or the avatar rejoining); pipeline_error, agent_lost "
+                "(the voice agent crashed), idle_timeout, session_timeout, removed, server and "
                 "network are not.",
                 "short",
                 [Q(_rec(p.DEPARTURES, "cause"), "{{cause}}")],

@@ -220,6 +220,17 @@ async def slow_to_speak(c: Call) -> None:
     await c.user_hangs_up(c.t + 40)
 
 
+async def avatar_rejoined(c: Call) -> None:
+    """The avatar's connection fails and it rejoins: DUPLICATE_IDENTITY, one call."""
+    await c.start()
+    await c.avatar_leaves(c.t + 20, R.DUPLICATE_IDENTITY)
+    c.face = avatar(c.t + 20)
+    await c.send(c.room.joined(c.face))
+    for kind in (AUDIO, VIDEO):
+        await c.send(c.room.track(c.face, kind, c.t + 20.5))
+    await c.user_hangs_up(c.t + 60)
+
+
 async def unattended(c: Call) -> None:
     """The user hangs up; the avatar (no idle timeout) stays another 6 min 40 s."""
     c.t -= 500
@@ -278,6 +289,8 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "late_join": (late_join, "warning", "avatar joined 12.0 s after the call started"),
     "slow_to_speak": (slow_to_speak, "warning", "first spoke 8.0 s after joining"),
     "recoverable_errors": (recoverable_errors, "warning", "1 recoverable pipeline error"),
+    "avatar_rejoined": (avatar_rejoined, "warning",
+                        "the avatar rejoined the room 1 time(s) (DUPLICATE_IDENTITY"),
     "unattended": (unattended, "warning", "the avatar stayed 6 min 40 s after the user left"),
     "healthy": (healthy, "healthy", ""),
     "agent_hangup": (agent_hangup, "healthy", ""),
@@ -295,7 +308,8 @@ VARIANTS = {"agent_hangup": "healthy", "network_before_hangup": "network",
 # The departure cause each of these cases must end with.
 DEPARTURES = {"agent_hangup": "agent_hangup", "network_before_hangup": "network",
               "agent_lost": "agent_lost", "agent_lost_before_hangup": "agent_lost",
-              "user_network": "user_network", "healthy": "user_hangup"}
+              "user_network": "user_network", "healthy": "user_hangup",
+              "avatar_rejoined": "user_hangup"}
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -448,3 +448,46 @@ def test_a_user_hangup_stays_a_user_hangup() -> None:
     call.left(call.voice, 61)
     call.left(call.face, 61)
     assert call.departures() == ["user_hangup"]
+
+
+def test_a_hot_swap_is_one_call_with_two_avatar_sessions() -> None:
+    """livekit-agents swaps the avatar: a second avatar joins, the first is removed; the call
+    goes on with the second, whose own leave is the call's departure."""
+    call = AgentCall()
+    second = avatar(T0 + 30, identity="tavus-avatar-agent")
+    call.at(30, call.room.joined(second))
+    call.left(call.face, 31, R.PARTICIPANT_REMOVED)
+    assert call.departures() == ["replaced"]
+    assert ("ended",) not in call.recorder.seen
+    call.left(call.caller, 90)
+    call.left(second, 91)
+    assert call.departures() == ["replaced", "user_hangup"]
+    assert call.recorder.seen.count(("ended",)) == 1
+    assert len([s for s in call.recorder.seen if s[0] == "started"]) == 1
+
+
+def test_an_avatar_rejoining_with_its_identity_is_one_call() -> None:
+    """An avatar whose connection fails rejoins with the same identity: livekit-server sends
+    the old connection away with DUPLICATE_IDENTITY. Twice, in either webhook order."""
+    call = AgentCall()
+    second = avatar(T0 + 20)
+    call.left(call.face, 20, R.DUPLICATE_IDENTITY)  # the leave first
+    call.at(20, call.room.joined(second))
+    third = avatar(T0 + 40)
+    call.at(40, call.room.joined(third))  # the join first
+    call.left(second, 40, R.DUPLICATE_IDENTITY)
+    assert call.departures() == ["replaced", "replaced"]
+    call.left(third, 60, R.CONNECTION_TIMEOUT)
+    assert call.departures() == ["replaced", "replaced", "network"]
+    assert len([s for s in call.recorder.seen if s[0] == "started"]) == 1
+    assert call.recorder.seen.count(("ended",)) == 1
+
+
+def test_a_second_avatar_that_leaves_first_changes_nothing() -> None:
+    call = AgentCall()
+    second = avatar(T0 + 30, identity="tavus-avatar-agent")
+    call.at(30, call.room.joined(second))
+    call.left(second, 35)
+    call.left(call.caller, 60)
+    call.left(call.face, 61)
+    assert call.departures() == ["user_hangup"]

@@ -34,6 +34,9 @@ class Departure(StrEnum):
     NETWORK = "network"
     AGENT_LOST = "agent_lost"
     USER_NETWORK = "user_network"
+    # One avatar session of the call ended and another took over (livekit-agents' hot swap, or
+    # the avatar rejoining with its identity: DUPLICATE_IDENTITY); the call goes on.
+    REPLACED = "replaced"
     UNKNOWN = "unknown"
 
 
@@ -46,6 +49,8 @@ NETWORK_REASONS = frozenset(
 AGENT_FAILED_REASONS = NETWORK_REASONS | {"agent_error"}
 # Departures that are how calls normally end.
 HEALTHY = frozenset({Departure.USER_HANGUP, Departure.AGENT_HANGUP})
+# Departures that end one avatar session, not the call.
+SESSION_ONLY = frozenset({Departure.REPLACED})
 # Departures that end a call on the user's side: not the avatar's failure, not a hang-up.
 USER_SIDE = frozenset({Departure.USER_NETWORK})
 # livekit-server sends a dead participant's leave (CONNECTION_TIMEOUT) this long after its

@@ -30,6 +30,9 @@ class Call:
     avatar_identity: str | None = None
     avatar_joined_at: float | None = None
     avatar_left: bool = False
+    # A second avatar in the call while the first is there (a hot swap under way): it takes over
+    # when the first leaves.
+    next_avatar: NextAvatar | None = None
     tracks_seen: int = 0  # bit per track kind: audio 1, video 2
     users: dict[str, bool] = field(default_factory=dict)  # user sid -> still present
     user_left_first: bool = False
@@ -72,6 +75,17 @@ class Call:
     # session nobody watches (before the first user came, or after the last one left).
     unattended_since: float | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+
+
+@dataclass(slots=True)
+class NextAvatar:
+    """A second avatar in a call whose first avatar is still there (a hot swap under way)."""
+
+    sid: str
+    joined_at: float
+    identity: str
+    on_behalf_of: str
+    tracks: dict[str, float] = field(default_factory=dict)  # kind -> first published (server)
 
 
 @dataclass(slots=True, frozen=True)

@@ -29,9 +29,14 @@ from monitor.calls.core import (
     SENT_AWAY,
     TrackerSettings,
 )
-from monitor.calls.departures import AGENT_FAILED_REASONS, AGENT_HANGUP_WINDOW, NETWORK_REASONS
+from monitor.calls.departures import (
+    AGENT_FAILED_REASONS,
+    AGENT_HANGUP_WINDOW,
+    NETWORK_REASONS,
+    Departure,
+)
 from monitor.calls.listener import CallListener
-from monitor.calls.model import Call, CallState, HeldDeparture
+from monitor.calls.model import Call, CallState, HeldDeparture, NextAvatar
 from monitor.calls.observed import ObservedCalls
 from monitor.intake.events import Event, Participant
 
@@ -150,7 +155,7 @@ class CallTracker(ObservedCalls):
                 return  # a retry or a join reordered after its leave
             self._user_joined(event, participant)
         elif role is Role.AVATAR:
-            if call is not None and call.avatar_sid == participant.sid:
+            if call is not None and participant.sid in (call.avatar_sid, _next_sid(call)):
                 return  # a retry
             call = self._call_for(event)
             self._avatar_joined(call, participant, event.created_at)
@@ -226,7 +231,14 @@ class CallTracker(ObservedCalls):
         if call.avatar_sid == participant.sid:
             return  # a retry, or a join reordered after the leave that created this call's record
         if call.avatar_sid is not None and not call.avatar_left:
-            return  # a second avatar: the first one defines the call
+            # A second avatar: the first one defines the call until it leaves; then this one
+            # takes over (a hot swap).
+            if call.next_avatar is None:
+                call.next_avatar = NextAvatar(participant.sid, participant.joined_at or at,
+                                              sys.intern(participant.identity),
+                                              participant.on_behalf_of)
+            return
+        rejoined = call.avatar_sid is not None and call.state is CallState.ACTIVE
         call.avatar_sid = participant.sid
         call.avatar_identity = sys.intern(participant.identity)
         call.avatar_agent = participant.on_behalf_of
@@ -236,6 +248,9 @@ class CallTracker(ObservedCalls):
             self._alone(call, call.avatar_joined_at)  # no user to see it yet
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:
             self._activate(call, call.avatar_joined_at - call.started_at)
+        if rejoined:  # the same identity back after DUPLICATE_IDENTITY sent the old one away
+            call.tracks_seen = 0
+            self._emit(CallListener.avatar_session_started, call, call.avatar_joined_at)
         if call.speaking and call.first_speech_at is None:
             # The voice agent was already speaking (lk.agent.state): the avatar speaks at once.
             call.first_speech_at = call.last_speech_at = max(self._now, call.avatar_joined_at)
@@ -316,11 +331,19 @@ class CallTracker(ObservedCalls):
             return
         if call.avatar_left and call.avatar_sid == participant.sid:
             return
+        if call.next_avatar is not None and call.next_avatar.sid == participant.sid:
+            call.next_avatar = None  # the second avatar left before it took over
+            return
         if call.avatar_sid != participant.sid:
             # Its join never reached us (lost or reordered): the leave carries the join time.
             self._avatar_joined(call, participant, at)
             if call.avatar_sid != participant.sid:
                 return  # another avatar is the call's
+        if call.state is CallState.ACTIVE and (
+                call.next_avatar is not None
+                or participant.disconnect_reason == "duplicate_identity"):
+            self._replace_avatar(call, participant, at)
+            return
         call.avatar_left = True
         self._attended(call, at)
         session = max(at - (call.avatar_joined_at or at), 0.0)
@@ -339,6 +362,23 @@ class CallTracker(ObservedCalls):
         else:
             self._release(call)
 
+    def _replace_avatar(self, call: Call, participant: Participant, at: float) -> None:
+        """The avatar's session ended and another takes over: the one already in the call (a
+        hot swap), or the same identity joining again (DUPLICATE_IDENTITY: livekit-server
+        sent the old connection away for the new one). The call goes on."""
+        session = max(at - (call.avatar_joined_at or at), 0.0)
+        self._emit(CallListener.avatar_left, call, Departure.REPLACED, session, at)
+        if call.next_avatar is None:
+            call.avatar_left = True  # until the same identity's new join arrives
+            return
+        taking_over, call.next_avatar = call.next_avatar, None
+        call.avatar_sid, call.avatar_joined_at = taking_over.sid, taking_over.joined_at
+        call.avatar_identity, call.avatar_agent = taking_over.identity, taking_over.on_behalf_of
+        call.tracks_seen = 0
+        self._emit(CallListener.avatar_session_started, call, call.avatar_joined_at)
+        for kind, published in sorted(taking_over.tracks.items(), key=lambda kv: kv[1]):
+            self._first_track(call, kind, published)  # published while it waited
+
     def _agent_left(self, call: Call, participant: Participant, at: float) -> None:
         """The voice agent left by itself: it ended the call (unless a user hung up first).
         Left with a failure reason: it was lost, and the avatar that follows it out failed."""
@@ -354,14 +394,23 @@ class CallTracker(ObservedCalls):
 
     def _track_published(self, event: Event) -> None:
         participant, kind = event.participant, event.track_kind or ""
-        bit = _TRACK_BIT.get(kind)
-        if participant is None or bit is None:
+        if participant is None or kind not in _TRACK_BIT:
             return
         call = self._calls.get(event.room_sid)
-        if call is None or call.avatar_sid != participant.sid or call.tracks_seen & bit:
+        if call is None:
+            return
+        published = event.track_published_at or event.created_at
+        waiting = call.next_avatar
+        if waiting is not None and waiting.sid == participant.sid:
+            waiting.tracks.setdefault(kind, published)  # counted if it takes over
+        elif call.avatar_sid == participant.sid:
+            self._first_track(call, kind, published)
+
+    def _first_track(self, call: Call, kind: str, published: float) -> None:
+        bit = _TRACK_BIT[kind]
+        if call.tracks_seen & bit:
             return
         call.tracks_seen |= bit
-        published = event.track_published_at or event.created_at
         joined = call.avatar_joined_at or published
         delay = max(published - joined, 0.0)
         self._emit(CallListener.first_track, call, kind, delay, joined + delay)
@@ -427,5 +476,11 @@ class CallTracker(ObservedCalls):
         if call.state is CallState.ENDED:
             joined = participant.joined_at or self._now
             return call.ended_at is None or joined <= call.ended_at + CREATED_AT_PRECISION
-        return (participant.sid in call.users or participant.sid == call.avatar_sid
+        return (participant.sid in call.users
+                or participant.sid in (call.avatar_sid, _next_sid(call))
                 or (call.others is not None and participant.sid in call.others))
+
+
+def _next_sid(call: Call) -> str | None:
+    """The avatar waiting to take over the call's (a hot swap), if any."""
+    return call.next_avatar.sid if call.next_avatar is not None else None

@@ -216,6 +216,15 @@ def _unattended(r: CallRecord, t: Thresholds, now: float) -> str | None:
     return f"the avatar stayed {_minutes(until - since)} after the user left"
 
 
+def _rejoined(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    rejoins = sum(p.role == "avatar" and p.reason == "duplicate_identity"
+                  for p in r.participants)
+    if not rejoins:
+        return None
+    return (f"the avatar rejoined the room {rejoins} time(s) (DUPLICATE_IDENTITY: a new "
+            "connection with its identity replaced the old one)")
+
+
 def _recoverable_errors(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if not r.recoverable_errors:
         return None
@@ -279,6 +288,10 @@ RULES: tuple[Rule, ...] = (
     Rule("slow_to_speak", WARNING, CONNECT, _slow_speech,
          "Call session.generate_reply() when the avatar joins, so it speaks without idle "
          "time."),
+    Rule("avatar_rejoined", WARNING, ROOM_ERRORS, _rejoined,
+         "The avatar's connection failed and it reconnected: check the avatar service's "
+         "network path to LiveKit (ICE/TURN: a media connection that never completes makes it "
+         "rejoin in a loop) and the server's logs for this participant."),
     Rule("unattended", WARNING, TIMEOUTS, _unattended,
          "An avatar session nobody sees is billed all the same: end the avatar session when "
          "the last user leaves (the agent's job should shut down on participant_disconnected), "

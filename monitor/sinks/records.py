@@ -17,7 +17,7 @@ from typing import Any
 
 from avatar_monitor_agent.roles import Role
 
-from monitor.calls.departures import Departure
+from monitor.calls.departures import SESSION_ONLY, Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, silence_seconds
 from monitor.intake.events import Event, Participant
@@ -47,6 +47,7 @@ ENTRY_TEXT = {
     "late": "{0} {1}, after the call ended",
     "reconciled": "{0} {1} (from a RoomService listing)",
     "unattended": "avatar alone for {0:.0f} s, no user in the room",
+    "avatar_session": "{0} took over as the call's avatar",
 }
 
 
@@ -99,6 +100,7 @@ class CallRecord:
     # The avatar's longest stay in the room with no user (since, until: server time), and since
     # when it is alone now.
     unattended: tuple[float, float] | None = None
+    replaced: int = 0  # avatar sessions that ended with another taking over
     alone_since: float | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
     # (at, kind, *details): details are formatted for people only when read (entry_text).
@@ -222,11 +224,22 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is None:
             return
+        if departure in SESSION_ONLY:  # the call goes on with another avatar session
+            record.replaced += 1
+            record.add(at, "avatar_left", departure.value, session_seconds)
+            return
         record.departure = departure.value
         record.session_seconds = session_seconds
         if not call.speaking:
             record.silence_seconds = silence_seconds(call, at)
         record.add(at, "avatar_left", departure.value, session_seconds)
+
+    def avatar_session_started(self, call: Call, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is not None:
+            record.avatar_joined_at = at
+            record.first_tracks = {}
+            record.add(at, "avatar_session", call.avatar_identity or "")
 
     def avatar_alone(self, call: Call, since: float) -> None:
         record = self.live.get(call.room_sid)

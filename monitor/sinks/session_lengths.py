@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.calls.departures import HEALTHY, Departure
+from monitor.calls.departures import HEALTHY, SESSION_ONLY, USER_SIDE, Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
 from monitor.limits import TIMEOUT_TOLERANCE
@@ -35,7 +35,7 @@ ALPHA = 1e-3  # chance of a false group, over the whole length range
 RATIO = 4.0  # and a group has at least this many times the calls expected from around it
 MAX_ENTRIES = 10_000
 # A configured limit has its own departure cause, rule and alert.
-_NOT_COUNTED = frozenset({*HEALTHY, Departure.SESSION_TIMEOUT})
+_NOT_COUNTED = frozenset({*HEALTHY, *USER_SIDE, *SESSION_ONLY, Departure.SESSION_TIMEOUT})
 
 
 @dataclass(slots=True, frozen=True)

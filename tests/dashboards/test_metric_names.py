@@ -37,6 +37,7 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
             "pipeline_error",
             "agent_lost",
             "user_network",
+            "replaced",
         }
     },
     "avatar_timeouts_total": {"timeout": {"join", "idle", "session"}},

@@ -30,6 +30,7 @@ REPLIES: dict[str, tuple[str, str | None]] = {
     "flaky": (f"{TTS_FLAKY} this reply is spoken on the second try.", None),
     "bye": ("", "end_call"),
     "close avatar": ("", "close_avatar_and_end"),
+    "swap avatar": ("", "swap_avatar"),
 }
 # what a tool returned -> what the agent says next
 AFTER_TOOL = "Goodbye, have a nice day."

@@ -102,6 +102,19 @@ class Assistant(Agent):
         super().__init__(instructions="You are a friendly avatar.",
                          tools=[EndCallTool(delete_room=plan.end_call_deletes_room)])
         self._avatar = avatar
+        self._swaps = 0
+
+    @function_tool
+    async def swap_avatar(self, context: RunContext) -> None:
+        """Hot swap: start another avatar, wait for it, then remove the first."""
+        self._swaps += 1
+        room = get_job_context().room
+        new = ProviderAvatarSession(os.environ["AVATAR_PROVIDER_URL"],
+                                    f"{self._avatar.avatar_identity}-{self._swaps}")
+        await new.start(context.session, room)
+        await new.wait_for_join()
+        old, self._avatar = self._avatar, new
+        await old.aclose()
 
     @function_tool
     async def close_avatar_and_end(self, context: RunContext) -> None:

@@ -27,7 +27,7 @@ from tests.e2e.sidecar import Sidecar
 pytestmark = pytest.mark.e2e
 
 CAUSES = ("user_hangup", "agent_hangup", "pipeline_error", "idle_timeout", "session_timeout",
-          "removed", "server", "network", "agent_lost", "user_network", "unknown")
+          "removed", "server", "network", "agent_lost", "user_network", "replaced", "unknown")
 # How long after the agent's crash the user gives up on a frozen avatar: less than the ~20 s
 # livekit-server takes to declare the agent gone.
 PATIENCE = 10.0
@@ -380,3 +380,33 @@ async def test_a_killed_agent_is_not_hidden_by_the_users_hang_up(
                                      ("avatar", "client_initiated"): 1}
     await metrics.wait_all(*ended(), *departures("agent_lost"))
     assert_verdict(await verdict(room_name), "failed", "agent_lost", "agent_lost")
+
+
+async def test_a_hot_swapped_avatar_is_one_call_with_two_sessions(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """The agent swaps its avatar mid-call (a second AvatarSession, then aclose() of the
+    first): each session's join, first tracks, duration and departure counted once, one
+    call, a healthy ending."""
+    user = await start_call(server, room_service, worker, room_name, metrics)
+    await converse(user, metrics)
+    await user.say("swap avatar")
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="replaced"),
+                           expect("avatar_time_to_first_track_seconds_count", 2, kind="video"),
+                           timeout=CALL_TIMEOUT)
+    await user.agent_state("listening", CALL_TIMEOUT)
+    await user.hang_up()
+    snapshot = await all_left(metrics, 4)
+    assert disconnects(snapshot) == {("user", "client_initiated"): 1,
+                                     ("agent", "client_initiated"): 1,
+                                     ("avatar", "participant_removed"): 1,
+                                     ("avatar", "client_initiated"): 1}
+    await metrics.wait_all(*ended(), expect("avatar_departures_total", 1, cause="replaced"),
+                           expect("avatar_departures_total", 1, cause="user_hangup"),
+                           expect("avatar_session_duration_seconds_count", 2),
+                           expect("avatar_join_latency_seconds_count", 1),
+                           expect("avatar_time_to_first_track_seconds_count", 2, kind="audio"))
+    body = await verdict(room_name)
+    assert_verdict(body, "healthy", "healthy", "user_hangup")
+    events = [entry["event"] for entry in body["timeline"]]
+    assert "avatar_session" in events, events

@@ -28,7 +28,7 @@ JOIN_TIMEOUT = 2.0
 AVATAR_DELAY = 1.0  # how long after the user the avatar joins in a normal call
 ROLES = ("avatar", "agent", "user", "other")
 CAUSES = ("user_hangup", "session_timeout", "removed", "server", "network", "unknown",
-          "user_network", "agent_lost")
+          "user_network", "agent_lost", "replaced")
 
 
 def idle_gauges() -> list[Expect]:
@@ -216,6 +216,32 @@ async def test_user_hangs_up_and_server_closes_room(call: CallDriver, metrics: M
     assert departures == {"user_hangup": 1}
     body = await assert_verdict(verdict, call.room, "healthy")
     assert body["avatar"]["disconnect_reason"] == "room_closed"
+
+
+async def test_an_avatar_that_rejoins_is_one_call(call: CallDriver, metrics: MetricsClient,
+                                                  verdict: Verdict) -> None:
+    """The avatar's service reconnects with the same identity: livekit-server sends the old
+    connection away with DUPLICATE_IDENTITY. One call, one session replaced, and the call's
+    own ending; the verdict warns of the rejoin."""
+    await start_active_call(call, metrics)
+    first = next(p for p in call.participants if p.identity == AVATAR_IDENTITY)
+    await call.avatar()  # the same identity, a new connection
+    reason = await asyncio.wait_for(first.disconnected, 10)
+    assert reason == rtc.DisconnectReason.DUPLICATE_IDENTITY
+    await metrics.wait_all(expect("avatar_departures_total", 1, cause="replaced"),
+                           expect("avatar_time_to_first_track_seconds_count", 2, kind="video"))
+    user = next(p for p in call.participants if p.identity == "user")
+    await user.leave()
+    done = await metrics.wait_all(*idle_gauges(), expect("avatar_calls_started_total", 1),
+                                  expect("avatar_session_duration_seconds_count", 2),
+                                  expect("avatar_join_latency_seconds_count", 1),
+                                  timeout=15)
+    departures = {dict(labels)["cause"]: value
+                  for labels, value in done.series("avatar_departures_total").items() if value}
+    assert departures == {"replaced": 1, "user_hangup": 1}
+    body = await assert_verdict(verdict, call.room, "avatar_rejoined",
+                                "the avatar rejoined the room 1 time(s)")
+    assert body["status"] == "warning"
 
 
 def forged_leave(room: str) -> bytes:
