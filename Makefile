@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Tests that start livekit-server (as root, in a network namespace), Prometheus or promtool.
 SERVER_TESTS := tests/e2e tests/alerts
+# Tests of the Helm chart (helm built from the Go module proxy).
+DEPLOY_TESTS := tests/deploy
 
 .PHONY: run test unit lint lint-rules test-repeat test-deps deps docs dashboards demo bench clean
 
@@ -27,10 +29,11 @@ test-deps:
 	scripts/install-test-deps.sh
 
 test: deps test-deps lint
-	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
+	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) HELM_BIN=$$(scripts/build-helm.sh) \
+		$(BIN)/pytest
 
 unit: deps
-	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS))
+	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS) $(DEPLOY_TESTS))
 
 lint: deps lint-rules
 	$(BIN)/ruff check monitor agent tests benchmarks dashboards
@@ -49,7 +52,7 @@ docs: deps
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-dashboards: deps
+dashboards: deps  # also the Helm chart's copies under deploy/helm/avatar-monitor/files/
 	$(BIN)/python -m dashboards
 
 # promtool's checks and lint (cloudflare's pint is not on the Go module proxy), then the mixin's

@@ -1,6 +1,6 @@
 """`python -m dashboards [--check] [--out DIR]`: write (or verify) every generated dashboard and
-rule file; with --out, into DIR instead of the repository (a copy built from a mixin config, see
-dashboards/config.py)."""
+rule file, and the Helm chart's copies of them (dashboards/chart.py); with --out, into DIR instead
+of the repository (a copy built from a mixin config, see dashboards/config.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dashboards import base, calls, rule_tests, rules, sidecar
+from dashboards import base, calls, chart, rule_tests, rules, sidecar
 
 ROOT = Path(__file__).resolve().parent.parent
 
+DASHBOARDS: dict[str, Callable[[], str]] = {
+    "avatar-calls.json": lambda: base.render(calls.build()),
+    "avatar-monitor.json": lambda: base.render(sidecar.build()),
+}
 OUTPUTS: dict[str, Callable[[], str]] = {
-    "dashboards/avatar-calls.json": lambda: base.render(calls.build()),
-    "dashboards/avatar-monitor.json": lambda: base.render(sidecar.build()),
+    **{f"dashboards/{name}": make for name, make in DASHBOARDS.items()},
     rules.RULES_FILE: rules.render,
     rule_tests.TESTS_FILE: rule_tests.render,
+    **chart.outputs(DASHBOARDS),
 }
 
 
