@@ -51,6 +51,7 @@ class Config:
     observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
     observe_max_rooms: int = OBSERVE_MAX_ROOMS
     shard: tuple[int, int] = (0, 1)
+    shard_url: str = ""
     observe_interval: float = 30.0
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
@@ -203,6 +204,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
         help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
              "rooms (env AVATAR_MONITOR_SHARD; default %(default)s)")
+    option("shard_url", "the base URL of each shard's replica, with {shard} for its index "
+           "(e.g. http://avatar-monitor-{shard}.avatar-monitor:9465): a replica redirects a "
+           "call lookup for another shard's room there, and tells the agent's client where to "
+           "report")
     option("observe_interval",
            "seconds between RoomService room listings that find calls in progress", seconds)
     option("otlp_endpoint", "send one trace per call to this OTLP collector base URL, e.g. "
@@ -275,6 +280,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         observer=args.observer,
         observe_max_rooms=args.observe_max_rooms,
         shard=args.shard,
+        shard_url=args.shard_url,
         observe_interval=args.observe_interval,
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,

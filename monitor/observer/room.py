@@ -33,7 +33,6 @@ from monitor.calls.tracker import CallTracker
 from monitor.intake.events import disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
-from monitor.observer.reconcile import in_shard
 from monitor.observer.rtc_logging import quiet_ignored_streams
 from monitor.observer.rtc_roles import participant_of
 from monitor.reports.bridge import BackendBridge
@@ -41,6 +40,7 @@ from monitor.reports.session_stream import LABEL as SESSION_LABEL
 from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
 from monitor.reports.session_stream import decode, event_type, read_bounded
 from monitor.reports.signals import parse_message
+from monitor.shard import in_shard
 from monitor.sinks.metrics import SPEECH_SOURCES, Metrics
 
 log = logging.getLogger("monitor.observer")

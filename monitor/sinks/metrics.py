@@ -78,8 +78,8 @@ BRIDGE_OUTCOMES = {
     "buffer": ("applied", "expired"),
 }
 # forbidden: not an agent's token; foreign_room: no grant for the room, or a sid of another room
-BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "too_large",
-                     "timeout", "internal")
+BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "foreign_shard", "malformed",
+                     "too_large", "timeout", "internal")
 # Data messages on the topics read, from a sender that is not an agent participant of the room.
 DATA_REFUSALS = ("forbidden",)
 
@@ -220,6 +220,10 @@ class Metrics(CallListener):
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
             ["reason"], registry=registry)
+        self.webhooks_foreign = Counter(
+            "avatar_monitor_webhooks_foreign",
+            "Webhooks verified and left to another replica: their room belongs to another "
+            "shard (--shard).", registry=registry)
         self.webhooks_dropped_upstream = Counter(
             "avatar_monitor_webhooks_dropped_upstream",
             "Webhooks livekit-server says it dropped for this URL (WebhookEvent.num_dropped).",
@@ -293,6 +297,9 @@ class Metrics(CallListener):
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
+
+    def webhook_foreign(self) -> None:
+        self.webhooks_foreign.inc()
 
     def webhook_rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
