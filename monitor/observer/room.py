@@ -458,6 +458,9 @@ class RoomObserver(CallListener):
             outcome = (Resolved.UNKNOWN if kind is None
                        else Resolved.AGENT if kind == AGENT else Resolved.NOT_AGENT)
             self._metrics.late_senders.labels(outcome.value).inc()
+            if kind == AGENT:
+                log.info("%s stream in room %r from %r, whom the room did not hold yet: taken",
+                         SESSION_TOPIC, watch.name, sender)
         if kind != AGENT:
             self._metrics.data_refused.labels(SESSION_LABEL, "forbidden").inc()
             _refusals.warning("forbidden", "%s stream refused: %r is not an agent participant "
