@@ -82,6 +82,10 @@ BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "foreign_shard
                      "too_large", "timeout", "internal")
 # Data messages on the topics read, from a sender that is not an agent participant of the room.
 DATA_REFUSALS = ("forbidden",)
+# Data messages and session streams whose sender the observer's room did not hold on arrival,
+# by how it was resolved (monitor.observer.senders.Resolved): agent (taken), not_agent, unknown
+# (a server SDK's) and dropped (too many waiting) are also counted as refused.
+LATE_SENDER_OUTCOMES = ("agent", "not_agent", "unknown", "dropped")
 
 
 def version() -> str:
@@ -216,6 +220,13 @@ class Metrics(CallListener):
             "Data messages on the topics read that were refused (the sender is not an agent "
             "participant of the room), by topic and reason.",
             ["topic", "reason"], registry=registry)
+        self.late_senders = Counter(
+            "avatar_monitor_late_senders",
+            "Data messages and session streams whose sender the observer's room did not hold "
+            "when they arrived (a voice agent that joined moments before, or left), by how the "
+            "sender was resolved: agent (taken); not_agent, unknown (no participant: a server "
+            "SDK) and dropped (too many waiting) are refused as well.",
+            ["outcome"], registry=registry)
         self.spans_dropped = Counter(
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
@@ -277,6 +288,8 @@ class Metrics(CallListener):
         for topic in (*TOPIC_LABELS.values(), SESSION_TOPIC_LABEL):
             for reason in DATA_REFUSALS:
                 self.data_refused.labels(topic, reason)
+        for outcome in LATE_SENDER_OUTCOMES:
+            self.late_senders.labels(outcome)
         for quality in POOR_QUALITIES:
             self.poor_quality_time.labels(quality)
         for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),

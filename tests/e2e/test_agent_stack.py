@@ -74,6 +74,18 @@ async def worker(tmp_path: Path, livekit: LiveKitServer, sidecar: Sidecar,
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+async def nothing_refused(metrics: MetricsClient) -> AsyncIterator[None]:
+    """The worker and its avatar are the room's agents: none of their data messages or
+    lk.agent.session streams is refused, the first ones included (a worker's first stream
+    opens before the observer's room holds the worker, see monitor/observer/senders.py)."""
+    yield
+    snapshot = await metrics.scrape()
+    refused = {labels: value for labels, value in
+               snapshot.series("avatar_monitor_data_messages_refused_total").items() if value}
+    assert refused == {}, refused
+
+
 async def start_call(server: Server, room_service: api.LiveKitAPI, worker: AgentWorker,
                      room: str, metrics: MetricsClient, plan: Plan | None = None,
                      avatar: bool = True) -> Frontend:
