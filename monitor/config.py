@@ -13,6 +13,7 @@ from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
 from monitor.limits import (
     IDLE_TIMEOUT,
+    INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
     OBSERVE_MAX_ROOMS,
@@ -41,6 +42,7 @@ class Config:
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
+    interruption_grace: float = INTERRUPTION_GRACE
     max_calls: int = MAX_CALLS
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
@@ -85,6 +87,7 @@ class Config:
                 session_timeout=self.session_timeout,
                 timeout_tolerance=self.timeout_tolerance,
                 max_calls=self.max_calls,
+                interruption_grace=self.interruption_grace,
             ),
             thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
                                   idle_timeout=self.idle_timeout,
@@ -185,6 +188,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     option("timeout_tolerance",
            "seconds within which a session length or silence counts as hitting a timeout",
            seconds)
+    option("interruption_grace",
+           "seconds the avatar's audio or video may be unpublished or muted mid-call before it "
+           "counts as an interruption", seconds)
     option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
            count)
     option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
@@ -261,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         idle_timeout=args.idle_timeout,
         session_timeout=args.session_timeout,
         timeout_tolerance=args.timeout_tolerance,
+        interruption_grace=args.interruption_grace,
         max_calls=args.max_calls,
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,

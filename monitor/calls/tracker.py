@@ -31,6 +31,7 @@ from monitor.calls.core import (
 )
 from monitor.calls.departures import AGENT_FAILED_REASONS, AGENT_HANGUP_WINDOW, NETWORK_REASONS
 from monitor.calls.listener import CallListener
+from monitor.calls.media import MediaCalls
 from monitor.calls.model import Call, CallState, HeldDeparture
 from monitor.calls.observed import ObservedCalls
 from monitor.intake.events import Event, Participant
@@ -40,7 +41,7 @@ log = logging.getLogger("monitor.state")
 _TRACK_BIT = {"audio": 1, "video": 2}
 
 
-class CallTracker(ObservedCalls):
+class CallTracker(MediaCalls, ObservedCalls):
     """Applies webhook events and RoomService listings to calls, and tells listeners what
     changed."""
 
@@ -54,6 +55,7 @@ class CallTracker(ObservedCalls):
             "participant_left": self._participant_left,
             "participant_connection_aborted": self._participant_left,
             "track_published": self._track_published,
+            "track_unpublished": self._track_unpublished,
         }
 
     # -- input -----------------------------------------------------------------------------
@@ -108,6 +110,7 @@ class CallTracker(ObservedCalls):
         while self._going and self._going[0][0] <= now:
             _, sid, gone_at = self._going.popleft()
             self._end_gone_room(sid, gone_at)
+        self._check_media(now)
         while self._lingering and self._lingering[0][0] <= now:
             _, sid = self._lingering.popleft()
             call = self._calls.get(sid)
@@ -321,6 +324,7 @@ class CallTracker(ObservedCalls):
         # timed on this machine's clock (silence, poor quality), arrival narrows that down.
         left = min(max(self._now, at), at + 1.0)
         self._end_poor_quality(call, left)
+        self._close_media(call, left)
         if call.state is CallState.PENDING:
             self._end(call, at)  # the avatar came and went before any user: no call happened
             return
@@ -351,7 +355,10 @@ class CallTracker(ObservedCalls):
         if participant is None or bit is None:
             return
         call = self._calls.get(event.room_sid)
-        if call is None or call.avatar_sid != participant.sid or call.tracks_seen & bit:
+        if call is None or call.avatar_sid != participant.sid:
+            return
+        self._webhook_media(call, event, kind, on=True)  # back after an interruption?
+        if call.tracks_seen & bit:
             return
         call.tracks_seen |= bit
         published = event.track_published_at or event.created_at
