@@ -61,6 +61,12 @@ class Thresholds:
     unauthorized_webhooks: int = 0
     rejections_window: str = "5m"
     no_webhooks_window: str = "30m"
+    # "Audio cuts out": interruptions of the avatar's audio or video (of one kind, over every
+    # sidecar) in the window, as a share of the avatar sessions that began in it, and at least
+    # this many (so two calls with one interruption are no alert).
+    media_interruptions_window: str = "15m"
+    media_interruptions_ratio: float = 0.05
+    media_interruptions_min: int = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class ForDurations:
     forged_data_messages: str = "0s"
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
+    media_interruptions: str = "5m"
 
 
 @dataclass(frozen=True)
