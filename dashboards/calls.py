@@ -288,6 +288,30 @@ def build() -> db.Dashboard:
                 width=12,
             )
         )
+        .with_panel(
+            series(
+                "Media interruptions",
+                [g.CRASHED, g.NO_MEDIA],
+                f"Times per {T.media_interruptions_window} the avatar's audio or video was "
+                "unpublished or muted mid-call for longer than --interruption-grace (mutes only "
+                "with the room observer): the user hears or sees the avatar cut out.",
+                "short",
+                [Q(_rec(p.MEDIA_INTERRUPTIONS, "kind"), "{{kind}}")],
+                bars=True,
+                width=12,
+            )
+        )
+        .with_panel(
+            series(
+                "Media interruption length",
+                [g.CRASHED, g.NO_MEDIA],
+                "How long the avatar's audio or video stayed off (p50, p95): until it came "
+                "back, or the avatar left or the call ended.",
+                "s",
+                _quantiles("avatar_media_interruption_seconds", "kind"),
+                width=12,
+            )
+        )
         .with_row(row("Agent pipeline (room observer, voice agent reports)"))
         .with_panel(
             series(

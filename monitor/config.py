@@ -13,6 +13,7 @@ from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
 from monitor.limits import (
     IDLE_TIMEOUT,
+    INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
     OBSERVE_MAX_ROOMS,
@@ -43,6 +44,7 @@ class Config:
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
     unattended_after: float = UNATTENDED_AFTER
+    interruption_grace: float = INTERRUPTION_GRACE
     max_calls: int = MAX_CALLS
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
@@ -88,6 +90,7 @@ class Config:
                 session_timeout=self.session_timeout,
                 timeout_tolerance=self.timeout_tolerance,
                 max_calls=self.max_calls,
+                interruption_grace=self.interruption_grace,
             ),
             thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
                                   idle_timeout=self.idle_timeout,
@@ -191,6 +194,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            seconds)
     option("unattended_after", "seconds an avatar may stay in a room with no user (a billed "
            "session nobody sees) before its call gets a warning", seconds)
+    option("interruption_grace",
+           "seconds the avatar's audio or video may be unpublished or muted mid-call before it "
+           "counts as an interruption", seconds)
     option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
            count)
     option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
@@ -272,6 +278,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         session_timeout=args.session_timeout,
         timeout_tolerance=args.timeout_tolerance,
         unattended_after=args.unattended_after,
+        interruption_grace=args.interruption_grace,
         max_calls=args.max_calls,
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,

@@ -47,3 +47,13 @@ def test_defaults_are_the_components_own() -> None:
     settings = Config(KEY, SECRET).settings()
     assert settings.tracker == TrackerSettings()
     assert settings.thresholds == Thresholds()
+
+
+def test_interruption_grace_reaches_the_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    args = build_parser().parse_args(["serve", "--interruption-grace", "2.5"])
+    assert config_from_args(args).settings().tracker.interruption_grace == 2.5
+    monkeypatch.setenv("AVATAR_MONITOR_INTERRUPTION_GRACE", "8")
+    args = build_parser().parse_args(["serve"])
+    assert config_from_args(args).settings().tracker.interruption_grace == 8

@@ -15,7 +15,7 @@ from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from monitor.diagnosis.page import STYLE
 from monitor.diagnosis.verdicts import RULES
 from monitor.reports.signals import PipelineError, ReportedEvent, StartupFailureMessage
-from monitor.sinks.records import MAX_ENTRIES, CallRecords
+from monitor.sinks.records import MAX_ENTRIES, CallRecords, utc_clock
 from monitor.web.access import SESSION_COOKIE
 from monitor.web.server import style_hash
 from tests.conftest import RunningMonitor, StartMonitor
@@ -246,6 +246,21 @@ async def recoverable_errors(c: Call) -> None:
     await c.user_hangs_up(c.t + 40)
 
 
+async def media_stopped(c: Call) -> None:
+    """The avatar unpublishes its audio; the user waits 20 s in silence, then hangs up."""
+    await c.start()
+    await c.send(c.room.untrack(c.face, AUDIO, c.t + 20))
+    await c.user_hangs_up(c.t + 40)
+
+
+async def media_interrupted(c: Call) -> None:
+    """The avatar's audio is unpublished for 8 s, then published again."""
+    await c.start()
+    await c.send(c.room.untrack(c.face, AUDIO, c.t + 20))
+    await c.send(c.room.track(c.face, AUDIO, c.t + 28))
+    await c.user_hangs_up(c.t + 40)
+
+
 async def healthy(c: Call) -> None:
     await c.start()
     c.observe(speech=(c.t + 3, c.t + 30))
@@ -292,6 +307,11 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "avatar_rejoined": (avatar_rejoined, "warning",
                         "the avatar rejoined the room 1 time(s) (DUPLICATE_IDENTITY"),
     "unattended": (unattended, "warning", "the avatar stayed 6 min 40 s after the user left"),
+    "media_stopped": (media_stopped, "failed",
+                      "audio stopped (unpublished) at {stopped} and never came back: 20 s "
+                      "until the avatar left"),
+    "media_interrupted": (media_interrupted, "warning",
+                          "the avatar's audio stopped (unpublished) at {stopped} for 8 s"),
     "healthy": (healthy, "healthy", ""),
     "agent_hangup": (agent_hangup, "healthy", ""),
     "in_progress": (in_progress, "in_progress", ""),
@@ -329,6 +349,8 @@ async def test_verdict(start_monitor: StartMonitor, monkeypatch: pytest.MonkeyPa
     if name in DEPARTURES:
         assert body["avatar"]["departure"] == DEPARTURES[name]
     if evidence:
+        # Webhooks dated 100 s ago: their times are taken as the end of their second.
+        evidence = evidence.replace("{stopped}", utc_clock(call.t + 21))
         finding = body["findings"][0]
         assert evidence in finding["evidence"], finding
         rule = next(r for r in RULES if r.name == verdict)

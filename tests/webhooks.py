@@ -102,6 +102,11 @@ class Room:
                                 version=models.TimedVersion(unix_micro=int(at * 1e6)))
         return self.event("track_published", at, participant=who, track=info)
 
+    def untrack(self, who: models.ParticipantInfo, kind: int, at: float) -> webhook.WebhookEvent:
+        """track_unpublished, as livekit-server sends it (no version on the track)."""
+        info = models.TrackInfo(sid=f"TR_{next(_ids):06d}", type=kind)
+        return self.event("track_unpublished", at, participant=who, track=info)
+
 
 def participant(identity: str, joined_at: float, kind: int = models.ParticipantInfo.STANDARD,
                 attributes: dict[str, str] | None = None) -> models.ParticipantInfo:

@@ -24,10 +24,11 @@ from monitor.calls.departures import (
     classify,
 )
 from monitor.calls.listener import CallListener
-from monitor.calls.model import Call, CallState, EndedRooms, silence_seconds
+from monitor.calls.model import Call, CallState, EndedRooms, MediaOff, silence_seconds
 from monitor.intake.events import Event, Participant
 from monitor.limits import (
     IDLE_TIMEOUT,
+    INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
     SESSION_TIMEOUT,
@@ -63,6 +64,7 @@ class TrackerSettings:
     timeout_tolerance: float = TIMEOUT_TOLERANCE
     max_calls: int = MAX_CALLS
     linger: float = 10.0
+    interruption_grace: float = INTERRUPTION_GRACE  # the avatar's media off longer is counted
 
 
 class WaitingReports(Protocol):
@@ -208,6 +210,35 @@ class TrackerCore:
             self._emit(CallListener.poor_quality, call, call.poor_quality, seconds)
         call.poor_quality, call.poor_quality_since = "", None
 
+    def _close_media(self, call: Call, at: float) -> None:
+        """The avatar left or the call ended (`at`, this machine's clock): media still off
+        never came back."""
+        if call.media_off is not None:
+            for kind, off in list(call.media_off.items()):
+                self._end_media(call, kind, off, at, restored=False)
+
+    def _end_media(self, call: Call, kind: str, off: MediaOff, at: float, restored: bool
+                   ) -> None:
+        """The avatar's `kind` is off no more: counted if it outlasted the grace, and then its
+        length told."""
+        if call.media_off is not None:
+            call.media_off.pop(kind, None)
+            if not call.media_off:
+                call.media_off = None
+        self._count_media(call, kind, off, at)
+        if off.counted:
+            self._emit(CallListener.media_interruption_ended, call, kind, off.how, off.since,
+                       max(at - off.since, 0.0), restored)
+
+    def _count_media(self, call: Call, kind: str, off: MediaOff, at: float) -> None:
+        """Count the interruption once, if it has outlasted the grace at `at` in an active
+        call (the caller knows the avatar was still there then)."""
+        if off.counted or call.state is not CallState.ACTIVE:
+            return
+        if at - off.since >= self.settings.interruption_grace:
+            off.counted = True
+            self._emit(CallListener.media_interrupted, call, kind, off.how, off.since)
+
     def _call_for(self, event: Event, replace_ended: bool = False) -> Call:
         call = self._calls.get(event.room_sid)
         if call is not None and not (replace_ended and call.state is CallState.ENDED):
@@ -287,6 +318,7 @@ class TrackerCore:
         if call.state is CallState.ENDED:
             return
         self._attended(call, at)
+        self._close_media(call, self._now)  # the avatar's leave closed it, unless it never came
         self._set_state(call, CallState.ENDED)
         call.ended_at = at
         self._ended_rooms.add(call.room_sid, at)

@@ -41,3 +41,9 @@ class CallListener:
     def late_event(self, room_sid: str, event: Event) -> None: ...  # for a finished call
     def reconciled(self, call: Call, action: str, participant: Participant | None,
                    at: float) -> None: ...  # a join or leave taken from a RoomService listing
+    # The avatar's audio or video has been off (how: unpublished, muted) since `since` for longer
+    # than the grace; then it came back, or the avatar left or the call ended (`restored` False).
+    # Times on this machine's clock.
+    def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None: ...
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None: ...

@@ -75,6 +75,8 @@ class Call:
     # session nobody watches (before the first user came, or after the last one left).
     unattended_since: float | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+    # The avatar's audio or video, by kind, while off (unpublished or muted): at most two.
+    media_off: dict[str, MediaOff] | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +98,16 @@ class HeldDeparture:
     session_seconds: float
     at: float  # server time of the leave
     left: float  # the leave on this machine's clock (see CallTracker._avatar_left)
+
+
+@dataclass(slots=True)
+class MediaOff:
+    """The avatar's audio or video stopped: since when (this machine's clock), how (unpublished,
+    muted), and whether it has been counted as an interruption (it outlasted the grace)."""
+
+    since: float
+    how: str
+    counted: bool = False
 
 
 class EndedRooms:

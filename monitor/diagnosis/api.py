@@ -181,6 +181,7 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
             "disconnect_reason": record.avatar_reason,
             "session_seconds": record.session_seconds,
             "silence_seconds": record.silence_seconds,
+            "media_interruptions": record.media_interruptions,
         },
         "startup_failure": None if record.startup_failure is None and
         record.startup_message is None else {"cause": record.startup_failure,

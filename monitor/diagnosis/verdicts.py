@@ -225,6 +225,31 @@ def _rejoined(r: CallRecord, t: Thresholds, now: float) -> str | None:
             "connection with its identity replaced the old one)")
 
 
+def _media_stopped(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    """Media that stopped and never came back while the avatar was there."""
+    if r.media_lost is None:
+        return None
+    kind, how, since, seconds = r.media_lost
+    return (f"the avatar's {kind} stopped ({how}) at {utc_clock(since)} and never came back: "
+            f"{seconds:.0f} s until the avatar left or the call ended")
+
+
+def _media_interrupted(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    """Media that stopped and came back, or is off now in a live call."""
+    if r.media_open:
+        kind, (how, since) = next(iter(r.media_open.items()))
+        text = (f"the avatar's {kind} has been off ({how}) since {utc_clock(since)}, "
+                f"{max(now - since, 0):.0f} s")
+    elif r.media_longest is not None and r.media_lost is None:
+        kind, how, since, seconds = r.media_longest
+        text = f"the avatar's {kind} stopped ({how}) at {utc_clock(since)} for {seconds:.0f} s"
+    else:
+        return None
+    if r.media_interruptions > 1:
+        text += f" ({r.media_interruptions} interruptions in this call)"
+    return text
+
+
 def _recoverable_errors(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if not r.recoverable_errors:
         return None
@@ -299,6 +324,13 @@ RULES: tuple[Rule, ...] = (
          "start the avatar only once a user is in the room."),
     Rule("recoverable_errors", WARNING, PIPELINE, _recoverable_errors,
          "The pipeline recovered, but check the provider named in the timeline."),
+    Rule("media_stopped", FAILED, ROOM_ERRORS, _media_stopped,
+         "The avatar stopped sending its audio or video mid-call and never resumed (the user "
+         "heard or saw nothing from then on): read the avatar service's logs for this session "
+         "at that time, and the voice agent's (a dead TTS stream leaves the avatar mute)."),
+    Rule("media_interrupted", WARNING, ROOM_ERRORS, _media_interrupted,
+         "The avatar's audio or video went away and came back (a republish or a mute): check "
+         "the avatar service's logs at that time and its connection quality."),
 )
 VERDICT_NAMES = (*(rule.name for rule in RULES), "healthy", "in_progress")
 RULE_BY_NAME = {rule.name: rule for rule in RULES}
@@ -366,7 +398,11 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         "slow. `repeated_length` compares the call with the others of the last hour: several "
         "avatars that left (not by a hang-up nor the configured session timeout) within "
         "`--timeout-tolerance` of the same session length, far more than natural lengths would "
-        "(`monitor/sinks/session_lengths.py`).",
+        "(`monitor/sinks/session_lengths.py`). `media_stopped` and `media_interrupted` read the "
+        "interruptions of the avatar's audio or video (unpublished, or muted as the room "
+        "observer sees) that lasted longer than `--interruption-grace` (5 s by default) while "
+        "the call was active: one that came back is a warning, one that never came back before "
+        "the avatar left or the call ended fails the call (`monitor/calls/media.py`).",
         "",
         "| rule | severity | guide section | next step |",
         "|---|---|---|---|",

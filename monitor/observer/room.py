@@ -56,6 +56,7 @@ MAX_UNATTRIBUTED = 16
 AGENT_STATE = "lk.agent.state"
 _refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
+_MEDIA_KINDS = {rtc.TrackKind.KIND_AUDIO: "audio", rtc.TrackKind.KIND_VIDEO: "video"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ class RoomObserver(CallListener):
         room.on("participant_connected", lambda participant: self._on_joined(watch, participant))
         room.on("participant_disconnected",
                 lambda participant: self._on_left(watch, participant))
+        self._watch_media(watch, room)
         room.register_byte_stream_handler(
             SESSION_TOPIC, lambda reader, sender: self._on_session_stream(watch, reader, sender))
         connecting = asyncio.ensure_future(room.connect(
@@ -274,6 +276,7 @@ class RoomObserver(CallListener):
         for participant in room.remote_participants.values():
             for publication in participant.track_publications.values():
                 self._on_track(watch, publication, participant)
+                self._on_media(watch, participant, publication, not publication.muted, "muted")
         watch.connected = True
         self._tracker.observing(watch.sid, self._clock())
         self._leave_without_users(watch)
@@ -497,6 +500,31 @@ class RoomObserver(CallListener):
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
         return self._tracker.role_of(participant_of(participant)) is Role.AVATAR
+
+    # -- the avatar's media (monitor/calls/media.py) -------------------------------------
+
+    def _watch_media(self, watch: _Watch, room: rtc.Room) -> None:
+        """The avatar's tracks unpublished, muted and back: interruptions of its media."""
+        room.on("track_published", lambda publication, participant: self._on_media(
+            watch, participant, publication, not publication.muted, "muted"))
+        room.on("track_unpublished", lambda publication, participant: self._on_media(
+            watch, participant, publication, False, "unpublished"))
+        room.on("track_muted", lambda participant, publication: self._on_media(
+            watch, participant, publication, False, "muted"))
+        room.on("track_unmuted", lambda participant, publication: self._on_media(
+            watch, participant, publication, True, "muted"))
+        room.on("participant_disconnected", lambda participant: self._on_avatar_gone(
+            watch, participant))
+
+    def _on_media(self, watch: _Watch, participant: rtc.Participant,
+                  publication: rtc.TrackPublication, on: bool, how: str) -> None:
+        kind = _MEDIA_KINDS.get(publication.kind)
+        if kind is not None and self._is_avatar(participant):
+            self._tracker.avatar_media(watch.sid, participant.sid, kind, on, how, self._clock())
+
+    def _on_avatar_gone(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        if self._is_avatar(participant):
+            self._tracker.avatar_disconnected(watch.sid, participant.sid, self._clock())
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:

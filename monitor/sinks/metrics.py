@@ -86,6 +86,9 @@ DATA_REFUSALS = ("forbidden",)
 # by how it was resolved (monitor.observer.senders.Resolved): agent (taken), not_agent, unknown
 # (a server SDK's) and dropped (too many waiting) are also counted as refused.
 LATE_SENDER_OUTCOMES = ("agent", "not_agent", "unknown", "dropped")
+# Interruptions of the avatar's media last at least the grace (5 s by default): a reconnect or a
+# republish takes seconds, a dead pipeline until the call ends (minutes).
+MEDIA_INTERRUPTION_BUCKETS = (5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800)
 
 
 def version() -> str:
@@ -251,6 +254,16 @@ class Metrics(CallListener):
             "avatar_monitor_server_clock_offset_seconds",
             "livekit-server's clock minus this machine's, measured from webhook timestamps.",
             registry=registry)
+        self.media_interruptions = Counter(
+            "avatar_media_interruptions",
+            "The avatar's audio or video unpublished or muted mid-call for longer than "
+            "--interruption-grace, by kind; counted once per interruption.",
+            ["kind"], registry=registry)
+        self.media_interruption_time = Histogram(
+            "avatar_media_interruption_seconds",
+            "How long each counted interruption of the avatar's audio or video lasted: until "
+            "it came back, or the avatar left or the call ended.",
+            ["kind"], buckets=MEDIA_INTERRUPTION_BUCKETS, registry=registry)
         self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
         self._disconnect_counter = {
             (role, reason): self.disconnects.labels(role.value, reason)
@@ -307,6 +320,9 @@ class Metrics(CallListener):
             self.reconciliations.labels(action)
         for outcome in RECONCILE_OUTCOMES:
             self.reconcile_runs.labels(outcome)
+        for kind in TRACK_KINDS:
+            self.media_interruptions.labels(kind)
+            self.media_interruption_time.labels(kind)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
@@ -397,3 +413,10 @@ class Metrics(CallListener):
 
     def span_exported(self, count: int) -> None:
         self.spans_exported.inc(count)
+
+    def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None:
+        self.media_interruptions.labels(kind).inc()
+
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        self.media_interruption_time.labels(kind).observe(seconds, self._exemplar(call))

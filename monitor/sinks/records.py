@@ -48,6 +48,8 @@ ENTRY_TEXT = {
     "reconciled": "{0} {1} (from a RoomService listing)",
     "unattended": "avatar alone for {0:.0f} s, no user in the room",
     "avatar_session": "{0} took over as the call's avatar",
+    "media_off": "avatar {0} {1}",
+    "media_back": "avatar {0} back after {1:.0f} s",
 }
 
 
@@ -102,6 +104,13 @@ class CallRecord:
     unattended: tuple[float, float] | None = None
     replaced: int = 0  # avatar sessions that ended with another taking over
     alone_since: float | None = None
+    # Interruptions of the avatar's media (counted ones, past the grace): how many; those still
+    # open, kind -> (how, since); the longest that came back and the first that never did, as
+    # (kind, how, since, seconds). Times on this machine's clock.
+    media_interruptions: int = 0
+    media_open: dict[str, tuple[str, float]] | None = None
+    media_longest: tuple[str, str, float, float] | None = None
+    media_lost: tuple[str, str, float, float] | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
     # (at, kind, *details): details are formatted for people only when read (entry_text).
     entries: list[tuple[Any, ...]] = field(default_factory=list)
@@ -326,3 +335,29 @@ class CallRecords(CallListener):
         self.finished.move_to_end(record.sid)
         while len(self.finished) > self.recent:
             self.finished.popitem(last=False)
+
+    def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.media_interruptions += 1
+        if record.media_open is None:
+            record.media_open = {}
+        record.media_open[kind] = (how, since)
+        record.add(since, "media_off", kind, how)
+
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        if record.media_open is not None:
+            record.media_open.pop(kind, None)
+            record.media_open = record.media_open or None
+        gap = (kind, how, since, seconds)
+        if restored:
+            if record.media_longest is None or seconds > record.media_longest[3]:
+                record.media_longest = gap
+            record.add(since + seconds, "media_back", kind, seconds)
+        elif record.media_lost is None:
+            record.media_lost = gap

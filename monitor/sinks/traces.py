@@ -148,6 +148,14 @@ class CallTracer(CallListener):
         if spans is not None:
             spans.root.add_event("session_closed", {"reason": reason}, _ns(at))
 
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            attributes: dict[str, AttributeValue] = {
+                "kind": kind, "how": how, "seconds": seconds, "restored": restored}
+            (spans.session or spans.root).add_event("media_interruption", attributes, _ns(since))
+
     def call_ended(self, call: Call, at: float) -> None:
         spans = self._open.pop(call.room_sid, None)
         if spans is not None:

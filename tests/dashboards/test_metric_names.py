@@ -87,6 +87,9 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_reported_events_rejected_total": {
         "reason": {"unauthorized", "forbidden", "malformed", "too_large"},
     },
+    # The avatar's media stopping mid-call ("audio cuts out").
+    "avatar_media_interruptions_total": {"kind": {"audio", "video"}},
+    "avatar_media_interruption_seconds": {"kind": {"audio", "video"}},
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 

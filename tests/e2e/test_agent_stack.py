@@ -417,7 +417,10 @@ async def test_a_hot_swapped_avatar_is_one_call_with_two_sessions(
                            expect("avatar_departures_total", 1, cause="user_hangup"),
                            expect("avatar_session_duration_seconds_count", 2),
                            expect("avatar_join_latency_seconds_count", 1),
-                           expect("avatar_time_to_first_track_seconds_count", 2, kind="audio"))
+                           expect("avatar_time_to_first_track_seconds_count", 2, kind="audio"),
+                           # the first avatar's tracks left with it: no interruption
+                           expect("avatar_media_interruptions_total", 0, kind="audio"),
+                           expect("avatar_media_interruptions_total", 0, kind="video"))
     body = await verdict(room_name)
     assert_verdict(body, "healthy", "healthy", "user_hangup")
     events = [entry["event"] for entry in body["timeline"]]
