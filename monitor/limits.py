@@ -10,6 +10,9 @@ JOIN_TIMEOUT = AVATAR_JOIN_TIMEOUT  # seconds from the call's start for the avat
 IDLE_TIMEOUT = 60.0  # the avatar leaves after this much silence
 SESSION_TIMEOUT = 1800.0  # the avatar's session (GPU) limit
 TIMEOUT_TOLERANCE = 5.0  # a length within this of a timeout counts as hitting it
+# Avatars that announce readiness (bot_ready), by identity glob or lk.avatar_provider: LemonSlice's.
+READY_IDENTITIES = ("lemonslice-*",)
+READY_PROVIDERS = ("lemonslice",)
 
 MAX_CALLS = 50_000  # calls tracked at once (the oldest are evicted beyond)
 OBSERVE_MAX_ROOMS = 200  # rooms the observer watches at once

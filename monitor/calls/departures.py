@@ -65,6 +65,8 @@ class DepartureFacts:
     agent_ended_before: float | None = None
     session_close_reason: str | None = None  # the voice agent's session, when it reported one
     room_end_reason: str | None = None  # from room_finished, when it came first
+    # The avatar said `idle_timeout` (topic lemonslice) before the user or the agent ended it.
+    avatar_said_idle_timeout: bool = False
 
 
 # An unrecoverable pipeline error this long before the avatar left is taken as the reason.
@@ -117,6 +119,11 @@ def idle_timeout(facts: DepartureFacts) -> Departure | None:
     return Departure.IDLE_TIMEOUT if near else None
 
 
+def avatar_said_idle_timeout(facts: DepartureFacts) -> Departure | None:
+    """The avatar's own word: it said `idle_timeout`, then left."""
+    return Departure.IDLE_TIMEOUT if facts.avatar_said_idle_timeout else None
+
+
 def session_timeout(facts: DepartureFacts) -> Departure | None:
     if facts.session_seconds is None or facts.session_timeout <= 0:
         return None
@@ -132,10 +139,11 @@ def network(facts: DepartureFacts) -> Departure | None:
 # remove it), then the user hanging up (after which livekit-server closes the room on the agents,
 # or the backend removes them), then the agent ending the call (by leaving, removing the avatar or
 # deleting the room). Then explicit server-side ends, then the avatar's own timeouts (a process
-# killed at its session limit may still look like a network drop).
+# killed at its session limit may still look like a network drop). The avatar's own word that it
+# timed out comes right after a dead pipeline (which makes it idle).
 RULES: tuple[Rule, ...] = (
-    pipeline_error, user_hangup, agent_hangup, removed, server, idle_timeout, session_timeout,
-    network)
+    pipeline_error, avatar_said_idle_timeout, user_hangup, agent_hangup, removed, server,
+    idle_timeout, session_timeout, network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

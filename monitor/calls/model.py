@@ -61,6 +61,12 @@ class Call:
     session_close_reason: str | None = None
     room_end_reason: str | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+    # The avatar's own word (topic lemonslice; local clock): whether it is one that announces
+    # readiness (--ready-identity, --ready-provider), when it said bot_ready, and whether it
+    # said idle_timeout before the user or the agent ended the call.
+    avatar_announces_ready: bool = False
+    avatar_ready_at: float | None = None
+    avatar_said_idle_timeout: bool = False
 
 
 @dataclass(slots=True, frozen=True)

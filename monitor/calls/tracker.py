@@ -228,6 +228,7 @@ class CallTracker(ObservedCalls):
         call.avatar_sid = participant.sid
         call.avatar_identity = sys.intern(participant.identity)
         call.avatar_agent = participant.on_behalf_of
+        call.avatar_announces_ready = self._announces_ready(participant)
         call.avatar_joined_at = participant.joined_at or at
         call.avatar_left = False
         if call.state in (CallState.RINGING, CallState.FAILED) and call.started_at is not None:

@@ -5,10 +5,11 @@ It joins hidden and publishes nothing. When the avatar speaks comes from the voi
 agent's speech), which costs no media. Only in rooms whose agent publishes no such state does it
 subscribe to the avatar's audio (LiveKit sends active-speaker updates to a track's subscribers
 only), which livekit-rtc then receives and decodes. It reports to the call tracker: data messages
-(`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the avatar's
-connection quality. Rooms are discovered from the tracker (a webhook named them) and
-from RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls
-in progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
+(`lemonslice/message`, `avatar-monitor/events`, and the avatar's own `lemonslice`, taken only
+from the call's avatar), when the avatar speaks, and the avatar's connection quality. Rooms are
+discovered from the tracker (a webhook named them) and from RoomService `list_rooms` at start-up
+and periodically, so a restarted sidecar picks up calls in progress. It joins once a user is in
+the room, and leaves when the call ends or no user is left.
 """
 
 from __future__ import annotations
@@ -319,12 +320,18 @@ class RoomObserver(CallListener):
         message = parse_message(packet.topic or "", packet.data)
         if message is None:
             return
-        if not _is_agent(packet.participant):  # only the voice agent and the avatar report
+        sender = packet.participant
+        if sender is None or not _is_agent(sender):  # only the voice agent and the avatar report
             self._metrics.data_refused.labels(message.topic, "forbidden").inc()
-            sender = packet.participant.identity if packet.participant else ""
             _refusals.warning("forbidden", "data message on %s in room %r refused: the sender "
                                "%r is not an agent participant", packet.topic, watch.name,
-                               sender)
+                               sender.identity if sender else "")
+            return
+        if message.avatar_only and not self._is_calls_avatar(watch, sender):
+            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            _refusals.warning("not_avatar", "%s message on %s in room %r refused: the sender "
+                              "%r is not the call's avatar", message.type, packet.topic,
+                              watch.name, sender.identity)
             return
         self._metrics.data_message(message.topic, message.type)
         if message.event is not None:
@@ -389,6 +396,13 @@ class RoomObserver(CallListener):
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
         return self._tracker.role_of(participant_of(participant)) is Role.AVATAR
+
+    def _is_calls_avatar(self, watch: _Watch, participant: rtc.Participant) -> bool:
+        """An avatar by role and, once the call knows its avatar, that very one."""
+        if not self._is_avatar(participant):
+            return False
+        call = self._tracker.call(watch.sid)
+        return call is None or call.avatar_sid in (None, participant.sid)
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:
