@@ -366,6 +366,7 @@ async def test_a_fatal_avatar_error_is_a_pipeline_error_of_the_avatar(
     assert body["findings"][0]["evidence"] == \
         "unrecoverable AVATAR error 1.0 s before the avatar left"
     assert body["pipeline"]["unrecoverable_error"]["component"] == "avatar"
+    assert "the avatar said video_generation_error" in [e["detail"] for e in body["timeline"]]
 
 
 async def test_the_timeline_tells_the_call(sidecar: RunningMonitor) -> None:

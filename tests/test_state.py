@@ -466,6 +466,8 @@ def test_a_fatal_avatar_error_is_an_unrecoverable_pipeline_error() -> None:
     call.left(call.face, 52)
     assert [s[1] for s in call.recorder.seen if s[0] == "pipeline_error"] == [
         PipelineError("avatar", True), PipelineError("avatar", False)]
+    assert [s[1] for s in call.recorder.seen if s[0] == "avatar_said"] == [
+        "error", "video_generation_error"]
     assert call.departures() == ["pipeline_error"]
 
 

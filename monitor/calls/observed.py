@@ -96,6 +96,7 @@ class ObservedCalls(TrackerCore):
         elif isinstance(signal, AvatarError):
             if signal.fatal:
                 call.unrecoverable_error_at = at
+            self._emit(CallListener.avatar_said, call, signal.kind, at)
             self._emit(CallListener.pipeline_error, call, signal.error, at)
         elif isinstance(signal, AvatarLatency):
             self._emit(CallListener.agent_latency, call, signal.latency, at)
