@@ -308,6 +308,9 @@ CASES: tuple[Case, ...] = (
               reason="forbidden"): "0x5 1x30",
             s("avatar_monitor_data_messages_refused_total", "b", topic="lemonslice",
               reason="forbidden"): "0x40",
+            # Another agent saying what only the avatar may: refused, but no forgery.
+            s("avatar_monitor_data_messages_refused_total", "b", topic="lemonslice-avatar",
+              reason="not_avatar"): "0x5 1x30",
         },
         {"5m": (), "7m": (Fires("a", 1),), "12m": ()},
     ),

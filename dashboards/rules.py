@@ -209,7 +209,8 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         "AvatarForgedDataMessages",
         f"sum by ({p.PER_INSTANCE}) (increase("
-        f"{p.m('avatar_monitor_data_messages_refused_total')}[{T.rejections_window}])) > 0",
+        f"{p.m('avatar_monitor_data_messages_refused_total', reason='forbidden')}"
+        f"[{T.rejections_window}])) > 0",
         FOR.forged_data_messages,
         "warning",
         (g.NEVER_CONNECTS, g.NO_SPEECH),

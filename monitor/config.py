@@ -17,6 +17,8 @@ from monitor.limits import (
     JOIN_TIMEOUT,
     MAX_CALLS,
     OBSERVE_MAX_ROOMS,
+    READY_IDENTITIES,
+    READY_PROVIDERS,
     SESSION_TIMEOUT,
     TIMEOUT_TOLERANCE,
     UNATTENDED_AFTER,
@@ -39,6 +41,9 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 9465
     avatar_identities: tuple[str, ...] = (DEFAULT_AVATAR_IDENTITY,)
+    # Avatars that announce readiness (bot_ready): identity globs, lk.avatar_provider values.
+    ready_identities: tuple[str, ...] = READY_IDENTITIES
+    ready_providers: tuple[str, ...] = READY_PROVIDERS
     avatar_join_timeout: float = JOIN_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
@@ -91,6 +96,8 @@ class Config:
                 timeout_tolerance=self.timeout_tolerance,
                 max_calls=self.max_calls,
                 interruption_grace=self.interruption_grace,
+                ready_identities=self.ready_identities,
+                ready_providers=self.ready_providers,
             ),
             thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
                                   idle_timeout=self.idle_timeout,
@@ -184,6 +191,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "AVATAR_MONITOR_AVATAR_IDENTITY, comma-separated; default "
              f"{DEFAULT_AVATAR_IDENTITY}). AGENT participants with lk.publish_on_behalf are "
              "avatars too")
+    parser.add_argument(
+        "--ready-identity", action="append", dest="ready_identities", metavar="GLOB",
+        help="identity of an avatar that says bot_ready once its video is visible, a glob; "
+             "repeat for several, '' for none (env AVATAR_MONITOR_READY_IDENTITY, "
+             f"comma-separated; default {','.join(READY_IDENTITIES)}). Such an avatar that "
+             "never says it is a black screen")
+    parser.add_argument(
+        "--ready-provider", action="append", dest="ready_providers", metavar="NAME",
+        help="lk.avatar_provider attribute of avatars that say bot_ready; repeat for several, "
+             "'' for none (env AVATAR_MONITOR_READY_PROVIDER, comma-separated; default "
+             f"{','.join(READY_PROVIDERS)})")
     option("avatar_join_timeout",
            "seconds a user may wait for the avatar before the call counts as a startup failure",
            seconds)
@@ -245,6 +263,13 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message is one line for the operator."""
 
 
+def _names(given: list[str] | None, env: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable flag's values, else its comma-separated environment variable, else the
+    default; empty values are dropped (so '' means none)."""
+    values = given if given is not None else _env(env, ",".join(default)).split(",")
+    return tuple(value.strip() for value in values if value.strip())
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Build the Config, or raise ConfigError naming the wrong value."""
     key = os.environ.get("LIVEKIT_API_KEY", "")
@@ -258,6 +283,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ]
     if not identities:
         raise ConfigError("--avatar-identity must not be empty")
+    ready_identities = _names(args.ready_identities, "AVATAR_MONITOR_READY_IDENTITY",
+                              READY_IDENTITIES)
+    ready_providers = _names(args.ready_providers, "AVATAR_MONITOR_READY_PROVIDER",
+                             READY_PROVIDERS)
     if args.livekit_url and not args.livekit_url.startswith(("ws://", "wss://", "http://",
                                                              "https://")):
         raise ConfigError("--livekit-url must be a ws://, wss://, http:// or https:// URL")
@@ -273,6 +302,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         port=args.port,
         avatar_identities=tuple(identities),
+        ready_identities=ready_identities,
+        ready_providers=ready_providers,
         avatar_join_timeout=args.avatar_join_timeout,
         idle_timeout=args.idle_timeout,
         session_timeout=args.session_timeout,

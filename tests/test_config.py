@@ -57,3 +57,17 @@ def test_interruption_grace_reaches_the_tracker(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AVATAR_MONITOR_INTERRUPTION_GRACE", "8")
     args = build_parser().parse_args(["serve"])
     assert config_from_args(args).settings().tracker.interruption_grace == 8
+
+
+def test_which_avatars_announce_readiness_is_configurable(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    args = build_parser().parse_args(["serve", "--ready-identity", "tavus-*",
+                                      "--ready-identity", "acme-*", "--ready-provider", ""])
+    tracker = config_from_args(args).settings().tracker
+    assert (tracker.ready_identities, tracker.ready_providers) == (("tavus-*", "acme-*"), ())
+    monkeypatch.setenv("AVATAR_MONITOR_READY_PROVIDER", "lemonslice, hedra")
+    tracker = config_from_args(build_parser().parse_args(["serve"])).settings().tracker
+    assert (tracker.ready_identities, tracker.ready_providers) == (
+        ("lemonslice-*",), ("lemonslice", "hedra"))

@@ -120,10 +120,12 @@ def user(joined_at: float, identity: str | None = None) -> models.ParticipantInf
     return participant(identity or f"user-{next(_ids)}", joined_at)
 
 
-def avatar(joined_at: float, identity: str = AVATAR, on_behalf_of: str = "agent-1"
-           ) -> models.ParticipantInfo:
-    return participant(identity, joined_at, models.ParticipantInfo.AGENT,
-                       {"lk.publish_on_behalf": on_behalf_of})
+def avatar(joined_at: float, identity: str = AVATAR, on_behalf_of: str = "agent-1",
+           provider: str = "") -> models.ParticipantInfo:
+    attributes = {"lk.publish_on_behalf": on_behalf_of}
+    if provider:
+        attributes["lk.avatar_provider"] = provider
+    return participant(identity, joined_at, models.ParticipantInfo.AGENT, attributes)
 
 
 def agent(joined_at: float, identity: str = "agent-1") -> models.ParticipantInfo:

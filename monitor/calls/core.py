@@ -8,7 +8,9 @@ or its session closing) often arrives just after, and then the call ended normal
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from monitor.limits import (
     INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
+    READY_IDENTITIES,
+    READY_PROVIDERS,
     SESSION_TIMEOUT,
     TIMEOUT_TOLERANCE,
 )
@@ -65,6 +69,25 @@ class TrackerSettings:
     max_calls: int = MAX_CALLS
     linger: float = 10.0
     interruption_grace: float = INTERRUPTION_GRACE  # the avatar's media off longer is counted
+    # Avatars that announce readiness (bot_ready): identity globs, lk.avatar_provider values.
+    ready_identities: tuple[str, ...] = READY_IDENTITIES
+    ready_providers: tuple[str, ...] = READY_PROVIDERS
+
+
+class ReadyAnnouncers:
+    """Which avatars say bot_ready once their video is visible: an identity matching one of the
+    globs, or an lk.avatar_provider among the providers."""
+
+    def __init__(self, identities: tuple[str, ...], providers: tuple[str, ...]) -> None:
+        pattern = "|".join(fnmatch.translate(glob) for glob in identities)
+        self._identity = re.compile(pattern) if pattern else None
+        self._providers = frozenset(providers)
+
+    def __call__(self, participant: Participant) -> bool:
+        return ((bool(participant.avatar_provider)
+                 and participant.avatar_provider in self._providers)
+                or (self._identity is not None
+                    and self._identity.match(participant.identity) is not None))
 
 
 class WaitingReports(Protocol):
@@ -90,6 +113,8 @@ class TrackerCore:
                  listeners: Iterable[CallListener] = ()) -> None:
         self._roles = roles
         self.settings = settings
+        self._announces_ready = ReadyAnnouncers(settings.ready_identities,
+                                                settings.ready_providers)
         self._listeners = list(listeners)
         # transition -> the listeners' methods that do something for it (built on first use)
         self._sinks: dict[str, list[Callable[..., None]]] = {}
@@ -292,6 +317,7 @@ class TrackerCore:
             user_connection_lost=call.user_connection_lost,
             agent_lost_before=agent_lost_before,
             agent_lost_reason=call.agent_lost_reason,
+            avatar_said_idle_timeout=call.avatar_said_idle_timeout,
         )
 
     def _finish_without_departure(self, call: Call) -> None:

@@ -77,6 +77,12 @@ class Call:
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
     # The avatar's audio or video, by kind, while off (unpublished or muted): at most two.
     media_off: dict[str, MediaOff] | None = None
+    # The avatar's own word (topic lemonslice; local clock): whether it is one that announces
+    # readiness (--ready-identity, --ready-provider), when it said bot_ready, and whether it
+    # said idle_timeout before the user or the agent ended the call.
+    avatar_announces_ready: bool = False
+    avatar_ready_at: float | None = None
+    avatar_said_idle_timeout: bool = False
 
 
 @dataclass(slots=True)

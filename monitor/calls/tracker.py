@@ -245,6 +245,7 @@ class CallTracker(MediaCalls, ObservedCalls):
         call.avatar_sid = participant.sid
         call.avatar_identity = sys.intern(participant.identity)
         call.avatar_agent = participant.on_behalf_of
+        call.avatar_announces_ready = self._announces_ready(participant)
         call.avatar_joined_at = participant.joined_at or at
         call.avatar_left = False
         if not any(call.users.values()):

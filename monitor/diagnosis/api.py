@@ -175,6 +175,10 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
         "avatar": {
             "joined_at": record.avatar_joined_at,
             "join_latency_seconds": record.join_latency,
+            "expects_ready": record.expects_ready,
+            "ready_at": record.ready_at,
+            "ready_latency_seconds": record.ready_latency,
+            "join_to_ready_seconds": record.join_to_ready,
             "first_track_seconds": dict(record.first_tracks),
             "first_speech_seconds": record.first_speech,
             "departure": record.departure,

@@ -23,7 +23,7 @@ from livekit import api
 
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.intake.events import Participant, kind_name, on_behalf_of
+from monitor.intake.events import Participant, avatar_provider, kind_name, on_behalf_of
 from monitor.shard import in_shard
 from monitor.sinks.metrics import Metrics
 
@@ -41,6 +41,7 @@ def participant_of(info: api.ParticipantInfo) -> Participant:
         disconnect_reason="unknown_reason",
         publishes_on_behalf=bool(on_behalf_of(info.attributes)),
         on_behalf_of=on_behalf_of(info.attributes),
+        avatar_provider=avatar_provider(info.attributes),
         hidden=info.permission.hidden)
 
 

@@ -5,13 +5,13 @@ It joins hidden and publishes nothing. When the avatar speaks comes from the voi
 agent's speech), which costs no media. Only in rooms whose agent publishes no such state does it
 subscribe to the avatar's audio (LiveKit sends active-speaker updates to a track's subscribers
 only), which livekit-rtc then receives and decodes. It reports to the call tracker: data messages
-(`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the avatar's
-connection quality. Only the room's AGENT participants (the voice agent and the avatar) may
-report; a message or stream whose sender livekit-rtc does not hold yet (or any more) is resolved
-by monitor.observer.senders before it is taken or refused. Rooms are discovered from the
-tracker (a webhook named them) and from RoomService `list_rooms` at start-up and periodically,
-so a restarted sidecar picks up calls in progress. It joins once a user is in the room, and
-leaves when the call ends or no user is left.
+(`lemonslice/message`, `avatar-monitor/events`, and the avatar's own `lemonslice`, taken only
+from the call's avatar), when the avatar speaks, and the avatar's connection quality. Only the
+room's AGENT participants (the voice agent and the avatar) may report; a message or stream whose
+sender livekit-rtc does not hold yet (or any more) is resolved by monitor.observer.senders before
+it is taken or refused. Rooms are discovered from the tracker (a webhook named them) and from
+RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls in
+progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
 """
 
 from __future__ import annotations
@@ -378,14 +378,23 @@ class RoomObserver(CallListener):
         message = parse_message(packet.topic or "", packet.data)
         if message is None:
             return
-        if packet.participant is None and watch.room is not None:
+        sender = packet.participant
+        if sender is None and watch.room is not None and not message.avatar_only:
             # No sender: a server SDK's, or a participant the room does not hold (see
-            # monitor.observer.senders). Resolved off the event loop's critical path.
+            # monitor.observer.senders). Resolved off the event loop's critical path. What only
+            # the avatar may say must come from a named sender (an avatar publishes tracks, so
+            # livekit-server announces it at once).
             self._resolve_sender(watch, message, set(watch.room.remote_participants))
             return
-        if not _is_agent(packet.participant):  # only the voice agent and the avatar report
-            sender = packet.participant.identity if packet.participant else ""
-            self._refuse(watch, message, f"the sender {sender!r} is not an agent participant")
+        if sender is None or not _is_agent(sender):  # only the voice agent and the avatar report
+            name = sender.identity if sender else ""
+            self._refuse(watch, message, f"the sender {name!r} is not an agent participant")
+            return
+        if message.avatar_only and not self._is_calls_avatar(watch, sender):
+            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            _refusals.warning("not_avatar", "%s message on %s in room %r refused: the sender "
+                              "%r is not the call's avatar", message.type, packet.topic,
+                              watch.name, sender.identity)
             return
         self._take(watch, message)
 
@@ -525,6 +534,15 @@ class RoomObserver(CallListener):
     def _on_avatar_gone(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if self._is_avatar(participant):
             self._tracker.avatar_disconnected(watch.sid, participant.sid, self._clock())
+
+    def _is_calls_avatar(self, watch: _Watch, participant: rtc.Participant) -> bool:
+        """An avatar by role and, once the call knows its avatar, that very one."""
+        if not self._is_avatar(participant):
+            return False
+        call = self._tracker.call(watch.sid)
+        if call is None or call.avatar_sid in (None, participant.sid):
+            return True
+        return call.next_avatar is not None and call.next_avatar.sid == participant.sid
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:

@@ -31,6 +31,8 @@ ENTRY_TEXT = {
     "call_started": "first user joined",
     "joined": "{0} {1}",
     "avatar_joined": "{0}, {1:.1f} s after the call started",
+    "avatar_ready": "bot_ready, {0:.1f} s after the call started{1}",
+    "avatar_said": "the avatar said {0}",
     "startup_failure": "{0}",
     "startup_failure_message": "{0}",
     "abandoned": "after {0:.1f} s of ringing",
@@ -85,8 +87,15 @@ class CallRecord:
     started_at: float
     ended_at: float | None = None
     observed: bool = False
+    observed_at: float | None = None
     avatar_joined_at: float | None = None
     join_latency: float | None = None
+    # The avatar's own word: whether it announces readiness, when it said bot_ready (and how
+    # long after the call's start), when it said idle_timeout.
+    expects_ready: bool = False
+    ready_at: float | None = None
+    ready_latency: float | None = None
+    idle_timeout_said_at: float | None = None
     first_tracks: dict[str, float] = field(default_factory=dict)  # kind -> seconds after join
     first_speech: float | None = None  # seconds after join
     startup_failure: str | None = None  # cause: join_timeout, message
@@ -118,6 +127,13 @@ class CallRecord:
     @property
     def live(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def join_to_ready(self) -> float | None:
+        """Seconds from the avatar's join to its bot_ready (its video visible)."""
+        if self.ready_at is None or self.avatar_joined_at is None:
+            return None
+        return max(self.ready_at - self.avatar_joined_at, 0.0)
 
     @property
     def state(self) -> str:
@@ -181,6 +197,7 @@ class CallRecords(CallListener):
             return
         record.avatar_joined_at = call.avatar_joined_at
         record.join_latency = latency
+        record.expects_ready = call.avatar_announces_ready
         record.add(call.avatar_joined_at or record.started_at, "avatar_joined",
                    call.avatar_identity or "", latency)
 
@@ -196,6 +213,23 @@ class CallRecords(CallListener):
         if record is not None and record.startup_message is None:
             record.startup_message = message
             record.add(at, "startup_failure_message", message)
+
+    def avatar_ready(self, call: Call, latency: float, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.ready_at, record.ready_latency = at, latency
+        gap = record.join_to_ready
+        record.add(at, "avatar_ready", latency,
+                   "" if gap is None else f", {gap:.1f} s after the avatar joined")
+
+    def avatar_said(self, call: Call, message: str, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        if message == "idle_timeout" and record.idle_timeout_said_at is None:
+            record.idle_timeout_said_at = at
+        record.add(at, "avatar_said", message)
 
     def call_abandoned(self, call: Call, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -283,7 +317,7 @@ class CallRecords(CallListener):
     def observation_started(self, call: Call, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None and not record.observed:
-            record.observed = True
+            record.observed, record.observed_at = True, at
             record.add(at, "observed")
 
     def first_speech(self, call: Call, delay: float, at: float) -> None:
