@@ -149,6 +149,23 @@ def build() -> db.Dashboard:
         )
         .with_panel(
             series(
+                "Ready latency p50 / p95 (bot_ready)",
+                [g.EMPTY_ROOM, g.DELAYED],
+                "Time from call start to the avatar saying bot_ready: it joined and its video is "
+                "visible to the user (LemonSlice's avatars say so; the room observer reads it). "
+                "Beside the join p95: the gap is how long the user sees the avatar joined but "
+                "no video.",
+                "s",
+                [
+                    *_quantiles("avatar_ready_latency_seconds"),
+                    Q("histogram_quantile(0.95, sum by (le) "
+                      f"(rate({p.sel('avatar_join_latency_seconds_bucket')}[{p.RATE}])))",
+                      "join p95"),
+                ],
+            )
+        )
+        .with_panel(
+            series(
                 "Startup failures by cause",
                 [g.NEVER_CONNECTS, g.FAILS_TO_JOIN],
                 f"Calls whose avatar never joined, per {T.startup_failures_window}: "
@@ -288,6 +305,30 @@ def build() -> db.Dashboard:
                 width=12,
             )
         )
+        .with_panel(
+            series(
+                "Media interruptions",
+                [g.CRASHED, g.NO_MEDIA],
+                f"Times per {T.media_interruptions_window} the avatar's audio or video was "
+                "unpublished or muted mid-call for longer than --interruption-grace (mutes only "
+                "with the room observer): the user hears or sees the avatar cut out.",
+                "short",
+                [Q(_rec(p.MEDIA_INTERRUPTIONS, "kind"), "{{kind}}")],
+                bars=True,
+                width=12,
+            )
+        )
+        .with_panel(
+            series(
+                "Media interruption length",
+                [g.CRASHED, g.NO_MEDIA],
+                "How long the avatar's audio or video stayed off (p50, p95): until it came "
+                "back, or the avatar left or the call ended.",
+                "s",
+                _quantiles("avatar_media_interruption_seconds", "kind"),
+                width=12,
+            )
+        )
         .with_row(row("Agent pipeline (room observer, voice agent reports)"))
         .with_panel(
             series(
@@ -304,7 +345,8 @@ def build() -> db.Dashboard:
             series(
                 "Pipeline errors by component",
                 [g.NO_SPEECH, g.SESSION_DIES],
-                f"STT, LLM, TTS and realtime errors the agent reported, per "
+                f"STT, LLM, TTS and realtime errors the agent reported, and the avatar's own "
+                f"(component avatar: error, video_generation_error), per "
                 f"{T.pipeline_errors_window}. recoverable=false means the pipeline is dead "
                 "and pages.",
                 "short",

@@ -64,6 +64,12 @@ class Thresholds:
     # An avatar (a billed session) alone in a room with no user this long (the sidecar's
     # --unattended-after gives its calls the same warning).
     unattended_seconds: float = 300.0
+    # "Audio cuts out": interruptions of the avatar's audio or video (of one kind, over every
+    # sidecar) in the window, as a share of the avatar sessions that began in it, and at least
+    # this many (so two calls with one interruption are no alert).
+    media_interruptions_window: str = "15m"
+    media_interruptions_ratio: float = 0.05
+    media_interruptions_min: int = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class ForDurations:
     sidecar_down: str = "2m"
     no_webhooks: str = "30m"
     unattended: str = "0s"
+    media_interruptions: str = "5m"
 
 
 @dataclass(frozen=True)

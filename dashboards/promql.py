@@ -93,6 +93,12 @@ PIPELINE_ERRORS = Recording(
     f"(increase({m('avatar_pipeline_errors_total')}[{T.pipeline_errors_window}]))",
 )
 
+MEDIA_INTERRUPTIONS = Recording(
+    f"instance_kind:avatar_media_interruptions:increase{T.media_interruptions_window}",
+    f"sum by ({PER_INSTANCE}, kind) "
+    f"(increase({m('avatar_media_interruptions_total')}[{T.media_interruptions_window}]))",
+)
+
 RECORDINGS: tuple[Recording, ...] = (
     JOIN_P50,
     JOIN_P95,
@@ -104,6 +110,7 @@ RECORDINGS: tuple[Recording, ...] = (
     TIMEOUTS,
     REJECTIONS,
     PIPELINE_ERRORS,
+    MEDIA_INTERRUPTIONS,
 )
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

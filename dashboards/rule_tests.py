@@ -79,6 +79,11 @@ def _bucket(instance: str, le: str, values: str) -> tuple[str, str]:
     return s("avatar_join_latency_seconds_bucket", instance, le=le), values
 
 
+def _sessions(instance: str, values: str) -> dict[str, str]:
+    """Avatar sessions begun (joins) on one sidecar."""
+    return {s("avatar_join_latency_seconds_count", instance): values}
+
+
 def _playback(instance: str, le: str, values: str) -> tuple[str, str]:
     return s("avatar_agent_latency_seconds_bucket", instance, le=le,
              stage="avatar_playback"), values
@@ -303,6 +308,9 @@ CASES: tuple[Case, ...] = (
               reason="forbidden"): "0x5 1x30",
             s("avatar_monitor_data_messages_refused_total", "b", topic="lemonslice",
               reason="forbidden"): "0x40",
+            # Another agent saying what only the avatar may: refused, but no forgery.
+            s("avatar_monitor_data_messages_refused_total", "b", topic="lemonslice-avatar",
+              reason="not_avatar"): "0x5 1x30",
         },
         {"5m": (), "7m": (Fires("a", 1),), "12m": ()},
     ),
@@ -336,6 +344,34 @@ CASES: tuple[Case, ...] = (
             s("up", "d"): "0x120",
         },
         {"20m": (), "60m": (Fires("b", 1),), "75m": (Fires("a", 1), Fires("b", 1))},
+    ),
+    Case(
+        "AvatarMediaInterruptions",
+        {
+            # Two sidecars, 10 avatar sessions a minute each; 0.6 audio interruptions a minute
+            # on each: 6 % of the fleet's sessions. Video: 0.1 a minute, under both bounds.
+            **_sessions("a", "0+10x40"),
+            **_sessions("b", "0+10x40"),
+            s("avatar_media_interruptions_total", "a", kind="audio"): "0+0.6x40",
+            s("avatar_media_interruptions_total", "b", kind="audio"): "0+0.6x40",
+            s("avatar_media_interruptions_total", "a", kind="video"): "0+0.1x40",
+            s("avatar_media_interruptions_total", "b", kind="video"): "0x40",
+        },
+        {"2m": (), "25m": (Fires("", 0.06, (("kind", "audio"),)),)},
+        title="6 % of the fleet's sessions",
+    ),
+    Case(
+        "AvatarMediaInterruptions",
+        {
+            # a: 100 sessions a minute, 1 interruption a minute (1 %); b: 2 interruptions in
+            # 2 sessions, once (the ratio is high, but 2 are fewer than the minimum).
+            **_sessions("a", "0+100x40"),
+            s("avatar_media_interruptions_total", "a", kind="audio"): "0+1x40",
+            **_sessions("b", "0x10 2x30"),
+            s("avatar_media_interruptions_total", "b", kind="video"): "0x10 2x30",
+        },
+        {"15m": (), "30m": ()},
+        title="a few among many sessions, or a couple in all, stay quiet",
     ),
 )
 

@@ -209,7 +209,8 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         "AvatarForgedDataMessages",
         f"sum by ({p.PER_INSTANCE}) (increase("
-        f"{p.m('avatar_monitor_data_messages_refused_total')}[{T.rejections_window}])) > 0",
+        f"{p.m('avatar_monitor_data_messages_refused_total', reason='forbidden')}"
+        f"[{T.rejections_window}])) > 0",
         FOR.forged_data_messages,
         "warning",
         (g.NEVER_CONNECTS, g.NO_SPEECH),
@@ -218,6 +219,28 @@ ALERTS: tuple[Alert, ...] = (
         "came on a report topic from a participant that is not an agent of the room: refused "
         "and not counted. A user or a server SDK tries to forge startup failures or pipeline "
         "errors.",
+    ),
+    Alert(
+        "AvatarMediaInterruptions",
+        f"sum by ({p.FLEET}, kind) ({p.MEDIA_INTERRUPTIONS.record})\n"
+        f"  / on ({p.FLEET}) group_left ()\n"
+        f"  sum by ({p.FLEET}) (increase({p.m('avatar_join_latency_seconds_count')}"
+        f"[{T.media_interruptions_window}]))\n"
+        f"  > {T.media_interruptions_ratio:g}\n"
+        f"and on ({p.FLEET}, kind)\n"
+        f"  sum by ({p.FLEET}, kind) ({p.MEDIA_INTERRUPTIONS.record}) "
+        f">= {T.media_interruptions_min}",
+        FOR.media_interruptions,
+        "warning",
+        (g.CRASHED, g.NO_MEDIA),
+        "{{ $value | humanizePercentage }} of avatar sessions lose their {{ $labels.kind }} "
+        "mid-call on {{ $labels.job }}",
+        f"Over every sidecar, the avatar's {{{{ $labels.kind }}}} was unpublished or muted for "
+        f"longer than --interruption-grace, in an active call, as many times in the last "
+        f"{T.media_interruptions_window} as {{{{ $value | humanizePercentage }}}} of the avatar "
+        f"sessions that began in it (at least {T.media_interruptions_min}): users hear or see "
+        "the avatar cut out. The calls: /v1/calls?verdict=media_stopped and "
+        "?verdict=media_interrupted.",
     ),
     Alert(
         "AvatarMonitorDown",

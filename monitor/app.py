@@ -28,6 +28,7 @@ from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.http import EventIntake
+from monitor.shard import Shard
 from monitor.sinks.bill import AvatarBill
 from monitor.sinks.call_gauges import CallStateCollector
 from monitor.sinks.metrics import Metrics
@@ -145,14 +146,15 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     registry.register(CallStateCollector(tracker))
     registry.register(RepeatedLengthCollector(lengths))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
+    shard = Shard(*config.shard)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock,
-                           server_clock)
+                           server_clock, shard)
     event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
-                               metrics, config.max_body_bytes, clock)
+                               metrics, config.max_body_bytes, clock, shard, config.shard_url)
     thresholds = replace(settings.thresholds, repeated_length=lengths.of)
     access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
                                 hint=", or run with --public-status")
-    status = CallStatus(records, thresholds, access, clock)
+    status = CallStatus(records, thresholds, access, clock, shard, config.shard_url)
     reconciler = None
     if settings.reconciler is not None:
         from monitor.observer.reconcile import Reconciler

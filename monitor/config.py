@@ -13,9 +13,12 @@ from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
 from monitor.limits import (
     IDLE_TIMEOUT,
+    INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
     OBSERVE_MAX_ROOMS,
+    READY_IDENTITIES,
+    READY_PROVIDERS,
     SESSION_TIMEOUT,
     TIMEOUT_TOLERANCE,
     UNATTENDED_AFTER,
@@ -38,11 +41,15 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 9465
     avatar_identities: tuple[str, ...] = (DEFAULT_AVATAR_IDENTITY,)
+    # Avatars that announce readiness (bot_ready): identity globs, lk.avatar_provider values.
+    ready_identities: tuple[str, ...] = READY_IDENTITIES
+    ready_providers: tuple[str, ...] = READY_PROVIDERS
     avatar_join_timeout: float = JOIN_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     timeout_tolerance: float = TIMEOUT_TOLERANCE
     unattended_after: float = UNATTENDED_AFTER
+    interruption_grace: float = INTERRUPTION_GRACE
     max_calls: int = MAX_CALLS
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
@@ -51,6 +58,7 @@ class Config:
     observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
     observe_max_rooms: int = OBSERVE_MAX_ROOMS
     shard: tuple[int, int] = (0, 1)
+    shard_url: str = ""
     observe_interval: float = 30.0
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
@@ -87,6 +95,9 @@ class Config:
                 session_timeout=self.session_timeout,
                 timeout_tolerance=self.timeout_tolerance,
                 max_calls=self.max_calls,
+                interruption_grace=self.interruption_grace,
+                ready_identities=self.ready_identities,
+                ready_providers=self.ready_providers,
             ),
             thresholds=Thresholds(join_timeout=self.avatar_join_timeout,
                                   idle_timeout=self.idle_timeout,
@@ -180,6 +191,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
              "AVATAR_MONITOR_AVATAR_IDENTITY, comma-separated; default "
              f"{DEFAULT_AVATAR_IDENTITY}). AGENT participants with lk.publish_on_behalf are "
              "avatars too")
+    parser.add_argument(
+        "--ready-identity", action="append", dest="ready_identities", metavar="GLOB",
+        help="identity of an avatar that says bot_ready once its video is visible, a glob; "
+             "repeat for several, '' for none (env AVATAR_MONITOR_READY_IDENTITY, "
+             f"comma-separated; default {','.join(READY_IDENTITIES)}). Such an avatar that "
+             "never says it is a black screen")
+    parser.add_argument(
+        "--ready-provider", action="append", dest="ready_providers", metavar="NAME",
+        help="lk.avatar_provider attribute of avatars that say bot_ready; repeat for several, "
+             "'' for none (env AVATAR_MONITOR_READY_PROVIDER, comma-separated; default "
+             f"{','.join(READY_PROVIDERS)})")
     option("avatar_join_timeout",
            "seconds a user may wait for the avatar before the call counts as a startup failure",
            seconds)
@@ -190,6 +212,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            seconds)
     option("unattended_after", "seconds an avatar may stay in a room with no user (a billed "
            "session nobody sees) before its call gets a warning", seconds)
+    option("interruption_grace",
+           "seconds the avatar's audio or video may be unpublished or muted mid-call before it "
+           "counts as an interruption", seconds)
     option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
            count)
     option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
@@ -203,6 +228,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
         help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
              "rooms (env AVATAR_MONITOR_SHARD; default %(default)s)")
+    option("shard_url", "the base URL of each shard's replica, with {shard} for its index "
+           "(e.g. http://avatar-monitor-{shard}.avatar-monitor:9465): a replica redirects a "
+           "call lookup for another shard's room there, and tells the agent's client where to "
+           "report")
     option("observe_interval",
            "seconds between RoomService room listings that find calls in progress", seconds)
     option("otlp_endpoint", "send one trace per call to this OTLP collector base URL, e.g. "
@@ -234,6 +263,13 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message is one line for the operator."""
 
 
+def _names(given: list[str] | None, env: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable flag's values, else its comma-separated environment variable, else the
+    default; empty values are dropped (so '' means none)."""
+    values = given if given is not None else _env(env, ",".join(default)).split(",")
+    return tuple(value.strip() for value in values if value.strip())
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Build the Config, or raise ConfigError naming the wrong value."""
     key = os.environ.get("LIVEKIT_API_KEY", "")
@@ -247,6 +283,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ]
     if not identities:
         raise ConfigError("--avatar-identity must not be empty")
+    ready_identities = _names(args.ready_identities, "AVATAR_MONITOR_READY_IDENTITY",
+                              READY_IDENTITIES)
+    ready_providers = _names(args.ready_providers, "AVATAR_MONITOR_READY_PROVIDER",
+                             READY_PROVIDERS)
     if args.livekit_url and not args.livekit_url.startswith(("ws://", "wss://", "http://",
                                                              "https://")):
         raise ConfigError("--livekit-url must be a ws://, wss://, http:// or https:// URL")
@@ -262,11 +302,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         port=args.port,
         avatar_identities=tuple(identities),
+        ready_identities=ready_identities,
+        ready_providers=ready_providers,
         avatar_join_timeout=args.avatar_join_timeout,
         idle_timeout=args.idle_timeout,
         session_timeout=args.session_timeout,
         timeout_tolerance=args.timeout_tolerance,
         unattended_after=args.unattended_after,
+        interruption_grace=args.interruption_grace,
         max_calls=args.max_calls,
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level,
@@ -275,6 +318,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         observer=args.observer,
         observe_max_rooms=args.observe_max_rooms,
         shard=args.shard,
+        shard_url=args.shard_url,
         observe_interval=args.observe_interval,
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,

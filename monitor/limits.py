@@ -12,6 +12,12 @@ SESSION_TIMEOUT = 1800.0  # the avatar's session (GPU) limit
 TIMEOUT_TOLERANCE = 5.0  # a length within this of a timeout counts as hitting it
 # An avatar (a billed session) alone in its room this long is worth a warning.
 UNATTENDED_AFTER = 300.0
+# The avatar's audio or video off (unpublished, muted) longer than this is an interruption; the
+# unpublishes that come with its leave (the same instant, measured) stay under it.
+INTERRUPTION_GRACE = 5.0
+# Avatars that announce readiness (bot_ready), by identity glob or lk.avatar_provider: LemonSlice's.
+READY_IDENTITIES = ("lemonslice-*",)
+READY_PROVIDERS = ("lemonslice",)
 
 MAX_CALLS = 50_000  # calls tracked at once (the oldest are evicted beyond)
 OBSERVE_MAX_ROOMS = 200  # rooms the observer watches at once

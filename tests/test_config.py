@@ -47,3 +47,27 @@ def test_defaults_are_the_components_own() -> None:
     settings = Config(KEY, SECRET).settings()
     assert settings.tracker == TrackerSettings()
     assert settings.thresholds == Thresholds()
+
+
+def test_interruption_grace_reaches_the_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    args = build_parser().parse_args(["serve", "--interruption-grace", "2.5"])
+    assert config_from_args(args).settings().tracker.interruption_grace == 2.5
+    monkeypatch.setenv("AVATAR_MONITOR_INTERRUPTION_GRACE", "8")
+    args = build_parser().parse_args(["serve"])
+    assert config_from_args(args).settings().tracker.interruption_grace == 8
+
+
+def test_which_avatars_announce_readiness_is_configurable(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    args = build_parser().parse_args(["serve", "--ready-identity", "tavus-*",
+                                      "--ready-identity", "acme-*", "--ready-provider", ""])
+    tracker = config_from_args(args).settings().tracker
+    assert (tracker.ready_identities, tracker.ready_providers) == (("tavus-*", "acme-*"), ())
+    monkeypatch.setenv("AVATAR_MONITOR_READY_PROVIDER", "lemonslice, hedra")
+    tracker = config_from_args(build_parser().parse_args(["serve"])).settings().tracker
+    assert (tracker.ready_identities, tracker.ready_providers) == (
+        ("lemonslice-*",), ("lemonslice", "hedra"))

@@ -14,8 +14,15 @@ from monitor.calls.core import LATE_JOIN_GRACE
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from monitor.diagnosis.page import STYLE
 from monitor.diagnosis.verdicts import RULES
-from monitor.reports.signals import PipelineError, ReportedEvent, StartupFailureMessage
-from monitor.sinks.records import MAX_ENTRIES, CallRecords
+from monitor.reports.signals import (
+    AvatarError,
+    AvatarIdleTimeout,
+    AvatarReady,
+    PipelineError,
+    ReportedEvent,
+    StartupFailureMessage,
+)
+from monitor.sinks.records import MAX_ENTRIES, CallRecords, utc_clock
 from monitor.web.access import SESSION_COOKIE
 from monitor.web.server import style_hash
 from tests.conftest import RunningMonitor, StartMonitor
@@ -67,10 +74,14 @@ class Call:
         self.sidecar.monitor.bridge.accept("http", ReportedEvent(signal, None, at),  # type: ignore[arg-type]
                                            time.time(), self.room.name)
 
-    def observe(self, speech: tuple[float, float] | None) -> None:
-        """The room observer watched from the avatar's join; it spoke in `speech`."""
+    def observe(self, speech: tuple[float, float] | None, ready: float | None = 1.0) -> None:
+        """The room observer watched from the avatar's join; it spoke in `speech`, and said
+        bot_ready `ready` seconds after joining (None: never)."""
         tracker = self.sidecar.monitor.tracker
-        tracker.observing(self.room.sid, self.face.joined_at_ms / 1000)
+        joined = self.face.joined_at_ms / 1000
+        tracker.observing(self.room.sid, joined)
+        if ready is not None:
+            self.report(AvatarReady(), joined + ready)
         if speech is not None:
             tracker.avatar_speaking(self.room.sid, True, speech[0])
             tracker.avatar_speaking(self.room.sid, False, speech[1])
@@ -195,6 +206,13 @@ async def black_screen(c: Call) -> None:
     await c.start(tracks=(AUDIO,))
 
 
+async def never_ready(c: Call) -> None:
+    """A LemonSlice avatar, watched from its join, publishes media but never says bot_ready."""
+    await c.start()
+    c.observe(speech=(c.t + 3, c.t + 10), ready=None)
+    await c.user_hangs_up(c.t + 15.5)
+
+
 async def no_audio(c: Call) -> None:
     await c.start(tracks=(VIDEO,))
 
@@ -246,6 +264,21 @@ async def recoverable_errors(c: Call) -> None:
     await c.user_hangs_up(c.t + 40)
 
 
+async def media_stopped(c: Call) -> None:
+    """The avatar unpublishes its audio; the user waits 20 s in silence, then hangs up."""
+    await c.start()
+    await c.send(c.room.untrack(c.face, AUDIO, c.t + 20))
+    await c.user_hangs_up(c.t + 40)
+
+
+async def media_interrupted(c: Call) -> None:
+    """The avatar's audio is unpublished for 8 s, then published again."""
+    await c.start()
+    await c.send(c.room.untrack(c.face, AUDIO, c.t + 20))
+    await c.send(c.room.track(c.face, AUDIO, c.t + 28))
+    await c.user_hangs_up(c.t + 40)
+
+
 async def healthy(c: Call) -> None:
     await c.start()
     c.observe(speech=(c.t + 3, c.t + 30))
@@ -283,6 +316,7 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "removed": (removed, "failed", "PARTICIPANT_REMOVED"),
     "server": (server, "failed", "ROOM_DELETED"),
     "black_screen": (black_screen, "failed", "avatar joined but published no video for 9"),
+    "never_ready": (never_ready, "failed", "avatar joined but never said bot_ready in 14 s"),
     "no_audio": (no_audio, "failed", "published no audio"),
     "avatar_left": (avatar_left, "failed", "avatar left (CLIENT_INITIATED) while the user"),
     "abandoned": (abandoned, "warning", "the user left after 3.0 s of ringing"),
@@ -292,6 +326,11 @@ CASES: dict[str, tuple[Scenario, str, str]] = {
     "avatar_rejoined": (avatar_rejoined, "warning",
                         "the avatar rejoined the room 1 time(s) (DUPLICATE_IDENTITY"),
     "unattended": (unattended, "warning", "the avatar stayed 6 min 40 s after the user left"),
+    "media_stopped": (media_stopped, "failed",
+                      "audio stopped (unpublished) at {stopped} and never came back: 20 s "
+                      "until the avatar left"),
+    "media_interrupted": (media_interrupted, "warning",
+                          "the avatar's audio stopped (unpublished) at {stopped} for 8 s"),
     "healthy": (healthy, "healthy", ""),
     "agent_hangup": (agent_hangup, "healthy", ""),
     "in_progress": (in_progress, "in_progress", ""),
@@ -329,6 +368,8 @@ async def test_verdict(start_monitor: StartMonitor, monkeypatch: pytest.MonkeyPa
     if name in DEPARTURES:
         assert body["avatar"]["departure"] == DEPARTURES[name]
     if evidence:
+        # Webhooks dated 100 s ago: their times are taken as the end of their second.
+        evidence = evidence.replace("{stopped}", utc_clock(call.t + 21))
         finding = body["findings"][0]
         assert evidence in finding["evidence"], finding
         rule = next(r for r in RULES if r.name == verdict)
@@ -343,6 +384,90 @@ async def test_black_screen_waits_for_the_grace_period(sidecar: RunningMonitor) 
     call = Call(sidecar, time.time() - 5)
     await call.start(tracks=(AUDIO,))
     assert (await call.verdict())["verdict"] == "in_progress"
+
+
+async def test_readiness_is_in_the_record_and_its_timeline(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.start()  # the avatar joins 2 s after the call started
+    call.observe(speech=(call.t + 4, call.t + 30), ready=1.5)
+    await call.user_hangs_up(call.t + 40)
+    body = await call.verdict()
+    assert body["verdict"] == "healthy", body["findings"]
+    assert body["avatar"]["expects_ready"] is True
+    assert body["avatar"]["ready_at"] == call.t + 3.5
+    assert body["avatar"]["ready_latency_seconds"] == 3.5
+    assert body["avatar"]["join_to_ready_seconds"] == 1.5
+    ready = next(e for e in body["timeline"] if e["event"] == "avatar_ready")
+    assert ready["detail"] == ("bot_ready, 3.5 s after the call started, 1.5 s after the avatar "
+                               "joined")
+
+
+@pytest.mark.parametrize(("face", "config", "flagged"), [
+    # LiveKit's inference avatar of provider lemonslice: it announces readiness.
+    (lambda t: avatar(t, "lemonslice-inference-avatar", provider="lemonslice"), {}, True),
+    (lambda t: avatar(t, "x-inference-avatar", provider="lemonslice"), {}, True),
+    # Other providers never send bot_ready: not flagged.
+    (lambda t: avatar(t, "simli-avatar-agent"), {}, False),
+    (lambda t: avatar(t, "x-inference-avatar", provider="tavus"), {}, False),
+    # Configured off.
+    (lambda t: avatar(t), {"ready_identities": (), "ready_providers": ()}, False),
+    (lambda t: avatar(t, "tavus-avatar-agent"), {"ready_identities": ("tavus-*",)}, True),
+])
+async def test_only_avatars_that_announce_readiness_are_expected_to(
+        start_monitor: StartMonitor, face: Callable[[float], models.ParticipantInfo],
+        config: dict[str, object], flagged: bool) -> None:
+    sidecar = await start_monitor(**config)
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.send(call.room.started(), call.room.joined(call.caller))
+    call.face = face(call.t + 2)
+    await call.send(call.room.joined(call.face), call.room.track(call.face, VIDEO, call.t + 3),
+                    call.room.track(call.face, AUDIO, call.t + 3))
+    call.observe(speech=(call.t + 3, call.t + 30), ready=None)
+    await call.user_hangs_up(call.t + 40)
+    body = await call.verdict()
+    assert body["avatar"]["expects_ready"] is flagged
+    assert body["verdict"] == ("never_ready" if flagged else "healthy"), body["findings"]
+
+
+async def test_readiness_is_not_judged_when_the_observer_came_after_the_avatar(
+        sidecar: RunningMonitor) -> None:
+    """An observer that joined after the avatar (a restarted sidecar) may have missed its
+    bot_ready: no finding."""
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.start()
+    sidecar.monitor.tracker.observing(call.room.sid, call.t + 20)
+    await call.user_hangs_up(call.t + 40)
+    body = await call.verdict()
+    assert body["avatar"]["expects_ready"] is True
+    assert "never_ready" not in [f["rule"] for f in body["findings"]]
+
+
+async def test_the_avatar_saying_idle_timeout_is_the_evidence(sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.start()
+    call.observe(speech=(call.t + 3, call.t + 5))  # 45 s of silence: not the idle timeout
+    call.report(AvatarIdleTimeout(), call.t + 49)
+    await call.avatar_leaves(call.t + 50)
+    body = await call.verdict()
+    assert body["verdict"] == "idle_timeout", body["findings"]
+    assert body["findings"][0]["evidence"] == "the avatar said idle_timeout, then left 1.0 s later"
+    assert [e["detail"] for e in body["timeline"] if e["event"] == "avatar_said"] == [
+        "the avatar said idle_timeout"]
+
+
+async def test_a_fatal_avatar_error_is_a_pipeline_error_of_the_avatar(
+        sidecar: RunningMonitor) -> None:
+    call = Call(sidecar, float(int(time.time()) - 100))
+    await call.start()
+    call.observe(speech=(call.t + 3, call.t + 5))
+    call.report(AvatarError("video_generation_error", fatal=True), call.t + 20)
+    await call.avatar_leaves(call.t + 21)
+    body = await call.verdict()
+    assert body["verdict"] == "pipeline_error", body["findings"]
+    assert body["findings"][0]["evidence"] == \
+        "unrecoverable AVATAR error 1.0 s before the avatar left"
+    assert body["pipeline"]["unrecoverable_error"]["component"] == "avatar"
+    assert "the avatar said video_generation_error" in [e["detail"] for e in body["timeline"]]
 
 
 async def test_the_timeline_tells_the_call(sidecar: RunningMonitor) -> None:

@@ -13,6 +13,10 @@ from monitor.config import Config
 from monitor.intake.events import parse_event
 from monitor.reports.signals import (
     AgentLatency,
+    AvatarError,
+    AvatarIdleTimeout,
+    AvatarLatency,
+    AvatarReady,
     PipelineError,
     ReportedEvent,
     SessionClosed,
@@ -66,6 +70,60 @@ def test_parse_message(topic: str, payload: object, expected: tuple) -> None:
     assert message is not None
     signal = message.event.signal if message.event else None
     assert (message.topic, message.type, signal) == expected
+
+
+AVATAR_CASES = [
+    ({"type": "bot_ready"}, "bot_ready", AvatarReady()),
+    ({"type": "bot_ready", "extra": [1]}, "bot_ready", AvatarReady()),
+    ({"type": "idle_timeout"}, "idle_timeout", AvatarIdleTimeout()),
+    ({"type": "error", "error": "x", "fatal": True}, "error", AvatarError("error", True)),
+    ({"type": "error", "fatal": False}, "error", AvatarError("error", False)),
+    ({"type": "error"}, "error", AvatarError("error", False)),  # not said fatal: recoverable
+    ({"type": "error", "fatal": "yes"}, "malformed", None),
+    ({"type": "video_generation_error"}, "video_generation_error",
+     AvatarError("video_generation_error", True)),  # fatal unless it says otherwise
+    ({"type": "video_generation_error", "fatal": False}, "video_generation_error",
+     AvatarError("video_generation_error", False)),
+    # metric: a number that is not whole and below 30 is seconds; any other is milliseconds.
+    ({"type": "metric", "time_to_first_push": 0.85, "time_to_last_push": 2.5}, "metric",
+     AvatarLatency((("avatar_first_push", 0.85), ("avatar_last_push", 2.5)))),
+    ({"type": "metric", "time_to_first_push": 850, "time_to_last_push": 2500.0}, "metric",
+     AvatarLatency((("avatar_first_push", 0.85), ("avatar_last_push", 2.5)))),
+    ({"type": "metric", "time_to_first_push": 2}, "metric",
+     AvatarLatency((("avatar_first_push", 0.002),))),  # whole: milliseconds, as the frontend
+    ({"type": "metric", "time_to_first_push": 30.5}, "metric",
+     AvatarLatency((("avatar_first_push", 0.0305),))),
+    ({"type": "metric", "timeToFirstPush": 0.5}, "metric",
+     AvatarLatency((("avatar_first_push", 0.5),))),
+    ({"type": "metric", "video_duration_ms": 4000}, "metric", None),  # nothing it reads
+    ({"type": "metric", "time_to_first_push": 0}, "malformed", None),
+    ({"type": "metric", "time_to_first_push": -0.5}, "malformed", None),
+    ({"type": "metric", "time_to_first_push": "0.5"}, "malformed", None),
+    ({"type": "metric", "time_to_last_push": 3_600_001}, "malformed", None),
+    ({"type": "image_change_complete"}, "other", None),
+    ({"type": "startup_failure", "message": "x"}, "other", None),  # not on this topic
+    ({"no": "type"}, "other", None),
+    ([1, 2], "malformed", None),
+]
+
+
+@pytest.mark.parametrize(("payload", "kind", "signal"), AVATAR_CASES)
+def test_parse_the_avatars_own_messages(payload: object, kind: str, signal: object) -> None:
+    message = parse_message("lemonslice", json.dumps(payload).encode())
+    assert message is not None
+    assert (message.topic, message.type, message.avatar_only) == ("lemonslice-avatar", kind, True)
+    assert (message.event.signal if message.event else None) == signal
+    assert message.event is None or (message.event.id, message.event.at) == (None, None)
+
+
+def test_bot_ready_on_the_backend_topic_is_the_avatars_only() -> None:
+    ready = parse_message("lemonslice/message", b'{"type": "bot_ready"}')
+    assert ready is not None and ready.event is not None
+    assert (ready.topic, ready.type, ready.event.signal, ready.avatar_only) == (
+        "lemonslice", "bot_ready", AvatarReady(), True)
+    failure = parse_message("lemonslice/message", b'{"type": "startup_failure"}')
+    assert failure is not None and not failure.avatar_only  # the voice agent sends it
+    assert parse_message("lemonslice", b"\xff").avatar_only  # malformed, still the avatar's
 
 
 def test_unread_topics_and_bad_bytes() -> None:
@@ -197,3 +255,54 @@ def test_an_agent_speaking_before_the_avatar_joins_is_its_first_speech() -> None
     h.apply(h.room.joined(h.face), now=h.t0 + 1.2)
     assert h.value("avatar_time_to_first_speech_seconds_count") == 1
     assert h.value("avatar_time_to_first_speech_seconds_sum") == 0
+
+
+def test_bot_ready_observes_the_ready_latency_once() -> None:
+    h = Harness()
+    h.start_active_call()  # the call starts at t0, the avatar joins at t0 + 1
+    h.report(AvatarReady(), h.t0 + 3.5)
+    h.report(AvatarReady(), h.t0 + 8)
+    assert h.value("avatar_ready_latency_seconds_count") == 1
+    assert h.value("avatar_ready_latency_seconds_sum") == pytest.approx(3.5)
+    assert h.value("avatar_ready_latency_seconds_bucket", le="5.0") == 1
+
+
+def test_avatar_errors_are_pipeline_errors_of_the_avatar() -> None:
+    h = Harness()
+    h.start_active_call()
+    h.report(AvatarError("error", fatal=False), h.t0 + 10)
+    h.report(AvatarError("video_generation_error", fatal=True), h.t0 + 20)
+    h.apply(h.room.left(h.face, h.t0 + 22), now=h.t0 + 22.2)
+    assert h.value("avatar_pipeline_errors_total", component="avatar", recoverable="true") == 1
+    assert h.value("avatar_pipeline_errors_total", component="avatar", recoverable="false") == 1
+    assert h.value("avatar_departures_total", cause="pipeline_error") == 1
+
+
+def test_avatar_metrics_are_latency_stages() -> None:
+    h = Harness()
+    h.start_active_call()
+    h.report(AvatarLatency((("avatar_first_push", 0.85), ("avatar_last_push", 2.5))), h.t0 + 9)
+    h.report(AvatarLatency((("avatar_first_push", 0.4),)), h.t0 + 19)
+    stage = "avatar_agent_latency_seconds"
+    assert h.value(f"{stage}_count", stage="avatar_first_push") == 2
+    assert h.value(f"{stage}_sum", stage="avatar_first_push") == pytest.approx(1.25)
+    assert h.value(f"{stage}_count", stage="avatar_last_push") == 1
+
+
+def test_the_avatar_saying_idle_timeout_counts_the_idle_timeout() -> None:
+    h = Harness()
+    h.start_active_call()
+    h.report(AvatarIdleTimeout(), h.t0 + 60)
+    h.apply(h.room.left(h.face, h.t0 + 61), now=h.t0 + 61.2)
+    assert h.value("avatar_departures_total", cause="idle_timeout") == 1
+    assert h.value("avatar_timeouts_total", timeout="idle") == 1
+
+
+def test_the_new_series_are_exported_at_zero() -> None:
+    h = Harness()
+    assert h.value("avatar_ready_latency_seconds_count") == 0
+    assert h.value("avatar_data_messages_total", topic="lemonslice-avatar", type="bot_ready") == 0
+    assert h.value("avatar_data_messages_total", topic="lemonslice", type="bot_ready") == 0
+    assert h.value("avatar_monitor_data_messages_refused_total", topic="lemonslice-avatar",
+                   reason="not_avatar") == 0
+    assert h.value("avatar_agent_latency_seconds_count", stage="avatar_last_push") == 0

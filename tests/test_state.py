@@ -13,7 +13,14 @@ from monitor.calls.listener import CallListener
 from monitor.calls.model import CallState
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import parse_event
-from monitor.reports.signals import SessionClosed
+from monitor.reports.signals import (
+    AvatarError,
+    AvatarIdleTimeout,
+    AvatarLatency,
+    AvatarReady,
+    PipelineError,
+    SessionClosed,
+)
 from tests.webhooks import Room, agent, avatar, encode, participant, user
 
 R = models.DisconnectReason
@@ -45,6 +52,18 @@ class Recorder(CallListener):
 
     def call_evicted(self, call):
         self.seen.append(("evicted", call.room_sid))
+
+    def avatar_ready(self, call, latency, at):
+        self.seen.append(("avatar_ready", round(latency, 3)))
+
+    def avatar_said(self, call, message, at):
+        self.seen.append(("avatar_said", message))
+
+    def pipeline_error(self, call, error, at):
+        self.seen.append(("pipeline_error", error))
+
+    def agent_latency(self, call, latency, at):
+        self.seen.append(("agent_latency", latency.stages))
 
 
 def make(**settings: float) -> tuple[CallTracker, Recorder]:
@@ -491,3 +510,103 @@ def test_a_second_avatar_that_leaves_first_changes_nothing() -> None:
     call.left(call.caller, 60)
     call.left(call.face, 61)
     assert call.departures() == ["user_hangup"]
+
+
+# -- the avatar's own word (topic lemonslice) ---------------------------------------------------
+
+
+def test_bot_ready_is_timed_from_the_call_start_once() -> None:
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 3.25)
+    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 9)  # said again: the first counts
+    assert [s for s in call.recorder.seen if s[0] == "avatar_ready"] == [("avatar_ready", 3.25)]
+    live = call.tracker.call(call.room.sid)
+    assert live is not None and live.avatar_ready_at == T0 + 3.25
+
+
+def test_which_avatars_announce_readiness() -> None:
+    tracker, _ = make()
+    faces = {"lemonslice-avatar-agent": avatar(T0 + 1),
+             "inference": avatar(T0 + 1, "lemonslice-inference-avatar", provider="lemonslice"),
+             "simli": avatar(T0 + 1, "simli-avatar-agent"),
+             "tavus": avatar(T0 + 1, "x-avatar", provider="tavus")}
+    expected = {"lemonslice-avatar-agent": True, "inference": True, "simli": False,
+                "tavus": False}
+    for name, face in faces.items():
+        room = Room(created_at=T0)
+        apply(tracker, room.joined(user(T0)), room.joined(face), now=T0 + 1)
+        live = tracker.call(room.sid)
+        assert live is not None and live.avatar_announces_ready is expected[name], name
+
+
+def test_the_avatar_saying_idle_timeout_names_the_departure() -> None:
+    call = AgentCall()  # not observed: no silence is measured, the avatar's word is enough
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.left(call.face, 61, R.CONNECTION_TIMEOUT)
+    assert call.departures() == ["idle_timeout"]
+    assert ("avatar_said", "idle_timeout") in call.recorder.seen
+
+
+def test_idle_timeout_said_after_the_user_hung_up_is_the_users_hangup() -> None:
+    """The user left first; an avatar left alone in the room then times out: a hang-up."""
+    call = AgentCall()
+    call.left(call.caller, 40)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 100)
+    call.left(call.face, 101)
+    assert call.departures() == ["user_hangup"]
+
+
+def test_idle_timeout_said_then_the_user_leaves_first_is_still_an_idle_timeout() -> None:
+    """The frontend leaves on the avatar's idle_timeout, before the avatar's own leave."""
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.left(call.caller, 60.2)
+    call.left(call.face, 61)
+    assert call.departures() == ["idle_timeout"]
+
+
+def test_a_fatal_avatar_error_is_an_unrecoverable_pipeline_error() -> None:
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 10)
+    call.tracker.signal(call.room.sid, AvatarError("video_generation_error", fatal=True),
+                        T0 + 50)
+    call.left(call.face, 52)
+    assert [s[1] for s in call.recorder.seen if s[0] == "pipeline_error"] == [
+        PipelineError("avatar", True), PipelineError("avatar", False)]
+    assert [s[1] for s in call.recorder.seen if s[0] == "avatar_said"] == [
+        "error", "video_generation_error"]
+    assert call.departures() == ["pipeline_error"]
+
+
+def test_a_recoverable_avatar_error_does_not_name_the_departure() -> None:
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 50)
+    call.left(call.face, 52)
+    assert call.departures() == ["unknown"]
+
+
+def test_a_fatal_error_before_the_idle_timeout_is_the_cause() -> None:
+    """A dead pipeline makes the avatar idle: the error is the root cause."""
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=True), T0 + 50)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.left(call.face, 61)
+    assert call.departures() == ["pipeline_error"]
+
+
+def test_avatar_latencies_are_agent_latency_stages() -> None:
+    call = AgentCall()
+    call.tracker.signal(call.room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 9)
+    assert ("agent_latency", (("avatar_first_push", 0.8),)) in call.recorder.seen
+
+
+def test_the_avatars_word_is_not_a_voice_agent_seen() -> None:
+    """What the avatar says does not make a call with no voice agent wait for one."""
+    tracker, recorder = make()
+    room, caller, face = Room(created_at=T0), user(T0), avatar(T0 + 1, on_behalf_of="")
+    apply(tracker, room.joined(caller), room.joined(face), now=T0 + 1)
+    tracker.signal(room.sid, AvatarReady(), T0 + 2)
+    tracker.signal(room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 3)
+    tracker.signal(room.sid, AvatarError("error", fatal=False), T0 + 4)
+    apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
+    assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["removed"]

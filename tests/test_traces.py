@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
+from monitor.reports.signals import AvatarIdleTimeout, AvatarReady, ReportedEvent
 from monitor.sinks.span_export import BoundedSpanProcessor
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, avatar, user
@@ -277,3 +278,23 @@ def test_a_full_export_queue_drops_and_counts() -> None:
     stuck.release.set()
     processor.shutdown()
     assert len(stuck.get_finished_spans()) <= 5
+
+
+async def test_the_avatars_word_is_on_its_session_span(start_monitor: StartMonitor) -> None:
+    exporter = InMemorySpanExporter()
+    sidecar = await start_monitor(span_exporter=exporter)
+    t0 = float(int(time.time()) - 120)
+    room = Room(created_at=t0 - 1)
+    caller, face = user(t0), avatar(t0 + 1.5)
+    await send_all(sidecar, room.joined(caller), room.joined(face))
+    for signal, at in ((AvatarReady(), t0 + 3), (AvatarIdleTimeout(), t0 + 60)):
+        sidecar.monitor.bridge.accept("http", ReportedEvent(signal, None, at), time.time(),
+                                      room.name, room.sid)
+    await send_all(sidecar, room.left(face, t0 + 61))
+    flush(sidecar)
+    spans = by_name(exporter)
+    assert spans["avatar.call"].attributes["avatar.ready_latency_seconds"] == 3
+    assert spans["avatar.call"].attributes["avatar.departure"] == "idle_timeout"
+    events = [(e.name, e.timestamp, dict(e.attributes)) for e in spans["avatar.session"].events]
+    assert events == [("avatar_ready", ns(t0 + 3), {"latency_seconds": 3.0}),
+                      ("avatar_said", ns(t0 + 60), {"message": "idle_timeout"})]

@@ -102,6 +102,11 @@ class Room:
                                 version=models.TimedVersion(unix_micro=int(at * 1e6)))
         return self.event("track_published", at, participant=who, track=info)
 
+    def untrack(self, who: models.ParticipantInfo, kind: int, at: float) -> webhook.WebhookEvent:
+        """track_unpublished, as livekit-server sends it (no version on the track)."""
+        info = models.TrackInfo(sid=f"TR_{next(_ids):06d}", type=kind)
+        return self.event("track_unpublished", at, participant=who, track=info)
+
 
 def participant(identity: str, joined_at: float, kind: int = models.ParticipantInfo.STANDARD,
                 attributes: dict[str, str] | None = None) -> models.ParticipantInfo:
@@ -115,10 +120,12 @@ def user(joined_at: float, identity: str | None = None) -> models.ParticipantInf
     return participant(identity or f"user-{next(_ids)}", joined_at)
 
 
-def avatar(joined_at: float, identity: str = AVATAR, on_behalf_of: str = "agent-1"
-           ) -> models.ParticipantInfo:
-    return participant(identity, joined_at, models.ParticipantInfo.AGENT,
-                       {"lk.publish_on_behalf": on_behalf_of})
+def avatar(joined_at: float, identity: str = AVATAR, on_behalf_of: str = "agent-1",
+           provider: str = "") -> models.ParticipantInfo:
+    attributes = {"lk.publish_on_behalf": on_behalf_of}
+    if provider:
+        attributes["lk.avatar_provider"] = provider
+    return participant(identity, joined_at, models.ParticipantInfo.AGENT, attributes)
 
 
 def agent(joined_at: float, identity: str = "agent-1") -> models.ParticipantInfo:

@@ -124,12 +124,19 @@ class Reporter:
             if room_sid:
                 body["room_sid"] = room_sid
             headers = {"Authorization": f"Bearer {self.token()}"}
-            async with self._http.post(f"{self.url}/v1/events", json=body,
-                                       headers=headers) as resp:
-                if resp.status < 300:
-                    return True
-                log.warning("avatar-monitor: POST /v1/events answered %d: %s",
-                            resp.status, (await resp.text())[:200])
+            url = self.url
+            for _ in range(2):  # a sharded sidecar may send us to the room's replica, once
+                async with self._http.post(f"{url}/v1/events", json=body,
+                                           headers=headers) as resp:
+                    if resp.status < 300:
+                        return True
+                    text = (await resp.text())[:500]
+                    owner = _owner_url(resp.status, text)
+                    if owner is None or owner == url:
+                        log.warning("avatar-monitor: POST /v1/events answered %d: %s",
+                                    resp.status, text[:200])
+                        return False
+                    url = owner
         except Exception as exc:
             log.warning("avatar-monitor: POST /v1/events failed: %s", exc)
         return False
@@ -155,3 +162,16 @@ class Reporter:
                 except Exception as exc:
                     log.warning("avatar-monitor: the room's sid is unknown: %s", exc)
         return self._room_sid or None
+
+
+def _owner_url(status: int, text: str) -> str | None:
+    """The replica that owns the room, from a sharded sidecar's 421 answer."""
+    if status != 421:
+        return None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    url = answer.get("url") if isinstance(answer, dict) else None
+    return url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) \
+        else None

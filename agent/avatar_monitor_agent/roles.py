@@ -13,6 +13,8 @@ from typing import Protocol
 DEFAULT_AVATAR_IDENTITY = "lemonslice-avatar-agent"
 # Set by every livekit-agents avatar plugin on its avatar: the identity of the agent it speaks for.
 ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
+# Set by LiveKit's inference-gateway avatars: the avatar's provider (e.g. `lemonslice`).
+ATTRIBUTE_AVATAR_PROVIDER = "lk.avatar_provider"
 
 
 class Role(StrEnum):

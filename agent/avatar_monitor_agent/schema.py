@@ -8,9 +8,13 @@ them; it validates what arrives (anything outside a closed set counts as `other`
 from __future__ import annotations
 
 # The avatar backend's own messages: `{"type": "startup_failure", "message": ...}`, which the
-# frontend also reads.
+# frontend also reads (the voice agent sends it), and the avatar's `bot_ready`.
 LEMONSLICE_TOPIC = "lemonslice/message"
-LEMONSLICE_TYPES = ("startup_failure",)
+LEMONSLICE_TYPES = ("startup_failure", "bot_ready")
+# The LemonSlice avatar's own messages ("LemonSlice RPC topic" in LemonSlice's examples), sent by
+# the avatar participant itself: ready, idle timeout, errors, per-reply video latencies.
+AVATAR_TOPIC = "lemonslice"
+AVATAR_TYPES = ("bot_ready", "idle_timeout", "error", "video_generation_error", "metric")
 # This project's versioned events, on the data channel and in `POST /v1/events`.
 EVENTS_TOPIC = "avatar-monitor/events"
 EVENTS_SCHEMA_VERSION = 1
@@ -21,8 +25,8 @@ AVATAR_JOIN_TIMEOUT = 30.0
 # livekit-agents' own session broadcast, a byte stream (protobuf AgentSessionMessage).
 SESSION_TOPIC = "lk.agent.session"
 
-# pipeline_error `component`
-COMPONENTS = ("stt", "llm", "tts", "realtime", "other")
+# pipeline_error `component`; `avatar`: the avatar's own `error` and `video_generation_error`
+COMPONENTS = ("stt", "llm", "tts", "realtime", "avatar", "other")
 # session_closed `reason`: livekit-agents' CloseReason values, and other
 CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_initiated",
                  "task_completed", "other")
@@ -30,3 +34,6 @@ CLOSE_REASONS = ("error", "job_shutdown", "participant_disconnected", "user_init
 # avatar's: its playback latency per reply (first audio frame sent to it -> playback started)
 # and its join time (AvatarSession.start -> the avatar's video published; AvatarMetrics).
 LATENCY_STAGES = ("llm_ttft", "tts_ttfb", "end_of_turn", "e2e", "avatar_playback", "avatar_join")
+# The avatar's own `metric` message (topic lemonslice): its field -> the latency stage it gives.
+AVATAR_STAGES = {"time_to_first_push": "avatar_first_push",
+                 "time_to_last_push": "avatar_last_push"}

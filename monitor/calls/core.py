@@ -8,7 +8,9 @@ or its session closing) often arrives just after, and then the call ended normal
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,12 +26,15 @@ from monitor.calls.departures import (
     classify,
 )
 from monitor.calls.listener import CallListener
-from monitor.calls.model import Call, CallState, EndedRooms, silence_seconds
+from monitor.calls.model import Call, CallState, EndedRooms, MediaOff, silence_seconds
 from monitor.intake.events import Event, Participant
 from monitor.limits import (
     IDLE_TIMEOUT,
+    INTERRUPTION_GRACE,
     JOIN_TIMEOUT,
     MAX_CALLS,
+    READY_IDENTITIES,
+    READY_PROVIDERS,
     SESSION_TIMEOUT,
     TIMEOUT_TOLERANCE,
 )
@@ -63,6 +68,26 @@ class TrackerSettings:
     timeout_tolerance: float = TIMEOUT_TOLERANCE
     max_calls: int = MAX_CALLS
     linger: float = 10.0
+    interruption_grace: float = INTERRUPTION_GRACE  # the avatar's media off longer is counted
+    # Avatars that announce readiness (bot_ready): identity globs, lk.avatar_provider values.
+    ready_identities: tuple[str, ...] = READY_IDENTITIES
+    ready_providers: tuple[str, ...] = READY_PROVIDERS
+
+
+class ReadyAnnouncers:
+    """Which avatars say bot_ready once their video is visible: an identity matching one of the
+    globs, or an lk.avatar_provider among the providers."""
+
+    def __init__(self, identities: tuple[str, ...], providers: tuple[str, ...]) -> None:
+        pattern = "|".join(fnmatch.translate(glob) for glob in identities)
+        self._identity = re.compile(pattern) if pattern else None
+        self._providers = frozenset(providers)
+
+    def __call__(self, participant: Participant) -> bool:
+        return ((bool(participant.avatar_provider)
+                 and participant.avatar_provider in self._providers)
+                or (self._identity is not None
+                    and self._identity.match(participant.identity) is not None))
 
 
 class WaitingReports(Protocol):
@@ -88,6 +113,8 @@ class TrackerCore:
                  listeners: Iterable[CallListener] = ()) -> None:
         self._roles = roles
         self.settings = settings
+        self._announces_ready = ReadyAnnouncers(settings.ready_identities,
+                                                settings.ready_providers)
         self._listeners = list(listeners)
         # transition -> the listeners' methods that do something for it (built on first use)
         self._sinks: dict[str, list[Callable[..., None]]] = {}
@@ -208,6 +235,35 @@ class TrackerCore:
             self._emit(CallListener.poor_quality, call, call.poor_quality, seconds)
         call.poor_quality, call.poor_quality_since = "", None
 
+    def _close_media(self, call: Call, at: float) -> None:
+        """The avatar left or the call ended (`at`, this machine's clock): media still off
+        never came back."""
+        if call.media_off is not None:
+            for kind, off in list(call.media_off.items()):
+                self._end_media(call, kind, off, at, restored=False)
+
+    def _end_media(self, call: Call, kind: str, off: MediaOff, at: float, restored: bool
+                   ) -> None:
+        """The avatar's `kind` is off no more: counted if it outlasted the grace, and then its
+        length told."""
+        if call.media_off is not None:
+            call.media_off.pop(kind, None)
+            if not call.media_off:
+                call.media_off = None
+        self._count_media(call, kind, off, at)
+        if off.counted:
+            self._emit(CallListener.media_interruption_ended, call, kind, off.how, off.since,
+                       max(at - off.since, 0.0), restored)
+
+    def _count_media(self, call: Call, kind: str, off: MediaOff, at: float) -> None:
+        """Count the interruption once, if it has outlasted the grace at `at` in an active
+        call (the caller knows the avatar was still there then)."""
+        if off.counted or call.state is not CallState.ACTIVE:
+            return
+        if at - off.since >= self.settings.interruption_grace:
+            off.counted = True
+            self._emit(CallListener.media_interrupted, call, kind, off.how, off.since)
+
     def _call_for(self, event: Event, replace_ended: bool = False) -> Call:
         call = self._calls.get(event.room_sid)
         if call is not None and not (replace_ended and call.state is CallState.ENDED):
@@ -261,6 +317,7 @@ class TrackerCore:
             user_connection_lost=call.user_connection_lost,
             agent_lost_before=agent_lost_before,
             agent_lost_reason=call.agent_lost_reason,
+            avatar_said_idle_timeout=call.avatar_said_idle_timeout,
         )
 
     def _finish_without_departure(self, call: Call) -> None:
@@ -287,6 +344,7 @@ class TrackerCore:
         if call.state is CallState.ENDED:
             return
         self._attended(call, at)
+        self._close_media(call, self._now)  # the avatar's leave closed it, unless it never came
         self._set_state(call, CallState.ENDED)
         call.ended_at = at
         self._ended_rooms.add(call.room_sid, at)

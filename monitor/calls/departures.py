@@ -94,6 +94,8 @@ class DepartureFacts:
     # its reason.
     agent_lost_before: float | None = None
     agent_lost_reason: str = ""
+    # The avatar said `idle_timeout` (topic lemonslice) before the user or the agent ended it.
+    avatar_said_idle_timeout: bool = False
 
 
 # An unrecoverable pipeline error this long before the avatar left is taken as the reason.
@@ -190,6 +192,11 @@ def idle_timeout(facts: DepartureFacts) -> Departure | None:
     return Departure.IDLE_TIMEOUT if near else None
 
 
+def avatar_said_idle_timeout(facts: DepartureFacts) -> Departure | None:
+    """The avatar's own word: it said `idle_timeout`, then left."""
+    return Departure.IDLE_TIMEOUT if facts.avatar_said_idle_timeout else None
+
+
 def session_timeout(facts: DepartureFacts) -> Departure | None:
     if facts.session_seconds is None or facts.session_timeout <= 0:
         return None
@@ -202,14 +209,16 @@ def network(facts: DepartureFacts) -> Departure | None:
 
 
 # Root causes first: a dead pipeline (the user may hang up on a mute avatar, the backend may then
-# remove it), an avatar or agent that died before the user hung up, then the user's side ending
+# remove it), the avatar's own word that it timed out (a dead pipeline makes it idle, so that
+# comes first), an avatar or agent that died before the user hung up, then the user's side ending
 # the call (a lost connection, a hang-up; after which livekit-server closes the room on the agents,
 # or the backend removes them), then the voice agent failing or ending the call (by leaving,
 # removing the avatar or deleting the room). Then explicit server-side ends, then the avatar's own
 # timeouts (a process killed at its session limit may still look like a network drop).
 RULES: tuple[Rule, ...] = (
-    pipeline_error, avatar_error, dead_before_hangup, user_network, user_hangup, agent_lost,
-    agent_hangup, removed, server, idle_timeout, session_timeout, network)
+    pipeline_error, avatar_error, avatar_said_idle_timeout, dead_before_hangup, user_network,
+    user_hangup, agent_lost, agent_hangup, removed, server, idle_timeout, session_timeout,
+    network)
 
 
 def classify(facts: DepartureFacts, rules: tuple[Rule, ...] = RULES) -> Departure:

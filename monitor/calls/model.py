@@ -75,6 +75,14 @@ class Call:
     # session nobody watches (before the first user came, or after the last one left).
     unattended_since: float | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
+    # The avatar's audio or video, by kind, while off (unpublished or muted): at most two.
+    media_off: dict[str, MediaOff] | None = None
+    # The avatar's own word (topic lemonslice; local clock): whether it is one that announces
+    # readiness (--ready-identity, --ready-provider), when it said bot_ready, and whether it
+    # said idle_timeout before the user or the agent ended the call.
+    avatar_announces_ready: bool = False
+    avatar_ready_at: float | None = None
+    avatar_said_idle_timeout: bool = False
 
 
 @dataclass(slots=True)
@@ -96,6 +104,16 @@ class HeldDeparture:
     session_seconds: float
     at: float  # server time of the leave
     left: float  # the leave on this machine's clock (see CallTracker._avatar_left)
+
+
+@dataclass(slots=True)
+class MediaOff:
+    """The avatar's audio or video stopped: since when (this machine's clock), how (unpublished,
+    muted), and whether it has been counted as an interruption (it outlasted the grace)."""
+
+    since: float
+    how: str
+    counted: bool = False
 
 
 class EndedRooms:

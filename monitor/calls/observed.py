@@ -1,15 +1,21 @@
 """What the tracker learns besides webhooks: the room observer's watch (speech, connection
-quality, a room gone) and the voice agent's reports (startup failures, pipeline errors, its
-session closing, latencies)."""
+quality, a room gone), the voice agent's reports (startup failures, pipeline errors, its
+session closing, latencies) and the avatar's own word (ready, idle timeout, errors, latencies)."""
 
 from __future__ import annotations
 
 from monitor.calls.core import ROOM_GONE_GRACE, TrackerCore
 from monitor.calls.departures import AGENT_ENDED_REASONS, Departure
 from monitor.calls.listener import CallListener
-from monitor.calls.model import CallState
+from monitor.calls.model import Call, CallState
 from monitor.reports.signals import (
+    AVATAR_SIGNALS,
     AgentLatency,
+    AvatarError,
+    AvatarIdleTimeout,
+    AvatarLatency,
+    AvatarReady,
+    AvatarSignal,
     PipelineError,
     SessionClosed,
     Signal,
@@ -59,6 +65,9 @@ class ObservedCalls(TrackerCore):
             if not call.startup_failure_counted:
                 self._fail(call, "message", at)
             return
+        if isinstance(signal, AVATAR_SIGNALS):
+            self._avatar_said(call, signal, at)
+            return
         call.agent_seen = True  # the voice agent reports
         if isinstance(signal, PipelineError):
             if not signal.recoverable:
@@ -73,6 +82,25 @@ class ObservedCalls(TrackerCore):
                 self._release(call)  # the session closed for another reason: nothing to wait for
         elif isinstance(signal, AgentLatency):
             self._emit(CallListener.agent_latency, call, signal, at)
+
+    def _avatar_said(self, call: Call, signal: AvatarSignal, at: float) -> None:
+        """The call's avatar spoke for itself (the observer checked the sender)."""
+        if isinstance(signal, AvatarReady):
+            if call.avatar_ready_at is None and call.started_at is not None:
+                call.avatar_ready_at = at
+                self._emit(CallListener.avatar_ready, call, max(at - call.started_at, 0.0), at)
+        elif isinstance(signal, AvatarIdleTimeout):
+            # Its word decides the departure unless the call was already being ended.
+            if not (call.user_left_first or call.agent_ended_at is not None):
+                call.avatar_said_idle_timeout = True
+            self._emit(CallListener.avatar_said, call, "idle_timeout", at)
+        elif isinstance(signal, AvatarError):
+            if signal.fatal:
+                call.unrecoverable_error_at = at
+            self._emit(CallListener.avatar_said, call, signal.kind, at)
+            self._emit(CallListener.pipeline_error, call, signal.error, at)
+        elif isinstance(signal, AvatarLatency):
+            self._emit(CallListener.agent_latency, call, signal.latency, at)
 
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
         """The avatar started or stopped being an active speaker."""

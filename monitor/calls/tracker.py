@@ -36,6 +36,7 @@ from monitor.calls.departures import (
     Departure,
 )
 from monitor.calls.listener import CallListener
+from monitor.calls.media import MediaCalls
 from monitor.calls.model import Call, CallState, HeldDeparture, NextAvatar
 from monitor.calls.observed import ObservedCalls
 from monitor.intake.events import Event, Participant
@@ -45,7 +46,7 @@ log = logging.getLogger("monitor.state")
 _TRACK_BIT = {"audio": 1, "video": 2}
 
 
-class CallTracker(ObservedCalls):
+class CallTracker(MediaCalls, ObservedCalls):
     """Applies webhook events and RoomService listings to calls, and tells listeners what
     changed."""
 
@@ -59,6 +60,7 @@ class CallTracker(ObservedCalls):
             "participant_left": self._participant_left,
             "participant_connection_aborted": self._participant_left,
             "track_published": self._track_published,
+            "track_unpublished": self._track_unpublished,
         }
 
     # -- input -----------------------------------------------------------------------------
@@ -113,6 +115,7 @@ class CallTracker(ObservedCalls):
         while self._going and self._going[0][0] <= now:
             _, sid, gone_at = self._going.popleft()
             self._end_gone_room(sid, gone_at)
+        self._check_media(now)
         while self._lingering and self._lingering[0][0] <= now:
             _, sid = self._lingering.popleft()
             call = self._calls.get(sid)
@@ -242,6 +245,7 @@ class CallTracker(ObservedCalls):
         call.avatar_sid = participant.sid
         call.avatar_identity = sys.intern(participant.identity)
         call.avatar_agent = participant.on_behalf_of
+        call.avatar_announces_ready = self._announces_ready(participant)
         call.avatar_joined_at = participant.joined_at or at
         call.avatar_left = False
         if not any(call.users.values()):
@@ -351,6 +355,7 @@ class CallTracker(ObservedCalls):
         # timed on this machine's clock (silence, poor quality), arrival narrows that down.
         left = min(max(self._now, at), at + 1.0)
         self._end_poor_quality(call, left)
+        self._close_media(call, left)
         if call.state is CallState.PENDING:
             self._end(call, at)  # the avatar came and went before any user: no call happened
             return
@@ -367,6 +372,7 @@ class CallTracker(ObservedCalls):
         hot swap), or the same identity joining again (DUPLICATE_IDENTITY: livekit-server
         sent the old connection away for the new one). The call goes on."""
         session = max(at - (call.avatar_joined_at or at), 0.0)
+        self._close_media(call, min(max(self._now, at), at + 1.0))  # its tracks left with it
         self._emit(CallListener.avatar_left, call, Departure.REPLACED, session, at)
         if call.next_avatar is None:
             call.avatar_left = True  # until the same identity's new join arrives
@@ -404,6 +410,7 @@ class CallTracker(ObservedCalls):
         if waiting is not None and waiting.sid == participant.sid:
             waiting.tracks.setdefault(kind, published)  # counted if it takes over
         elif call.avatar_sid == participant.sid:
+            self._webhook_media(call, event, kind, on=True)  # back after an interruption?
             self._first_track(call, kind, published)
 
     def _first_track(self, call: Call, kind: str, published: float) -> None:

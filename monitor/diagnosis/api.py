@@ -23,9 +23,10 @@ from monitor.diagnosis.verdicts import (
     Verdict,
     diagnose,
 )
+from monitor.shard import EVERY_ROOM, Shard, url_of
 from monitor.sinks.records import CallRecord, CallRecords, entry_text
 from monitor.web.access import ANY_ROOM, Denied, TokenAccess
-from monitor.web.replies import error_reply
+from monitor.web.replies import error_reply, json_reply
 
 STATES = ("live", "finished", "ringing", "active", "failed", "ended")
 # Calls diagnosed between two yields to the event loop while a query scans them.
@@ -73,11 +74,14 @@ class CallStatus:
     """Reads call records and their verdicts for the API, the page and `diagnose`."""
 
     def __init__(self, records: CallRecords, thresholds: Thresholds, access: TokenAccess,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shard: Shard = EVERY_ROOM,
+                 shard_url: str = "") -> None:
         self.records = records
         self.thresholds = thresholds
         self.access = access
         self.clock = clock
+        self.shard = shard
+        self.shard_url = shard_url
 
     def verdict(self, record: CallRecord) -> Verdict:
         return diagnose(record, self.thresholds, self.clock())
@@ -124,10 +128,23 @@ class CallStatus:
             return error_reply(*denied.args)
         if scope and scope != room:
             return error_reply(403, "forbidden", "the token is for another room")
+        if not self.shard.owns(room):
+            return self._elsewhere(request, room)
         record = self.records.latest(room)
         if record is None:
             return error_reply(404, "not_found", "no live or recent call in that room")
         return web.json_response(detail(record, self.verdict(record)))
+
+
+    def _elsewhere(self, request: web.Request, room: str) -> web.Response:
+        """Another replica owns the room: a redirect to it with --shard-url, else 404 naming
+        its shard."""
+        owner = self.shard.owner(room)
+        url = url_of(self.shard_url, owner)
+        if url:
+            raise web.HTTPTemporaryRedirect(url + request.rel_url.path_qs)
+        return json_reply(404, error="foreign_shard", shard=owner,
+                          detail=f"shard {owner}/{self.shard.count} has this room's calls")
 
 
 def summary(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
@@ -158,12 +175,17 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
         "avatar": {
             "joined_at": record.avatar_joined_at,
             "join_latency_seconds": record.join_latency,
+            "expects_ready": record.expects_ready,
+            "ready_at": record.ready_at,
+            "ready_latency_seconds": record.ready_latency,
+            "join_to_ready_seconds": record.join_to_ready,
             "first_track_seconds": dict(record.first_tracks),
             "first_speech_seconds": record.first_speech,
             "departure": record.departure,
             "disconnect_reason": record.avatar_reason,
             "session_seconds": record.session_seconds,
             "silence_seconds": record.silence_seconds,
+            "media_interruptions": record.media_interruptions,
         },
         "startup_failure": None if record.startup_failure is None and
         record.startup_message is None else {"cause": record.startup_failure,

@@ -26,6 +26,9 @@ class Thresholds:
     session_timeout: float = SESSION_TIMEOUT
     late_join: float = 10.0  # an avatar joining later than this is slow
     media_grace: float = 10.0  # a joined avatar with no video (audio) this long is a black screen
+    # An avatar that announces readiness and has not said bot_ready this long after joining
+    # shows the user no video: a black screen.
+    ready_grace: float = 10.0
     slow_speech: float = 5.0  # first speech later than this after joining is slow
     unattended: float = UNATTENDED_AFTER  # an avatar alone (no user) this long is billed waste
     # Room sid -> (the repeated session length it ended at, calls that share it), from
@@ -93,6 +96,11 @@ def _pipeline_error(r: CallRecord, t: Thresholds, now: float) -> str | None:
 def _idle_timeout(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if r.departure != "idle_timeout":
         return None
+    if r.idle_timeout_said_at is not None:  # its own word (topic lemonslice)
+        left = _avatar_left_at(r)
+        later = "" if left is None else \
+            f", then left {max(left - r.idle_timeout_said_at, 0):.1f} s later"
+        return f"the avatar said idle_timeout{later}"
     silence = f"{r.silence_seconds:.0f}" if r.silence_seconds is not None else "about"
     return f"avatar left after {silence} s of silence (idle timeout {t.idle_timeout:g} s)"
 
@@ -175,6 +183,23 @@ def _no_media(kind: str) -> Evidence:
     return evidence
 
 
+# The observer must have been in the room this soon after the avatar joined to have heard its
+# bot_ready (a join time is exact to the millisecond, the observer's clock to NTP's).
+READY_HEARD_SLACK = 1.0
+
+
+def _never_ready(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    if not r.expects_ready or r.ready_at is not None or r.avatar_joined_at is None:
+        return None
+    if r.observed_at is None or r.observed_at > r.avatar_joined_at + READY_HEARD_SLACK:
+        return None  # no observer in the room when the avatar joined: it may have been missed
+    end = _avatar_left_at(r) or r.ended_at or now
+    waited = end - r.avatar_joined_at
+    if waited < t.ready_grace:
+        return None
+    return f"avatar joined but never said bot_ready in {waited:.0f} s"
+
+
 def _unknown_departure(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if r.departure != "unknown":
         return None
@@ -225,6 +250,31 @@ def _rejoined(r: CallRecord, t: Thresholds, now: float) -> str | None:
             "connection with its identity replaced the old one)")
 
 
+def _media_stopped(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    """Media that stopped and never came back while the avatar was there."""
+    if r.media_lost is None:
+        return None
+    kind, how, since, seconds = r.media_lost
+    return (f"the avatar's {kind} stopped ({how}) at {utc_clock(since)} and never came back: "
+            f"{seconds:.0f} s until the avatar left or the call ended")
+
+
+def _media_interrupted(r: CallRecord, t: Thresholds, now: float) -> str | None:
+    """Media that stopped and came back, or is off now in a live call."""
+    if r.media_open:
+        kind, (how, since) = next(iter(r.media_open.items()))
+        text = (f"the avatar's {kind} has been off ({how}) since {utc_clock(since)}, "
+                f"{max(now - since, 0):.0f} s")
+    elif r.media_longest is not None and r.media_lost is None:
+        kind, how, since, seconds = r.media_longest
+        text = f"the avatar's {kind} stopped ({how}) at {utc_clock(since)} for {seconds:.0f} s"
+    else:
+        return None
+    if r.media_interruptions > 1:
+        text += f" ({r.media_interruptions} interruptions in this call)"
+    return text
+
+
 def _recoverable_errors(r: CallRecord, t: Thresholds, now: float) -> str | None:
     if not r.recoverable_errors:
         return None
@@ -269,6 +319,10 @@ RULES: tuple[Rule, ...] = (
     Rule("black_screen", FAILED, CONNECT, _no_media("video"),
          "The avatar joined but its video pipeline did not start (the user sees a black "
          "screen): check the avatar service's logs for this session."),
+    Rule("never_ready", FAILED, CONNECT, _never_ready,
+         "The avatar joined but never said its video is visible (bot_ready): the user sees a "
+         "black screen. Check the avatar service's logs for this session; the frontend should "
+         "stay in the ringing state until bot_ready."),
     Rule("no_audio", FAILED, CONNECT, _no_media("audio"),
          "The avatar joined but publishes no audio: check the agent's audio stream to the "
          "avatar (its TTS) and the avatar service's logs."),
@@ -299,6 +353,13 @@ RULES: tuple[Rule, ...] = (
          "start the avatar only once a user is in the room."),
     Rule("recoverable_errors", WARNING, PIPELINE, _recoverable_errors,
          "The pipeline recovered, but check the provider named in the timeline."),
+    Rule("media_stopped", FAILED, ROOM_ERRORS, _media_stopped,
+         "The avatar stopped sending its audio or video mid-call and never resumed (the user "
+         "heard or saw nothing from then on): read the avatar service's logs for this session "
+         "at that time, and the voice agent's (a dead TTS stream leaves the avatar mute)."),
+    Rule("media_interrupted", WARNING, ROOM_ERRORS, _media_interrupted,
+         "The avatar's audio or video went away and came back (a republish or a mute): check "
+         "the avatar service's logs at that time and its connection quality."),
 )
 VERDICT_NAMES = (*(rule.name for rule in RULES), "healthy", "in_progress")
 RULE_BY_NAME = {rule.name: rule for rule in RULES}
@@ -363,10 +424,17 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         f"(`--session-timeout`, {t.session_timeout:g} s); a join later than {t.late_join:g} s "
         f"is late, a joined avatar without video (audio) for {t.media_grace:g} s is a black "
         f"screen (no audio), a first speech later than {t.slow_speech:g} s after joining is "
-        "slow. `repeated_length` compares the call with the others of the last hour: several "
+        f"slow. An avatar that announces readiness (`--ready-identity`, `--ready-provider`) "
+        f"and has not said `bot_ready` {t.ready_grace:g} s after joining never became ready "
+        "(judged only when the room observer was in the room when it joined). "
+        "`repeated_length` compares the call with the others of the last hour: several "
         "avatars that left (not by a hang-up nor the configured session timeout) within "
         "`--timeout-tolerance` of the same session length, far more than natural lengths would "
-        "(`monitor/sinks/session_lengths.py`).",
+        "(`monitor/sinks/session_lengths.py`). `media_stopped` and `media_interrupted` read the "
+        "interruptions of the avatar's audio or video (unpublished, or muted as the room "
+        "observer sees) that lasted longer than `--interruption-grace` (5 s by default) while "
+        "the call was active: one that came back is a warning, one that never came back before "
+        "the avatar left or the call ended fails the call (`monitor/calls/media.py`).",
         "",
         "| rule | severity | guide section | next step |",
         "|---|---|---|---|",
@@ -378,7 +446,8 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         "## The record and its memory bound",
         "",
         "Each call's record holds: room name and sid, state, start and end, the avatar's join "
-        "latency, first track per kind and first speech, the startup failure (cause and "
+        "latency, its readiness (bot_ready: from the call's start and from its join), first "
+        "track per kind and first speech, the startup failure (cause and "
         "message), the departure cause with the avatar's disconnect reason, session length and "
         "silence before leaving, pipeline errors and the agent session's close reason, up to "
         f"{MAX_PARTICIPANTS} participants (identity, role, join, leave, reason) and the last "

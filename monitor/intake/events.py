@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from avatar_monitor_agent.roles import ATTRIBUTE_AVATAR_PROVIDER as AVATAR_PROVIDER
 from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF as PUBLISH_ON_BEHALF
 from google.protobuf.json_format import MessageToDict, ParseDict
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
@@ -62,6 +63,12 @@ def on_behalf_of(attributes: Mapping[str, Any]) -> str:
     return value[:256] if type(value) is str else ""
 
 
+def avatar_provider(attributes: Mapping[str, Any]) -> str:
+    """The avatar's provider (lk.avatar_provider), cut to 64 characters."""
+    value = attributes.get(AVATAR_PROVIDER)
+    return value[:64] if type(value) is str else ""
+
+
 def disconnect_reason_name(value: int) -> str:
     """A DisconnectReason number as its lower-case label (livekit-rtc uses the same numbers)."""
     return _REASON_NAME.get(value, "unknown_reason")
@@ -84,6 +91,7 @@ class Participant:
     publishes_on_behalf: bool
     hidden: bool = False  # a hidden participant (a recorder, an observer): never a caller
     on_behalf_of: str = ""  # for an avatar: the identity of the agent it publishes for
+    avatar_provider: str = ""  # lk.avatar_provider, when set (LiveKit's inference avatars)
 
 
 @dataclass(slots=True)
@@ -209,6 +217,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
             publishes_on_behalf=bool(behalf),
             hidden=permission.get("hidden") is True,
             on_behalf_of=behalf,
+            avatar_provider=avatar_provider(attributes),
         )
     track_kind = track_published_at = None
     if track is not None:

@@ -1,5 +1,5 @@
 """Webhook intake: size and time limits, signature, parse (only what livekit-api would read),
-de-duplication, then the call tracker.
+the shard's rooms only, de-duplication, then the call tracker.
 
 Every rejection is a short JSON reason, a log line and a counter; a good event after a bad one
 is processed as usual.
@@ -21,6 +21,7 @@ from monitor.intake.dedup import RecentIds
 from monitor.intake.events import KNOWN_EVENTS, Event, MalformedEvent, parse_event
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
+from monitor.shard import EVERY_ROOM, Shard
 from monitor.sinks.metrics import Metrics
 from monitor.web.access import bearer_token
 from monitor.web.replies import error_reply, json_reply
@@ -33,6 +34,7 @@ DEDUP_CAPACITY = 100_000
 # is not applied to a call the listing has yet to rebuild.
 STARTUP_WAIT_SECONDS = 10.0
 _OK_BODY = b'{"status":"ok"}'
+_FOREIGN_BODY = b'{"status":"foreign_shard"}'
 
 
 class WebhookIntake:
@@ -40,7 +42,7 @@ class WebhookIntake:
 
     def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: Metrics,
                  max_body_bytes: int, clock: Callable[[], float] = time.time,
-                 server_clock: ServerClock | None = None) -> None:
+                 server_clock: ServerClock | None = None, shard: Shard = EVERY_ROOM) -> None:
         self._verifier = verifier
         self._tracker = tracker
         self._metrics = metrics
@@ -49,6 +51,7 @@ class WebhookIntake:
         self._recent = RecentIds(DEDUP_CAPACITY)
         self._warn = RateLimitedLog(log)
         self._server_clock = server_clock
+        self._shard = shard
         self.ready: asyncio.Event | None = None  # the startup reconciliation, when configured
         self.on_dropped_upstream: Callable[[], None] | None = None
 
@@ -70,6 +73,10 @@ class WebhookIntake:
             event = parse_event(body)  # only what livekit-api's WebhookReceiver would read
         except MalformedEvent as exc:
             return self._reject(400, "malformed", str(exc))
+        if not self._shard.owns(event.room_name):  # another replica counts it
+            self._observe_clock(event)
+            self._metrics.webhook_foreign()
+            return web.Response(body=_FOREIGN_BODY, content_type="application/json")
         if event.id and self._recent.seen(event.id):
             self._metrics.webhook_rejected("duplicate")
             return json_reply(200, status="duplicate")

@@ -23,20 +23,14 @@ from livekit import api
 
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.intake.events import Participant, kind_name, on_behalf_of
+from monitor.intake.events import Participant, avatar_provider, kind_name, on_behalf_of
+from monitor.shard import in_shard
 from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.reconcile")
 
 REQUEST_TIMEOUT = 10.0
 CONCURRENT_LISTINGS = 8
-
-
-def in_shard(room_name: str, shard: int, shards: int) -> bool:
-    """Stable across processes and restarts (unlike hash()), so replicas split rooms evenly."""
-    import zlib
-
-    return zlib.crc32(room_name.encode()) % shards == shard
 
 
 def participant_of(info: api.ParticipantInfo) -> Participant:
@@ -47,6 +41,7 @@ def participant_of(info: api.ParticipantInfo) -> Participant:
         disconnect_reason="unknown_reason",
         publishes_on_behalf=bool(on_behalf_of(info.attributes)),
         on_behalf_of=on_behalf_of(info.attributes),
+        avatar_provider=avatar_provider(info.attributes),
         hidden=info.permission.hidden)
 
 

@@ -5,10 +5,13 @@ It joins hidden and publishes nothing. When the avatar speaks comes from the voi
 agent's speech), which costs no media. Only in rooms whose agent publishes no such state does it
 subscribe to the avatar's audio (LiveKit sends active-speaker updates to a track's subscribers
 only), which livekit-rtc then receives and decodes. It reports to the call tracker: data messages
-(`lemonslice/message`, `avatar-monitor/events`), when the avatar speaks, and the avatar's
-connection quality. Rooms are discovered from the tracker (a webhook named them) and
-from RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls
-in progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
+(`lemonslice/message`, `avatar-monitor/events`, and the avatar's own `lemonslice`, taken only
+from the call's avatar), when the avatar speaks, and the avatar's connection quality. Only the
+room's AGENT participants (the voice agent and the avatar) may report; a message or stream whose
+sender livekit-rtc does not hold yet (or any more) is resolved by monitor.observer.senders before
+it is taken or refused. Rooms are discovered from the tracker (a webhook named them) and from
+RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls in
+progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
 """
 
 from __future__ import annotations
@@ -30,26 +33,30 @@ from livekit import api, rtc
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
 from monitor.calls.tracker import CallTracker
-from monitor.intake.events import disconnect_reason_name
+from monitor.intake.events import Participant, disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
-from monitor.observer.reconcile import in_shard
 from monitor.observer.rtc_logging import quiet_ignored_streams
 from monitor.observer.rtc_roles import participant_of
+from monitor.observer.senders import AGENT, Resolved, RoomSenders
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.session_stream import LABEL as SESSION_LABEL
 from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
 from monitor.reports.session_stream import decode, event_type, read_bounded
-from monitor.reports.signals import parse_message
+from monitor.reports.signals import ParsedMessage, parse_message
+from monitor.shard import in_shard
 from monitor.sinks.metrics import SPEECH_SOURCES, Metrics
 
 log = logging.getLogger("monitor.observer")
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 MAX_SESSION_STREAMS = 16  # lk.agent.session streams read at once per room; more are dropped
+# Data messages per room waiting for their sender to be resolved; more are refused (dropped).
+MAX_UNATTRIBUTED = 16
 AGENT_STATE = "lk.agent.state"
 _refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
+_MEDIA_KINDS = {rtc.TrackKind.KIND_AUDIO: "audio", rtc.TrackKind.KIND_VIDEO: "video"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,9 @@ class _Watch:
     closing: bool = False
     speech_from_agent: bool = False  # the agent's lk.agent.state, not the avatar's audio
     streams: set[asyncio.Task[None]] = field(default_factory=set)  # lk.agent.session reads
+    # Data messages with no sender livekit-rtc could name, waiting for it to be resolved.
+    unattributed: set[asyncio.Task[None]] = field(default_factory=set)
+    senders: RoomSenders | None = None  # participants seen in the room, for those
 
 
 class RoomObserver(CallListener):
@@ -130,6 +140,20 @@ class RoomObserver(CallListener):
     def call_evicted(self, call: Call) -> None:
         self._unwatch(call.room_sid)
 
+    def participant_joined(self, call: Call, role: Role, participant: Participant,
+                           at: float) -> None:
+        """A webhook's join: who may send in the room before the room itself says so."""
+        watch = self._watches.get(call.room_sid)
+        if watch is not None and watch.senders is not None and not participant.hidden:
+            watch.senders.joined(participant.identity, participant.kind,
+                                 participant.joined_at or at)
+
+    def participant_left(self, call: Call | None, role: Role, participant: Participant,
+                         at: float) -> None:
+        watch = self._watches.get(call.room_sid) if call is not None else None
+        if watch is not None and watch.senders is not None and not participant.hidden:
+            watch.senders.left(participant.identity, participant.kind, at)
+
     # -- rooms -----------------------------------------------------------------------------
 
     def _mine(self, room_name: str) -> bool:
@@ -144,6 +168,7 @@ class RoomObserver(CallListener):
             self._metrics.observer_skipped.labels("limit").inc()
             return
         watch = _Watch(name, sid)
+        watch.senders = RoomSenders(self._clock, functools.partial(self._list_senders, watch))
         self._watches[sid] = watch
         watch.task = asyncio.get_running_loop().create_task(self._keep_watching(watch))
 
@@ -222,7 +247,10 @@ class RoomObserver(CallListener):
                 lambda publication, participant: self._on_track(watch, publication, participant))
         room.on("participant_attributes_changed",
                 lambda changed, participant: self._on_attributes(watch, changed, participant))
-        room.on("participant_disconnected", lambda _: self._leave_without_users(watch))
+        room.on("participant_connected", lambda participant: self._on_joined(watch, participant))
+        room.on("participant_disconnected",
+                lambda participant: self._on_left(watch, participant))
+        self._watch_media(watch, room)
         room.register_byte_stream_handler(
             SESSION_TOPIC, lambda reader, sender: self._on_session_stream(watch, reader, sender))
         connecting = asyncio.ensure_future(room.connect(
@@ -243,10 +271,12 @@ class RoomObserver(CallListener):
             self._gone(watch)
             return
         for participant in room.remote_participants.values():
+            self._on_joined(watch, participant)
             self._on_attributes(watch, participant.attributes, participant)
         for participant in room.remote_participants.values():
             for publication in participant.track_publications.values():
                 self._on_track(watch, publication, participant)
+                self._on_media(watch, participant, publication, not publication.muted, "muted")
         watch.connected = True
         self._tracker.observing(watch.sid, self._clock())
         self._leave_without_users(watch)
@@ -274,6 +304,35 @@ class RoomObserver(CallListener):
                 .with_name("avatar-monitor").with_grants(grants).to_jwt())
 
     # -- room events -----------------------------------------------------------------------
+
+    def _on_joined(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        if watch.senders is not None:
+            watch.senders.joined(participant.identity, kind_name(participant.kind), None)
+
+    def _on_left(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        if watch.senders is not None:
+            watch.senders.left(participant.identity, kind_name(participant.kind),
+                               self._clock())
+        self._leave_without_users(watch)
+
+    async def _list_senders(self, watch: _Watch) -> None:
+        """Tell the room's senders who RoomService lists in the room now."""
+        assert self._api is not None and watch.senders is not None
+        try:
+            listed = await self._api.room.list_participants(
+                api.ListParticipantsRequest(room=watch.name))
+        except Exception as exc:
+            log.debug("cannot list the participants of room %s: %s", watch.name, exc)
+            return
+        for info in listed.participants:
+            if info.permission.hidden or info.identity.startswith(OBSERVER_IDENTITY_PREFIX):
+                continue
+            try:
+                kind = api.ParticipantInfo.Kind.Name(info.kind)
+            except ValueError:
+                kind = "STANDARD"
+            joined_at = info.joined_at_ms / 1000 if info.joined_at_ms else info.joined_at
+            watch.senders.joined(info.identity, kind, joined_at or None)
 
     def _leave_without_users(self, watch: _Watch) -> None:
         """Leave once no user is left: the call is over, and LiveKit closes a room on its agents
@@ -319,13 +378,60 @@ class RoomObserver(CallListener):
         message = parse_message(packet.topic or "", packet.data)
         if message is None:
             return
-        if not _is_agent(packet.participant):  # only the voice agent and the avatar report
-            self._metrics.data_refused.labels(message.topic, "forbidden").inc()
-            sender = packet.participant.identity if packet.participant else ""
-            _refusals.warning("forbidden", "data message on %s in room %r refused: the sender "
-                               "%r is not an agent participant", packet.topic, watch.name,
-                               sender)
+        sender = packet.participant
+        if sender is None and watch.room is not None and not message.avatar_only:
+            # No sender: a server SDK's, or a participant the room does not hold (see
+            # monitor.observer.senders). Resolved off the event loop's critical path. What only
+            # the avatar may say must come from a named sender (an avatar publishes tracks, so
+            # livekit-server announces it at once).
+            self._resolve_sender(watch, message, set(watch.room.remote_participants))
             return
+        if sender is None or not _is_agent(sender):  # only the voice agent and the avatar report
+            name = sender.identity if sender else ""
+            self._refuse(watch, message, f"the sender {name!r} is not an agent participant")
+            return
+        if message.avatar_only and not self._is_calls_avatar(watch, sender):
+            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            _refusals.warning("not_avatar", "%s message on %s in room %r refused: the sender "
+                              "%r is not the call's avatar", message.type, packet.topic,
+                              watch.name, sender.identity)
+            return
+        self._take(watch, message)
+
+    def _resolve_sender(self, watch: _Watch, message: ParsedMessage, held: set[str]) -> None:
+        if len(watch.unattributed) >= MAX_UNATTRIBUTED or watch.senders is None:
+            self._metrics.late_senders.labels(Resolved.DROPPED.value).inc()
+            self._refuse(watch, message, f"no sender, and {MAX_UNATTRIBUTED} messages already "
+                         "wait for theirs")
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._take_if_from_agent(watch, watch.senders, message, held, self._clock()))
+        watch.unattributed.add(task)
+        task.add_done_callback(watch.unattributed.discard)
+        # Kept until done, past the watch: a message sent just before the call ended counts.
+        self._stragglers.add(task)
+        task.add_done_callback(self._stragglers.discard)
+
+    async def _take_if_from_agent(self, watch: _Watch, senders: RoomSenders, message: ParsedMessage,
+                                  held: set[str], at: float) -> None:
+        outcome, candidates = await senders.unattributed(held, at)
+        self._metrics.late_senders.labels(outcome.value).inc()
+        if outcome is Resolved.AGENT:
+            log.info("data message on %s in room %r with no sender named: taken, from %s",
+                     message.topic, watch.name, ", ".join(map(repr, candidates)))
+            self._take(watch, message)
+        elif outcome is Resolved.NOT_AGENT:
+            self._refuse(watch, message, "no sender named, and not every participant who could "
+                         f"have sent it is an agent ({', '.join(map(repr, candidates))})")
+        else:
+            self._refuse(watch, message, "no sender: not a participant's (a server SDK's)")
+
+    def _refuse(self, watch: _Watch, message: ParsedMessage, why: str) -> None:
+        self._metrics.data_refused.labels(message.topic, "forbidden").inc()
+        _refusals.warning("forbidden", "data message on %s in room %r refused: %s",
+                          message.topic, watch.name, why)
+
+    def _take(self, watch: _Watch, message: ParsedMessage) -> None:
         self._metrics.data_message(message.topic, message.type)
         if message.event is not None:
             self._bridge.accept("data_channel", message.event, self._clock(), watch.name,
@@ -350,13 +456,27 @@ class RoomObserver(CallListener):
         except Exception as exc:  # a broken stream or bytes that are no session message
             log.debug("unreadable %s stream in room %s: %s", SESSION_TOPIC, watch.name, exc)
             payload = event = None
-        # The sender is looked up once the stream is read: an agent's first message can open
-        # before the room reports the agent itself.
-        participant = watch.room.remote_participants.get(sender) if watch.room else None
-        if not _is_agent(participant):
+        # The stream names its sender, but an agent's first stream can open before the room
+        # holds the agent (monitor.observer.senders): then the sender is resolved by identity.
+        room = watch.room
+
+        def held(identity: str) -> str | None:
+            participant = room.remote_participants.get(identity) if room else None
+            return kind_name(participant.kind) if participant is not None else None
+
+        kind = held(sender)
+        if kind is None and sender and watch.senders is not None:
+            kind = await watch.senders.kind_by_identity(sender, held)
+            outcome = (Resolved.UNKNOWN if kind is None
+                       else Resolved.AGENT if kind == AGENT else Resolved.NOT_AGENT)
+            self._metrics.late_senders.labels(outcome.value).inc()
+            if kind == AGENT:
+                log.info("%s stream in room %r from %r, whom the room did not hold yet: taken",
+                         SESSION_TOPIC, watch.name, sender)
+        if kind != AGENT:
             self._metrics.data_refused.labels(SESSION_LABEL, "forbidden").inc()
-            _refusals.warning("forbidden", "%s stream refused: %s is not an agent participant",
-                              SESSION_TOPIC, sender)
+            _refusals.warning("forbidden", "%s stream refused: %r is not an agent participant "
+                              "(%s)", SESSION_TOPIC, sender, kind or "not in the room")
             return
         if payload is None:
             self._metrics.data_message(SESSION_LABEL, "malformed")
@@ -389,6 +509,40 @@ class RoomObserver(CallListener):
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
         return self._tracker.role_of(participant_of(participant)) is Role.AVATAR
+
+    # -- the avatar's media (monitor/calls/media.py) -------------------------------------
+
+    def _watch_media(self, watch: _Watch, room: rtc.Room) -> None:
+        """The avatar's tracks unpublished, muted and back: interruptions of its media."""
+        room.on("track_published", lambda publication, participant: self._on_media(
+            watch, participant, publication, not publication.muted, "muted"))
+        room.on("track_unpublished", lambda publication, participant: self._on_media(
+            watch, participant, publication, False, "unpublished"))
+        room.on("track_muted", lambda participant, publication: self._on_media(
+            watch, participant, publication, False, "muted"))
+        room.on("track_unmuted", lambda participant, publication: self._on_media(
+            watch, participant, publication, True, "muted"))
+        room.on("participant_disconnected", lambda participant: self._on_avatar_gone(
+            watch, participant))
+
+    def _on_media(self, watch: _Watch, participant: rtc.Participant,
+                  publication: rtc.TrackPublication, on: bool, how: str) -> None:
+        kind = _MEDIA_KINDS.get(publication.kind)
+        if kind is not None and self._is_avatar(participant):
+            self._tracker.avatar_media(watch.sid, participant.sid, kind, on, how, self._clock())
+
+    def _on_avatar_gone(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        if self._is_avatar(participant):
+            self._tracker.avatar_disconnected(watch.sid, participant.sid, self._clock())
+
+    def _is_calls_avatar(self, watch: _Watch, participant: rtc.Participant) -> bool:
+        """An avatar by role and, once the call knows its avatar, that very one."""
+        if not self._is_avatar(participant):
+            return False
+        call = self._tracker.call(watch.sid)
+        if call is None or call.avatar_sid in (None, participant.sid):
+            return True
+        return call.next_avatar is not None and call.next_avatar.sid == participant.sid
 
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:

@@ -20,6 +20,7 @@ from monitor.intake.strict_json import NotAccepted, loads
 from monitor.logs import RateLimitedLog
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_report
+from monitor.shard import EVERY_ROOM, Shard, url_of
 from monitor.sinks.metrics import Metrics
 from monitor.web.access import Denied, TokenAccess
 from monitor.web.replies import error_reply, json_reply
@@ -34,13 +35,16 @@ class EventIntake:
     """The POST /v1/events handler."""
 
     def __init__(self, access: TokenAccess, bridge: BackendBridge, metrics: Metrics,
-                 max_body_bytes: int, clock: Callable[[], float] = time.time) -> None:
+                 max_body_bytes: int, clock: Callable[[], float] = time.time,
+                 shard: Shard = EVERY_ROOM, shard_url: str = "") -> None:
         self._access = access
         self._bridge = bridge
         self._metrics = metrics
         self._max_body_bytes = min(max_body_bytes, MAX_MESSAGE_BYTES)
         self._clock = clock
         self._warn = RateLimitedLog(log)
+        self._shard = shard
+        self._shard_url = shard_url
 
     async def handle(self, request: web.Request) -> web.Response:
         length = request.content_length
@@ -71,6 +75,8 @@ class EventIntake:
             return self._reject(400, "malformed", "room_sid must be a room sid")
         if granted_room and granted_room != room:
             return self._reject(403, "foreign_room", "the token is for another room")
+        if not self._shard.owns(room):
+            return self._misdirected(room)
         if self._bridge.conflicts(room, room_sid or None):
             return self._reject(403, "foreign_room", "room_sid is the sid of another room")
         try:
@@ -79,6 +85,21 @@ class EventIntake:
             return self._reject(400, "malformed", str(exc))
         outcome = self._bridge.accept("http", event, self._clock(), room, room_sid or None)
         return json_reply(202, status=outcome)
+
+    def _misdirected(self, room: str) -> web.Response:
+        """421: another replica owns the room; its shard, and its URL with --shard-url (the
+        agent's Reporter posts there once)."""
+        owner = self._shard.owner(room)
+        self._metrics.bridge_rejected.labels("foreign_shard").inc()
+        self._warn.warning("foreign_shard", "event for room of shard %d refused by shard %s",
+                           owner, self._shard)
+        fields: dict[str, str | int] = {"shard": owner}
+        url = url_of(self._shard_url, owner)
+        if url:
+            fields["url"] = url
+        return json_reply(421, error="foreign_shard",
+                          detail=f"the room belongs to shard {owner}/{self._shard.count}",
+                          **fields)
 
     @staticmethod
     def _closing(reply: web.Response) -> web.Response:

@@ -1,7 +1,10 @@
-"""What the voice agent and the avatar backend report: data-channel messages and /v1/events.
+"""What the voice agent, the avatar backend and the avatar report: data-channel messages and
+/v1/events.
 
-Two data topics are read. `lemonslice/message` carries the avatar backend's own messages
-(`{"type": "startup_failure", ...}`). `avatar-monitor/events` carries this project's versioned
+Three data topics are read. `lemonslice/message` carries the avatar backend's own messages
+(`{"type": "startup_failure", ...}`, which the voice agent sends) and the avatar's `bot_ready`.
+`lemonslice` carries the LemonSlice avatar's own: `bot_ready`, `idle_timeout`, `error`,
+`video_generation_error` and `metric`. `avatar-monitor/events` carries this project's versioned
 schema (docs/events.md): `pipeline_error`, `session_closed`, `startup_failure` and
 `agent_latency`, published by the voice agent; `POST /v1/events` takes the same documents. Its
 names come from avatar_monitor_agent.schema, which the voice agent's client shares. Everything
@@ -15,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from avatar_monitor_agent.schema import (
+    AVATAR_STAGES,
+    AVATAR_TOPIC,
+    AVATAR_TYPES,
     CLOSE_REASONS,
     COMPONENTS,
     EVENT_TYPES,
@@ -30,11 +36,18 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
 
-TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", EVENTS_TOPIC: "avatar-monitor"}
+# Topic -> its label in avatar_data_messages_total. `lemonslice` (topic lemonslice/message) was
+# the first, so the avatar's own topic `lemonslice` is labelled `lemonslice-avatar`.
+TOPIC_LABELS = {LEMONSLICE_TOPIC: "lemonslice", AVATAR_TOPIC: "lemonslice-avatar",
+                EVENTS_TOPIC: "avatar-monitor"}
 # livekit-agents' own session broadcast (monitor.reports.session_stream)
 SESSION_TOPIC_LABEL = "agent-session"
 SESSION_TYPES = ("pipeline_error", "agent_latency", "other", "malformed")
 MAX_LATENCY_SECONDS = 3600.0
+# The avatar's `metric` values are seconds or milliseconds, told apart as LemonSlice's own
+# frontend does (06-form-demo, parseLemonsliceLatencyMs): a number that is not whole and is
+# below this is seconds; any other (a whole number, or one of 30 or more) is milliseconds.
+SECONDS_BELOW = 30.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -62,7 +75,43 @@ class AgentLatency:
     stages: tuple[tuple[str, float], ...]
 
 
-Signal = StartupFailureMessage | PipelineError | SessionClosed | AgentLatency
+@dataclass(slots=True, frozen=True)
+class AvatarReady:
+    """`bot_ready`: the avatar has joined and its video frames are visible to the user."""
+
+
+@dataclass(slots=True, frozen=True)
+class AvatarIdleTimeout:
+    """`idle_timeout`: the avatar says it is leaving after its idle timeout."""
+
+
+@dataclass(slots=True, frozen=True)
+class AvatarError:
+    """`error` or `video_generation_error`: a pipeline error of component `avatar`."""
+
+    kind: str  # error, video_generation_error
+    fatal: bool
+
+    @property
+    def error(self) -> PipelineError:
+        return PipelineError("avatar", recoverable=not self.fatal)
+
+
+@dataclass(slots=True, frozen=True)
+class AvatarLatency:
+    """`metric`: the avatar's latencies in seconds, by stage (AVATAR_STAGES values)."""
+
+    stages: tuple[tuple[str, float], ...]
+
+    @property
+    def latency(self) -> AgentLatency:
+        return AgentLatency(self.stages)
+
+
+# What the avatar itself says (only its own participant's messages are taken).
+AvatarSignal = AvatarReady | AvatarIdleTimeout | AvatarError | AvatarLatency
+AVATAR_SIGNALS = (AvatarReady, AvatarIdleTimeout, AvatarError, AvatarLatency)
+Signal = StartupFailureMessage | PipelineError | SessionClosed | AgentLatency | AvatarSignal
 
 
 class BadEvent(ValueError):
@@ -83,8 +132,10 @@ class ParsedMessage:
     """A data packet reduced to a counted type and, when it means something, an event."""
 
     topic: str  # a TOPIC_LABELS value
-    type: str  # one of LEMONSLICE_TYPES or EVENT_TYPES, "other" or "malformed"
+    type: str  # one of LEMONSLICE_TYPES, AVATAR_TYPES or EVENT_TYPES, "other" or "malformed"
     event: ReportedEvent | None = None
+    # Taken only from the call's avatar: everything on the avatar's topic, and `bot_ready`.
+    avatar_only: bool = False
 
 
 def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
@@ -94,9 +145,14 @@ def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
         return None
     doc = _json_object(payload)
     if doc is None:
-        return ParsedMessage(label, "malformed")
+        return ParsedMessage(label, "malformed", avatar_only=topic == AVATAR_TOPIC)
     kind = doc.get("type")
+    if topic == AVATAR_TOPIC:
+        return _avatar_message(label, doc)
     if topic == LEMONSLICE_TOPIC:
+        if kind == "bot_ready":
+            return ParsedMessage(label, "bot_ready", ReportedEvent(AvatarReady()),
+                                 avatar_only=True)
         if kind != "startup_failure":
             return ParsedMessage(label, "other")
         try:
@@ -110,6 +166,54 @@ def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
         return ParsedMessage(label, kind, parse_report(doc))
     except BadEvent:
         return ParsedMessage(label, "malformed")
+
+
+def _avatar_message(label: str, doc: dict[str, Any]) -> ParsedMessage:
+    """A message on the avatar's own topic. It carries no id, and its time is its arrival."""
+    kind = doc.get("type")
+    if kind not in AVATAR_TYPES:
+        return ParsedMessage(label, "other", avatar_only=True)
+    try:
+        signal = _avatar_signal(kind, doc)
+    except BadEvent:
+        return ParsedMessage(label, "malformed", avatar_only=True)
+    event = ReportedEvent(signal) if signal is not None else None
+    return ParsedMessage(label, kind, event, avatar_only=True)
+
+
+def _avatar_signal(kind: str, doc: dict[str, Any]) -> Signal | None:
+    if kind == "bot_ready":
+        return AvatarReady()
+    if kind == "idle_timeout":
+        return AvatarIdleTimeout()
+    if kind in ("error", "video_generation_error"):
+        fatal = doc.get("fatal", kind == "video_generation_error")
+        if type(fatal) is not bool:
+            raise BadEvent("fatal must be true or false")
+        return AvatarError(kind, fatal)
+    stages = []  # metric
+    for field, stage in AVATAR_STAGES.items():
+        value = doc.get(field, doc.get(_camel(field)))
+        if value is not None:
+            stages.append((stage, _avatar_seconds(value)))
+    return AvatarLatency(tuple(stages)) if stages else None
+
+
+def _avatar_seconds(value: Any) -> float:
+    """A `metric` value in seconds: seconds when not whole and below SECONDS_BELOW, else ms."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise BadEvent("a metric value must be a number above 0")
+    seconds = float(value) if value < SECONDS_BELOW and not float(value).is_integer() \
+        else value / 1000.0
+    if seconds > MAX_LATENCY_SECONDS:
+        raise BadEvent(f"a metric value must be at most {MAX_LATENCY_SECONDS:g} s")
+    return float(seconds)
+
+
+def _camel(field: str) -> str:
+    """time_to_first_push -> timeToFirstPush (LemonSlice's examples read both spellings)."""
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def parse_report(doc: dict[str, Any]) -> ReportedEvent:

@@ -11,6 +11,8 @@ from importlib import metadata
 
 from avatar_monitor_agent.roles import Role
 from avatar_monitor_agent.schema import (
+    AVATAR_STAGES,
+    AVATAR_TYPES,
     CLOSE_REASONS,
     COMPONENTS,
     EVENT_TYPES,
@@ -36,6 +38,8 @@ from monitor.reports.signals import (
     SESSION_TYPES,
     TOPIC_LABELS,
     AgentLatency,
+    AvatarError,
+    AvatarLatency,
     PipelineError,
     SessionClosed,
     Signal,
@@ -47,6 +51,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometh
 
 # Avatars normally join within a few seconds; a join timeout is tens of seconds.
 JOIN_LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
+# Readiness (bot_ready) follows the join by a second or two: the same edges, so the two compare.
+READY_LATENCY_BUCKETS = JOIN_LATENCY_BUCKETS
 # Tracks follow the avatar's join within a second when healthy; 30 s is a broken avatar.
 FIRST_TRACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 # Calls last minutes; edges around 30 min show the session (GPU) timeout; up to 2 h.
@@ -78,10 +84,22 @@ BRIDGE_OUTCOMES = {
     "buffer": ("applied", "expired"),
 }
 # forbidden: not an agent's token; foreign_room: no grant for the room, or a sid of another room
-BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "malformed", "too_large",
-                     "timeout", "internal")
-# Data messages on the topics read, from a sender that is not an agent participant of the room.
-DATA_REFUSALS = ("forbidden",)
+BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "foreign_shard", "malformed",
+                     "too_large", "timeout", "internal")
+# Data messages on the topics read that are refused: forbidden, the sender is not an agent
+# participant of the room; not_avatar, an agent that is not the call's avatar sent what only the
+# avatar may (anything on its topic `lemonslice`, bot_ready).
+DATA_REFUSALS = ("forbidden", "not_avatar")
+AVATAR_TOPIC_LABELS = ("lemonslice", "lemonslice-avatar")  # where not_avatar can happen
+# Stages of avatar_agent_latency_seconds: the voice agent's, then the avatar's own `metric`.
+ALL_LATENCY_STAGES = (*LATENCY_STAGES, *AVATAR_STAGES.values())
+# Data messages and session streams whose sender the observer's room did not hold on arrival,
+# by how it was resolved (monitor.observer.senders.Resolved): agent (taken), not_agent, unknown
+# (a server SDK's) and dropped (too many waiting) are also counted as refused.
+LATE_SENDER_OUTCOMES = ("agent", "not_agent", "unknown", "dropped")
+# Interruptions of the avatar's media last at least the grace (5 s by default): a reconnect or a
+# republish takes seconds, a dead pipeline until the call ends (minutes).
+MEDIA_INTERRUPTION_BUCKETS = (5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800)
 
 
 def version() -> str:
@@ -114,6 +132,11 @@ class Metrics(CallListener):
             "avatar_join_latency_seconds",
             "Call start (first user joined, or room created) to avatar joined, server time.",
             buckets=JOIN_LATENCY_BUCKETS, registry=registry)
+        self.ready_latency = Histogram(
+            "avatar_ready_latency_seconds",
+            "Call start (first user joined) to the avatar saying bot_ready (joined, and its video "
+            "visible to the user), by the room observer.",
+            buckets=READY_LATENCY_BUCKETS, registry=registry)
         self.startup_failures = Counter(
             "avatar_startup_failures", "Calls whose avatar never became active, by cause.",
             ["cause"], registry=registry)
@@ -153,7 +176,8 @@ class Metrics(CallListener):
             buckets=FIRST_SPEECH_BUCKETS, registry=registry)
         self.pipeline_errors = Counter(
             "avatar_pipeline_errors",
-            "Voice pipeline errors, as the voice agent reported, by component.",
+            "Voice pipeline errors, as the voice agent reported, by component; component "
+            "avatar: the avatar's own error and video_generation_error (room observer).",
             ["component", "recoverable"], registry=registry)
         self.pipelines_closed = Counter(
             "avatar_pipeline_closed",
@@ -165,7 +189,8 @@ class Metrics(CallListener):
             "first token, TTS time to first byte, end-of-utterance (end of turn) delay, end to "
             "end; and the avatar's: playback latency per reply (first audio frame sent to the "
             "avatar to its playback start) and join time (AvatarSession start to the avatar's "
-            "video).",
+            "video); and as the avatar itself reported (metric, room observer): time to first "
+            "and last video push of a reply (avatar_first_push, avatar_last_push).",
             ["stage"], buckets=AGENT_LATENCY_BUCKETS, registry=registry)
         self.poor_quality_time = Counter(
             "avatar_poor_connection_seconds",
@@ -174,7 +199,8 @@ class Metrics(CallListener):
         self.data_messages = Counter(
             "avatar_data_messages",
             "Data-channel messages read by the room observer, by topic and type; topic "
-            "agent-session: livekit-agents' own lk.agent.session broadcast.",
+            "lemonslice: lemonslice/message, lemonslice-avatar: the avatar's own topic "
+            "lemonslice, agent-session: livekit-agents' own lk.agent.session broadcast.",
             ["topic", "type"], registry=registry)
         self.observer_disconnects = Counter(
             "avatar_monitor_observer_disconnects",
@@ -213,13 +239,25 @@ class Metrics(CallListener):
             ["endpoint"], registry=registry)
         self.data_refused = Counter(
             "avatar_monitor_data_messages_refused",
-            "Data messages on the topics read that were refused (the sender is not an agent "
-            "participant of the room), by topic and reason.",
+            "Data messages on the topics read that were refused, by topic and reason: forbidden "
+            "(the sender is not an agent participant of the room), not_avatar (an agent that is "
+            "not the call's avatar sent what only the avatar may).",
             ["topic", "reason"], registry=registry)
+        self.late_senders = Counter(
+            "avatar_monitor_late_senders",
+            "Data messages and session streams whose sender the observer's room did not hold "
+            "when they arrived (a voice agent that joined moments before, or left), by how the "
+            "sender was resolved: agent (taken); not_agent, unknown (no participant: a server "
+            "SDK) and dropped (too many waiting) are refused as well.",
+            ["outcome"], registry=registry)
         self.spans_dropped = Counter(
             "avatar_monitor_spans_dropped",
             "Spans dropped: export queue full, or the collector failed or was unreachable.",
             ["reason"], registry=registry)
+        self.webhooks_foreign = Counter(
+            "avatar_monitor_webhooks_foreign",
+            "Webhooks verified and left to another replica: their room belongs to another "
+            "shard (--shard).", registry=registry)
         self.webhooks_dropped_upstream = Counter(
             "avatar_monitor_webhooks_dropped_upstream",
             "Webhooks livekit-server says it dropped for this URL (WebhookEvent.num_dropped).",
@@ -236,6 +274,16 @@ class Metrics(CallListener):
             "avatar_monitor_server_clock_offset_seconds",
             "livekit-server's clock minus this machine's, measured from webhook timestamps.",
             registry=registry)
+        self.media_interruptions = Counter(
+            "avatar_media_interruptions",
+            "The avatar's audio or video unpublished or muted mid-call for longer than "
+            "--interruption-grace, by kind; counted once per interruption.",
+            ["kind"], registry=registry)
+        self.media_interruption_time = Histogram(
+            "avatar_media_interruption_seconds",
+            "How long each counted interruption of the avatar's audio or video lasted: until "
+            "it came back, or the avatar left or the call ended.",
+            ["kind"], buckets=MEDIA_INTERRUPTION_BUCKETS, registry=registry)
         self._webhook_counter = {event: self.webhooks.labels(event) for event in WEBHOOK_EVENTS}
         self._disconnect_counter = {
             (role, reason): self.disconnects.labels(role.value, reason)
@@ -261,7 +309,7 @@ class Metrics(CallListener):
                 self.pipeline_errors.labels(component, recoverable)
         for reason in CLOSE_REASONS:
             self.pipelines_closed.labels(reason)
-        for stage in LATENCY_STAGES:
+        for stage in ALL_LATENCY_STAGES:
             self.agent_latencies.labels(stage)
         for source, outcomes in BRIDGE_OUTCOMES.items():
             for outcome in outcomes:
@@ -271,11 +319,15 @@ class Metrics(CallListener):
         for endpoint in ENDPOINT_NAMES:
             self.handler_failures.labels(endpoint)
         for topic in (*TOPIC_LABELS.values(), SESSION_TOPIC_LABEL):
-            for reason in DATA_REFUSALS:
-                self.data_refused.labels(topic, reason)
+            self.data_refused.labels(topic, "forbidden")
+        for topic in AVATAR_TOPIC_LABELS:
+            self.data_refused.labels(topic, "not_avatar")
+        for outcome in LATE_SENDER_OUTCOMES:
+            self.late_senders.labels(outcome)
         for quality in POOR_QUALITIES:
             self.poor_quality_time.labels(quality)
         for topic, types in (("lemonslice", (*LEMONSLICE_TYPES, "other", "malformed")),
+                             ("lemonslice-avatar", (*AVATAR_TYPES, "other", "malformed")),
                              ("avatar-monitor", (*EVENT_TYPES, "other", "malformed")),
                              (SESSION_TOPIC_LABEL, SESSION_TYPES)):
             for kind in types:
@@ -290,9 +342,15 @@ class Metrics(CallListener):
             self.reconciliations.labels(action)
         for outcome in RECONCILE_OUTCOMES:
             self.reconcile_runs.labels(outcome)
+        for kind in TRACK_KINDS:
+            self.media_interruptions.labels(kind)
+            self.media_interruption_time.labels(kind)
 
     def webhook_received(self, event: str) -> None:
         (self._webhook_counter.get(event) or self._webhook_counter["other"]).inc()
+
+    def webhook_foreign(self) -> None:
+        self.webhooks_foreign.inc()
 
     def webhook_rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
@@ -317,6 +375,10 @@ class Metrics(CallListener):
     def avatar_joined(self, call: Call, latency: float) -> None:
         if (call.avatar_joined_at or 0.0) >= call.counted_from:
             self.join_latency.observe(latency, self._exemplar(call))
+
+    def avatar_ready(self, call: Call, latency: float, at: float) -> None:
+        if at >= call.counted_from:
+            self.ready_latency.observe(latency, self._exemplar(call))
 
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
         if at < call.counted_from:
@@ -362,7 +424,9 @@ class Metrics(CallListener):
             self.pipeline_errors.labels(signal.component, recoverable).inc()
         elif isinstance(signal, SessionClosed):
             self.pipelines_closed.labels(signal.reason).inc()
-        elif isinstance(signal, AgentLatency):
+        elif isinstance(signal, AvatarError):
+            self.reported(signal.error)
+        elif isinstance(signal, AgentLatency | AvatarLatency):
             for stage, seconds in signal.stages:
                 self.agent_latencies.labels(stage).observe(seconds)
 
@@ -377,3 +441,10 @@ class Metrics(CallListener):
 
     def span_exported(self, count: int) -> None:
         self.spans_exported.inc(count)
+
+    def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None:
+        self.media_interruptions.labels(kind).inc()
+
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        self.media_interruption_time.labels(kind).observe(seconds, self._exemplar(call))

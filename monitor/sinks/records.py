@@ -31,6 +31,8 @@ ENTRY_TEXT = {
     "call_started": "first user joined",
     "joined": "{0} {1}",
     "avatar_joined": "{0}, {1:.1f} s after the call started",
+    "avatar_ready": "bot_ready, {0:.1f} s after the call started{1}",
+    "avatar_said": "the avatar said {0}",
     "startup_failure": "{0}",
     "startup_failure_message": "{0}",
     "abandoned": "after {0:.1f} s of ringing",
@@ -48,6 +50,8 @@ ENTRY_TEXT = {
     "reconciled": "{0} {1} (from a RoomService listing)",
     "unattended": "avatar alone for {0:.0f} s, no user in the room",
     "avatar_session": "{0} took over as the call's avatar",
+    "media_off": "avatar {0} {1}",
+    "media_back": "avatar {0} back after {1:.0f} s",
 }
 
 
@@ -83,8 +87,15 @@ class CallRecord:
     started_at: float
     ended_at: float | None = None
     observed: bool = False
+    observed_at: float | None = None
     avatar_joined_at: float | None = None
     join_latency: float | None = None
+    # The avatar's own word: whether it announces readiness, when it said bot_ready (and how
+    # long after the call's start), when it said idle_timeout.
+    expects_ready: bool = False
+    ready_at: float | None = None
+    ready_latency: float | None = None
+    idle_timeout_said_at: float | None = None
     first_tracks: dict[str, float] = field(default_factory=dict)  # kind -> seconds after join
     first_speech: float | None = None  # seconds after join
     startup_failure: str | None = None  # cause: join_timeout, message
@@ -102,6 +113,13 @@ class CallRecord:
     unattended: tuple[float, float] | None = None
     replaced: int = 0  # avatar sessions that ended with another taking over
     alone_since: float | None = None
+    # Interruptions of the avatar's media (counted ones, past the grace): how many; those still
+    # open, kind -> (how, since); the longest that came back and the first that never did, as
+    # (kind, how, since, seconds). Times on this machine's clock.
+    media_interruptions: int = 0
+    media_open: dict[str, tuple[str, float]] | None = None
+    media_longest: tuple[str, str, float, float] | None = None
+    media_lost: tuple[str, str, float, float] | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
     # (at, kind, *details): details are formatted for people only when read (entry_text).
     entries: list[tuple[Any, ...]] = field(default_factory=list)
@@ -109,6 +127,13 @@ class CallRecord:
     @property
     def live(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def join_to_ready(self) -> float | None:
+        """Seconds from the avatar's join to its bot_ready (its video visible)."""
+        if self.ready_at is None or self.avatar_joined_at is None:
+            return None
+        return max(self.ready_at - self.avatar_joined_at, 0.0)
 
     @property
     def state(self) -> str:
@@ -172,6 +197,7 @@ class CallRecords(CallListener):
             return
         record.avatar_joined_at = call.avatar_joined_at
         record.join_latency = latency
+        record.expects_ready = call.avatar_announces_ready
         record.add(call.avatar_joined_at or record.started_at, "avatar_joined",
                    call.avatar_identity or "", latency)
 
@@ -187,6 +213,23 @@ class CallRecords(CallListener):
         if record is not None and record.startup_message is None:
             record.startup_message = message
             record.add(at, "startup_failure_message", message)
+
+    def avatar_ready(self, call: Call, latency: float, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.ready_at, record.ready_latency = at, latency
+        gap = record.join_to_ready
+        record.add(at, "avatar_ready", latency,
+                   "" if gap is None else f", {gap:.1f} s after the avatar joined")
+
+    def avatar_said(self, call: Call, message: str, at: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        if message == "idle_timeout" and record.idle_timeout_said_at is None:
+            record.idle_timeout_said_at = at
+        record.add(at, "avatar_said", message)
 
     def call_abandoned(self, call: Call, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -274,7 +317,7 @@ class CallRecords(CallListener):
     def observation_started(self, call: Call, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None and not record.observed:
-            record.observed = True
+            record.observed, record.observed_at = True, at
             record.add(at, "observed")
 
     def first_speech(self, call: Call, delay: float, at: float) -> None:
@@ -326,3 +369,29 @@ class CallRecords(CallListener):
         self.finished.move_to_end(record.sid)
         while len(self.finished) > self.recent:
             self.finished.popitem(last=False)
+
+    def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        record.media_interruptions += 1
+        if record.media_open is None:
+            record.media_open = {}
+        record.media_open[kind] = (how, since)
+        record.add(since, "media_off", kind, how)
+
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        record = self.live.get(call.room_sid)
+        if record is None:
+            return
+        if record.media_open is not None:
+            record.media_open.pop(kind, None)
+            record.media_open = record.media_open or None
+        gap = (kind, how, since, seconds)
+        if restored:
+            if record.media_longest is None or seconds > record.media_longest[3]:
+                record.media_longest = gap
+            record.add(since + seconds, "media_back", kind, seconds)
+        elif record.media_lost is None:
+            record.media_lost = gap

@@ -2,7 +2,8 @@
 
 `avatar.call` spans the call (start -> end); its children are `avatar.ringing` (start -> avatar
 joined, or the startup failure) and `avatar.session` (avatar joined -> left). Joins, leaves,
-first tracks and failures are span events. Names and identities are attributes, never labels.
+first tracks, failures and what the avatar says (ready, idle timeout) are span events. Names
+and identities are attributes, never labels.
 """
 
 from __future__ import annotations
@@ -81,6 +82,19 @@ class CallTracer(CallListener):
         spans.session = self._child(spans, SESSION_SPAN, at,
                                     **{"avatar.identity": call.avatar_identity or ""})
 
+    def avatar_ready(self, call: Call, latency: float, at: float) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            spans.root.set_attribute("avatar.ready_latency_seconds", latency)
+            (spans.session or spans.root).add_event("avatar_ready", {"latency_seconds": latency},
+                                                    _ns(at))
+
+    def avatar_said(self, call: Call, message: str, at: float) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            (spans.session or spans.root).add_event("avatar_said", {"message": message},
+                                                    _ns(at))
+
     def startup_failed(self, call: Call, cause: str, at: float) -> None:
         spans = self._open.get(call.room_sid)
         if spans is None:
@@ -147,6 +161,14 @@ class CallTracer(CallListener):
         spans = self._open.get(call.room_sid)
         if spans is not None:
             spans.root.add_event("session_closed", {"reason": reason}, _ns(at))
+
+    def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
+                                 seconds: float, restored: bool) -> None:
+        spans = self._open.get(call.room_sid)
+        if spans is not None:
+            attributes: dict[str, AttributeValue] = {
+                "kind": kind, "how": how, "seconds": seconds, "restored": restored}
+            (spans.session or spans.root).add_event("media_interruption", attributes, _ns(since))
 
     def call_ended(self, call: Call, at: float) -> None:
         spans = self._open.pop(call.room_sid, None)

@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 
-def json_reply(http_status: int, **fields: str) -> web.Response:
+def json_reply(http_status: int, **fields: str | int) -> web.Response:
     """A small JSON answer: a status, or an error and its detail."""
     return web.Response(status=http_status, body=json.dumps(fields).encode(),
                         content_type="application/json")

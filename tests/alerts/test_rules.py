@@ -32,6 +32,7 @@ REQUIRED = {
     "AvatarForgedDataMessages": "warning",
     "AvatarMonitorDown": "page",
     "AvatarMonitorNoWebhooks": "warning",
+    "AvatarMediaInterruptions": "warning",
 }
 
 

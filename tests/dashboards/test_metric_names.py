@@ -51,7 +51,7 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_calls_evicted_total": {},
     # Added by the room observer, after the first contract.
     "avatar_pipeline_errors_total": {
-        "component": {"stt", "llm", "tts", "realtime", "other"},
+        "component": {"stt", "llm", "tts", "realtime", "avatar", "other"},
         "recoverable": {"true", "false"},
     },
     "avatar_time_to_first_speech_seconds": {},
@@ -62,7 +62,8 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
     # Reports refused because their sender is not an agent of the room.
     "avatar_monitor_data_messages_refused_total": {
-        "topic": {"lemonslice", "avatar-monitor", "agent-session"}, "reason": {"forbidden"}},
+        "topic": {"lemonslice", "lemonslice-avatar", "avatar-monitor", "agent-session"},
+        "reason": {"forbidden", "not_avatar"}},
     # Exporter hygiene: the build and the standard process families.
     "avatar_monitor_build_info": {"version": None},
     "process_cpu_seconds_total": {},
@@ -79,7 +80,10 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
                    "task_completed", "other"},
     },
     "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e",
-                                               "avatar_playback", "avatar_join"}},
+                                               "avatar_playback", "avatar_join",
+                                               "avatar_first_push", "avatar_last_push"}},
+    # Added with the avatar's own messages (topic lemonslice): bot_ready.
+    "avatar_ready_latency_seconds": {},
     "avatar_monitor_reported_events_total": {
         "source": {"data_channel", "agent_session", "http", "buffer"},
         "outcome": {"applied", "buffered", "duplicate", "expired"},
@@ -87,6 +91,9 @@ CONTRACT: dict[str, dict[str, set[str] | None]] = {
     "avatar_monitor_reported_events_rejected_total": {
         "reason": {"unauthorized", "forbidden", "malformed", "too_large"},
     },
+    # The avatar's media stopping mid-call ("audio cuts out").
+    "avatar_media_interruptions_total": {"kind": {"audio", "video"}},
+    "avatar_media_interruption_seconds": {"kind": {"audio", "video"}},
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 

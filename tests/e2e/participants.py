@@ -155,6 +155,28 @@ class AvatarMedia:
             tick += 1
             await asyncio.sleep(1 / FPS)
 
+    async def unpublish_audio(self, participant: Participant) -> None:
+        """Take the audio track down (livekit-server sends track_unpublished); the tone goes
+        on feeding the source for a later republish_audio()."""
+        local = participant.room.local_participant
+        sid = next(sid for sid, pub in local.track_publications.items()
+                   if pub.kind == rtc.TrackKind.KIND_AUDIO)
+        await local.unpublish_track(sid)
+
+    async def republish_audio(self, participant: Participant) -> None:
+        """Publish a new audio track from the same source."""
+        audio = rtc.LocalAudioTrack.create_audio_track("avatar-audio", self.audio_source)
+        await participant.room.local_participant.publish_track(
+            audio, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+
+    def mute_audio(self, participant: Participant, muted: bool = True) -> None:
+        """Mute (or unmute) the published audio track: no webhook, only room events."""
+        for pub in participant.room.local_participant.track_publications.values():
+            if pub.kind == rtc.TrackKind.KIND_AUDIO and pub.track is not None:
+                track = pub.track
+                assert isinstance(track, rtc.LocalAudioTrack)
+                track.mute() if muted else track.unmute()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -74,6 +74,18 @@ async def worker(tmp_path: Path, livekit: LiveKitServer, sidecar: Sidecar,
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+async def nothing_refused(metrics: MetricsClient) -> AsyncIterator[None]:
+    """The worker and its avatar are the room's agents: none of their data messages or
+    lk.agent.session streams is refused, the first ones included (a worker's first stream
+    opens before the observer's room holds the worker, see monitor/observer/senders.py)."""
+    yield
+    snapshot = await metrics.scrape()
+    refused = {labels: value for labels, value in
+               snapshot.series("avatar_monitor_data_messages_refused_total").items() if value}
+    assert refused == {}, refused
+
+
 async def start_call(server: Server, room_service: api.LiveKitAPI, worker: AgentWorker,
                      room: str, metrics: MetricsClient, plan: Plan | None = None,
                      avatar: bool = True) -> Frontend:
@@ -405,7 +417,10 @@ async def test_a_hot_swapped_avatar_is_one_call_with_two_sessions(
                            expect("avatar_departures_total", 1, cause="user_hangup"),
                            expect("avatar_session_duration_seconds_count", 2),
                            expect("avatar_join_latency_seconds_count", 1),
-                           expect("avatar_time_to_first_track_seconds_count", 2, kind="audio"))
+                           expect("avatar_time_to_first_track_seconds_count", 2, kind="audio"),
+                           # the first avatar's tracks left with it: no interruption
+                           expect("avatar_media_interruptions_total", 0, kind="audio"),
+                           expect("avatar_media_interruptions_total", 0, kind="video"))
     body = await verdict(room_name)
     assert_verdict(body, "healthy", "healthy", "user_hangup")
     events = [entry["event"] for entry in body["timeline"]]

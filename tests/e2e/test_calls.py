@@ -239,6 +239,8 @@ async def test_an_avatar_that_rejoins_is_one_call(call: CallDriver, metrics: Met
     departures = {dict(labels)["cause"]: value
                   for labels, value in done.series("avatar_departures_total").items() if value}
     assert departures == {"replaced": 1, "user_hangup": 1}
+    for kind in ("audio", "video"):
+        assert done.value("avatar_media_interruptions_total", kind=kind) == 0
     body = await assert_verdict(verdict, call.room, "avatar_rejoined",
                                 "the avatar rejoined the room 1 time(s)")
     assert body["status"] == "warning"

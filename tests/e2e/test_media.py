@@ -1,0 +1,172 @@
+"""The avatar's media stopping mid-call ("audio cuts out") on a real livekit-server: its audio
+unpublished (webhooks) or muted (only the room observer sees it), counted once past the grace;
+the unpublishes that come with a normal leave are no interruption."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+from livekit import rtc
+
+from tests.e2e.conftest import Verdict
+from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
+from tests.e2e.participants import AVATAR_IDENTITY, AvatarMedia, Participant
+from tests.e2e.scenario import CallDriver
+
+pytestmark = pytest.mark.e2e
+
+GRACE = 5.0  # the default --interruption-grace
+OFF = 8.0  # how long the avatar's audio stays off in these calls
+
+
+@pytest.fixture
+def sidecar_base_args(request: pytest.FixtureRequest, livekit_port: int) -> list[str]:
+    """`@pytest.mark.livekit_access` adds the room observer, pointed at the test's server."""
+    if request.node.get_closest_marker("livekit_access") is None:
+        return []
+    return ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1"]
+
+
+def interruptions(audio: int, seconds: int) -> list[Expect]:
+    """`audio` audio interruptions counted, `seconds` of them timed; none of the video."""
+    return [expect("avatar_media_interruptions_total", audio, kind="audio"),
+            expect("avatar_media_interruption_seconds_count", seconds, kind="audio"),
+            expect("avatar_media_interruptions_total", 0, kind="video"),
+            expect("avatar_media_interruption_seconds_count", 0, kind="video")]
+
+
+def ended() -> list[Expect]:
+    return [expect("avatar_calls_in_progress", 0, state="ringing"),
+            expect("avatar_calls_in_progress", 0, state="active")]
+
+
+async def active_call(call: CallDriver, metrics: MetricsClient, observed: bool = False
+                      ) -> tuple[Participant, Participant, Participant, AvatarMedia]:
+    """User and agent join (and the observer, if on), then the avatar with audio and video."""
+    user, agent = await call.user(), await call.agent()
+    if observed:
+        await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1))
+    avatar, media = await call.avatar()
+    assert media is not None
+    await metrics.wait_all(
+        expect("avatar_calls_in_progress", 1, state="active"),
+        expect("avatar_time_to_first_track_seconds_count", 1, kind="audio"),
+        expect("avatar_time_to_first_track_seconds_count", 1, kind="video"))
+    return user, agent, avatar, media
+
+
+async def audio_off_past_the_grace(metrics: MetricsClient, off_at: float) -> Snapshot:
+    """Not counted within the grace; counted once it passes, while the audio is still off."""
+    within = await metrics.scrape()
+    assert time.monotonic() - off_at < GRACE
+    assert within.value("avatar_media_interruptions_total", kind="audio") == 0
+    return await metrics.wait_all(*interruptions(1, 0), timeout=GRACE + 5)
+
+
+async def test_audio_unpublished_for_8_s_is_one_interruption(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    user, agent, avatar, media = await active_call(call, metrics)
+    off_at = time.monotonic()
+    await media.unpublish_audio(avatar)
+    await audio_off_past_the_grace(metrics, off_at)
+    # The audio stays off OFF seconds in all: the scenario, not synchronisation.
+    await asyncio.sleep(OFF - (time.monotonic() - off_at))
+    await media.republish_audio(avatar)
+    back = await metrics.wait_all(*interruptions(1, 1))
+    assert OFF - 1 <= back.sum("avatar_media_interruption_seconds", kind="audio") <= OFF + 1
+    assert back.value("avatar_media_interruption_seconds_bucket", kind="audio", le="5.0") == 0
+    assert back.value("avatar_media_interruption_seconds_bucket", kind="audio", le="10.0") == 1
+
+    await user.leave()
+    await metrics.wait_all(expect("avatar_disconnects_total", 1, role="user",
+                                  reason="client_initiated"))
+    await avatar.leave()
+    await agent.leave()
+    done = await metrics.wait_all(
+        *ended(), *interruptions(1, 1), expect("avatar_departures_total", 1, cause="user_hangup"),
+        # one unpublished mid-call, two at the avatar's leave
+        expect("avatar_monitor_webhooks_total", 3, event="track_unpublished"),
+        expect("avatar_monitor_webhooks_total", 3, event="track_published"))
+    assert done.value("avatar_media_interruptions_total", kind="audio") == 1
+    body = await verdict(call.room)
+    assert (body["verdict"], body["status"]) == ("media_interrupted", "warning"), body["findings"]
+    evidence = body["findings"][0]["evidence"]
+    assert re.fullmatch(r"the avatar's audio stopped \(unpublished\) at \d\d:\d\d:\d\d for "
+                        r"[789] s", evidence), evidence
+    assert body["avatar"]["media_interruptions"] == 1
+    assert body["avatar"]["departure"] == "user_hangup"
+
+
+async def test_audio_that_never_comes_back_fails_the_call(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """The avatar unpublishes its audio; the user waits in silence, then hangs up, and the
+    server closes the room on the avatar (ROOM_CLOSED). Healthy before: the user hung up."""
+    user, _, avatar, media = await active_call(call, metrics)
+    off_at = time.monotonic()
+    await media.unpublish_audio(avatar)
+    await audio_off_past_the_grace(metrics, off_at)
+    await asyncio.sleep(OFF - (time.monotonic() - off_at))  # the user waits, hearing nothing
+    await user.leave()
+    reason = await asyncio.wait_for(avatar.disconnected, 15)
+    assert reason == rtc.DisconnectReason.ROOM_CLOSED
+    done = await metrics.wait_all(*ended(), *interruptions(1, 1),
+                                  expect("avatar_departures_total", 1, cause="user_hangup"))
+    assert done.sum("avatar_media_interruption_seconds", kind="audio") >= OFF
+    body = await verdict(call.room)
+    assert (body["verdict"], body["status"]) == ("media_stopped", "failed"), body["findings"]
+    assert re.fullmatch(r"the avatar's audio stopped \(unpublished\) at \d\d:\d\d:\d\d and never "
+                        r"came back: \d+ s until the avatar left or the call ended",
+                        body["findings"][0]["evidence"]), body["findings"]
+
+
+@pytest.mark.livekit_access
+async def test_muted_audio_is_an_interruption_the_observer_sees(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """No webhook tells a mute: the room observer's track_muted and track_unmuted do."""
+    user, agent, avatar, media = await active_call(call, metrics, observed=True)
+    off_at = time.monotonic()
+    media.mute_audio(avatar)
+    await audio_off_past_the_grace(metrics, off_at)
+    await asyncio.sleep(OFF - (time.monotonic() - off_at))
+    media.mute_audio(avatar, muted=False)
+    back = await metrics.wait_all(*interruptions(1, 1))
+    assert OFF - 1 <= back.sum("avatar_media_interruption_seconds", kind="audio") <= OFF + 1
+
+    await user.leave()
+    await metrics.wait_all(expect("avatar_disconnects_total", 1, role="user",
+                                  reason="client_initiated"))
+    await avatar.leave()
+    await agent.leave()
+    done = await metrics.wait_all(*ended(), *interruptions(1, 1))
+    assert done.value("avatar_monitor_webhooks_total", event="track_unpublished") == 2  # leave
+    body = await verdict(call.room)
+    # A warning; the tone may also make it slow_to_speak, a warning listed before this one.
+    assert body["status"] == "warning", body["findings"]
+    evidence = {f["rule"]: f["evidence"] for f in body["findings"]}
+    assert re.fullmatch(r"the avatar's audio stopped \(muted\) at \d\d:\d\d:\d\d for [789] s",
+                        evidence["media_interrupted"]), body["findings"]
+
+
+@pytest.mark.livekit_access
+async def test_the_unpublishes_of_a_normal_leave_are_no_interruption(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """The voice agent ends the call and its avatar follows it out while the user (and so the
+    room observer) is still there: the avatar's tracks are unpublished at its leave, told by
+    webhooks and by the observer's room events, before its leave."""
+    user, agent, avatar, _ = await active_call(call, metrics, observed=True)
+    await agent.leave()
+    await avatar.leave()
+    done = await metrics.wait_all(
+        *ended(), expect("avatar_departures_total", 1, cause="agent_hangup"),
+        expect("avatar_monitor_webhooks_total", 2, event="track_unpublished"))
+    await user.leave()
+    for kind in ("audio", "video"):
+        assert done.value("avatar_media_interruptions_total", kind=kind) == 0
+        assert done.count("avatar_media_interruption_seconds", kind=kind) == 0
+    body = await verdict(call.room)
+    assert (body["verdict"], body["findings"]) == ("healthy", [])
+    assert body["avatar"]["media_interruptions"] == 0
+    assert any(p["identity"] == AVATAR_IDENTITY for p in body["participants"])
