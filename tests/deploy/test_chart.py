@@ -16,6 +16,7 @@ from dashboards import chart, config, rules
 from dashboards.__main__ import DASHBOARDS, OUTPUTS
 from monitor.cli import build_parser
 from monitor.config import config_from_args
+from monitor.shard import url_of
 from tests.deploy import kube
 from tests.deploy.helm import CHART, NAMESPACE, ROOT, helm, kinds, one, render
 
@@ -74,6 +75,9 @@ def test_each_pod_takes_its_ordinal_as_its_shard(tmp_path: Path) -> None:
             args = build_parser().parse_args(kube.container_args(spec, env))
             cfg = config_from_args(args)
         assert cfg.shard == (ordinal, 3)
+        # Every shard's replica by name: pod k of the headless Service.
+        assert [url_of(cfg.shard_url, k) for k in range(3)] == [
+            f"http://avatar-monitor-{k}.avatar-monitor.{NAMESPACE}.svc:9465" for k in range(3)]
         assert (cfg.api_key, cfg.api_secret) == ("APIkey", "s" * 40)
         assert cfg.state_file == f"{STATE_DIR}/state"
         assert (cfg.host, cfg.port) == ("0.0.0.0", 9465)
