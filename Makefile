@@ -6,10 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Tests that start livekit-server (as root, in a network namespace), Prometheus or promtool.
 SERVER_TESTS := tests/e2e tests/alerts
-# Tests of the Helm chart (helm built from the Go module proxy).
+# Tests of the Helm chart (helm built from the Go module proxy) and of the image (buildah, root).
 DEPLOY_TESTS := tests/deploy
 
-.PHONY: run test unit lint lint-rules test-repeat test-deps deps docs dashboards demo bench clean
+.PHONY: run test unit lint lint-rules test-repeat test-deps deps docs dashboards demo bench clean image
 
 # One pip command, so that the server's dependency avatar-monitor-agent is this repo's ./agent.
 $(BIN)/avatar-monitor: pyproject.toml agent/pyproject.toml
@@ -54,6 +54,11 @@ clean:
 
 dashboards: deps  # also the Helm chart's copies under deploy/helm/avatar-monitor/files/
 	$(BIN)/python -m dashboards
+
+# The Dockerfile's image, avatar-monitor:dev (IMAGE=...): docker with a daemon, else buildah;
+# FROM a stand-in made from Debian's packages where python:3.11-slim cannot be pulled.
+image:
+	scripts/build-image.sh
 
 # promtool's checks and lint (cloudflare's pint is not on the Go module proxy), then the mixin's
 # own: Grafana Cloud's name and group limits, annotations, absolute runbook links, the selector.

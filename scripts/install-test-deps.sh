@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager,
-# Chromium and iproute2 (Debian packages), and livekit-server and helm (built from the Go module
-# proxy, cached).
+# Chromium, iproute2, buildah and mmdebstrap (Debian packages), and livekit-server and helm (built
+# from the Go module proxy, cached).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
@@ -11,6 +11,8 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
 command -v chromium >/dev/null || need+=(chromium)  # the status page, in a real browser
 command -v ip >/dev/null || need+=(iproute2)  # the e2e stage makes its own network namespace
 command -v faketime >/dev/null || need+=(faketime)  # a sidecar whose clock is off the server's
+command -v buildah >/dev/null || need+=(buildah)  # builds and runs the image (tests/deploy)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)  # its stand-in base, without Docker Hub
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
