@@ -97,18 +97,17 @@ class SimulatedCall:
                              "room": self.name, "room_sid": self.sid, **doc})
 
 
-def _healthy(c: SimulatedCall) -> None:
-    user, agent, face = c.user(), c.agent(), c.avatar(1.5)
-    c.leave(user, 60)
-    c.leave(agent, 61)
-    c.leave(face, 61)
+def _hang_up(avatar_after: float) -> Callable[[SimulatedCall], None]:
+    """The avatar joins `avatar_after` seconds into the call; the user hangs up after a minute,
+    and agent and avatar follow."""
 
+    def story(c: SimulatedCall) -> None:
+        user, agent, face = c.user(), c.agent(), c.avatar(avatar_after)
+        c.leave(user, 60)
+        c.leave(agent, 61)
+        c.leave(face, 61)
 
-def _late_join(c: SimulatedCall) -> None:
-    user, agent, face = c.user(), c.agent(), c.avatar(14)
-    c.leave(user, 60)
-    c.leave(agent, 61)
-    c.leave(face, 61)
+    return story
 
 
 def _never_joined(c: SimulatedCall) -> None:
@@ -155,8 +154,8 @@ def _unattended(c: SimulatedCall) -> None:
 
 # kind -> (the verdict the sidecar gives, the call's story); dated so that every call is over.
 SCENARIOS: dict[str, tuple[str, Callable[[SimulatedCall], None]]] = {
-    "healthy": ("healthy", _healthy),
-    "late-join": ("late_join", _late_join),
+    "healthy": ("healthy", _hang_up(1.5)),
+    "late-join": ("late_join", _hang_up(14)),
     "never-joined": ("avatar_never_joined", _never_joined),
     "pipeline-error": ("pipeline_error", _pipeline_error),
     "network": ("network", _network),
