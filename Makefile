@@ -9,21 +9,34 @@ SERVER_TESTS := tests/e2e tests/alerts
 # Tests of the Helm chart (helm built from the Go module proxy) and of the image (buildah, root).
 DEPLOY_TESTS := tests/deploy
 
-.PHONY: run test unit lint lint-rules test-repeat test-deps deps docs dashboards demo bench clean image
+.PHONY: run simulate test unit lint lint-rules test-repeat test-deps deps docs dashboards demo \
+	bench clean image
 
-# One pip command, so that the server's dependency avatar-monitor-agent is this repo's ./agent.
+# The server alone (what `make run` needs). One pip command, so that the server's dependency
+# avatar-monitor-agent is this repo's ./agent.
 $(BIN)/avatar-monitor: pyproject.toml agent/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./agent -e '.[test]'
+	$(BIN)/pip install -q -e ./agent -e .
 	touch $@
 
-deps: $(BIN)/avatar-monitor
+# The test tools on top (livekit-agents, pytest, linters).
+$(VENV)/.test-deps: $(BIN)/avatar-monitor
+	$(BIN)/pip install -q -e './agent[agents]' -e '.[test]'
+	touch $@
 
-run: deps  # dev keys and the status page without a token, unless set otherwise
+deps: $(VENV)/.test-deps
+
+PORT ?= 9465
+run: $(BIN)/avatar-monitor  # dev keys and the status page without a token, unless set otherwise
+	@echo "avatar-monitor: status page http://127.0.0.1:$(PORT)/, metrics http://127.0.0.1:$(PORT)/metrics;" \
+		"try it with: make simulate"
 	LIVEKIT_API_KEY=$${LIVEKIT_API_KEY:-devkey} LIVEKIT_API_SECRET=$${LIVEKIT_API_SECRET:-secret} \
 		AVATAR_MONITOR_PUBLIC_STATUS=$${AVATAR_MONITOR_PUBLIC_STATUS:-1} \
-		$(BIN)/avatar-monitor serve
+		$(BIN)/avatar-monitor serve --port $(PORT)
+
+simulate: $(BIN)/avatar-monitor  # a few simulated calls of every kind, sent to `make run`
+	$(BIN)/avatar-monitor simulate http://127.0.0.1:$(PORT)
 
 test-deps:
 	scripts/install-test-deps.sh

@@ -52,6 +52,12 @@ class Thresholds:
     playback_latency_p95_seconds: float = 1.0
     playback_latency_window: str = "5m"
     pipeline_errors_window: str = "5m"
+    # The unrecoverable-error page: over the fleet, one component's unrecoverable errors in the
+    # window, as a share of the calls started in it, and at least this many (one error in
+    # 10,000 calls pages no one).
+    unrecoverable_window: str = "15m"
+    unrecoverable_ratio: float = 0.02
+    unrecoverable_min: int = 3
     session_timeout_burst: int = 3
     idle_timeout_spike: int = 5
     # The sidecar exports a repeated length only once it stands out

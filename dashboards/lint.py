@@ -27,7 +27,8 @@ _RECORD_NAME = re.compile(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+")
 _SERIES = re.compile(r"\b([a-zA-Z_][a-zA-Z0-9_:]*)(\{[^}]*\})?\s*(?=\[|\)|$| [-+*/<>=!]|\n)")
 _NOT_SERIES = re.compile(r'\b(?:by|without|on|ignoring)\s*\([^)]*\)')
 _FUNCTIONS = {"sum", "max", "min", "count", "rate", "increase", "histogram_quantile",
-              "label_replace", "and", "or", "unless", "by", "on", "vector", "avg"}
+              "label_replace", "and", "or", "unless", "by", "on", "vector", "avg", "group_left",
+              "group_right", "absent"}
 
 
 def problems(doc: dict[str, Any]) -> list[str]:

@@ -215,13 +215,30 @@ CASES: tuple[Case, ...] = (
     Case(
         "AvatarPipelineErrorsUnrecoverable",
         {
+            # 10 calls a minute over two sidecars; a: 4 TTS errors at once (4 % of 100 calls);
+            # recoverable errors page no one.
+            s("avatar_calls_started_total", "a"): "0+5x40",
+            s("avatar_calls_started_total", "b"): "0+5x40",
             s("avatar_pipeline_errors_total", "a", component="tts", recoverable="false"): (
-                "0x5 1x20"
+                "0x5 4x35"
             ),
-            s("avatar_pipeline_errors_total", "a", component="llm", recoverable="true"): ("0+5x25"),
-            s("avatar_pipeline_errors_total", "b", component="llm", recoverable="true"): ("0+5x25"),
+            s("avatar_pipeline_errors_total", "a", component="llm", recoverable="true"): ("0+5x40"),
+            s("avatar_pipeline_errors_total", "b", component="llm", recoverable="true"): ("0+5x40"),
         },
-        {"5m": (), "8m": (Fires("", 1, (("component", "tts"),)),), "20m": ()},
+        {"5m": (), "8m": (Fires("", 0.04, (("component", "tts"),)),), "25m": ()},
+        title="a burst of errors",
+    ),
+    Case(
+        "AvatarPipelineErrorsUnrecoverable",
+        {
+            # one error among many calls: 1 in 1,500 calls in the window
+            s("avatar_calls_started_total", "a"): "0+100x40",
+            s("avatar_pipeline_errors_total", "a", component="tts", recoverable="false"): (
+                "0x5 1x35"
+            ),
+        },
+        {"8m": (), "12m": ()},
+        title="one error among many calls pages no one",
     ),
     Case(
         "AvatarSessionTimeoutBurst",
@@ -331,6 +348,16 @@ CASES: tuple[Case, ...] = (
             s("up", "node", job="node"): "0x25",
         },
         {"7m": (), "9m": (Fires("a", 0),)},
+    ),
+    Case(
+        "AvatarMonitorDown",
+        {
+            # every target vanishes at 5m: no `up` series at all
+            s("up", "a"): "1x5",
+            s("up", "node", job="node"): "1x25",
+        },
+        {"9m": (), "13m": (Fires("", 1),)},
+        title="the target vanishes",
     ),
     Case(
         "AvatarMonitorNoWebhooks",

@@ -22,6 +22,13 @@ _UP = p.m("up")
 _COUNT = '{{ $value | printf "%.0f" }}'
 
 
+def _unrecoverable() -> str:
+    """Unrecoverable pipeline errors in the window, by component, over the fleet."""
+    return (f"sum by ({p.FLEET}, component) (increase("
+            f"{p.m('avatar_pipeline_errors_total', recoverable='false')}"
+            f"[{T.unrecoverable_window}]))")
+
+
 @dataclass(frozen=True)
 class Alert:
     """An alerting rule; annotations cite the guide and link the runbook section."""
@@ -116,14 +123,18 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "AvatarPipelineErrorsUnrecoverable",
-        f"sum by ({p.FLEET}, component) "
-        f'({p.PIPELINE_ERRORS.record}{{recoverable="false"}}) > 0',
+        f"(\n  {_unrecoverable()}\n  / on ({p.FLEET}) group_left\n"
+        f"  sum by ({p.FLEET}) (increase({p.m('avatar_calls_started_total')}"
+        f"[{T.unrecoverable_window}]))\n) > {T.unrecoverable_ratio:g}\n"
+        f"and\n{_unrecoverable()} >= {T.unrecoverable_min}",
         FOR.pipeline_errors,
         "page",
         (g.NO_SPEECH, g.SESSION_DIES),
         "Unrecoverable {{ $labels.component }} pipeline errors on {{ $labels.job }}",
-        f"{_COUNT} error(s) with recoverable=false from {{{{ $labels.component }}}} in the "
-        f"last {T.pipeline_errors_window}: the agent pipeline of those sessions is dead.",
+        f"More than {T.unrecoverable_ratio:.0%} of the calls started in the last "
+        f"{T.unrecoverable_window} (over every sidecar), and at least {T.unrecoverable_min}, "
+        "had an error with recoverable=false from {{ $labels.component }}: the agent pipeline "
+        "of those sessions is dead.",
     ),
     Alert(
         "AvatarSessionTimeoutBurst",
@@ -244,13 +255,14 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "AvatarMonitorDown",
-        f"{_UP} == 0",
+        f"{_UP} == 0\nor\nabsent({_UP})",
         FOR.sidecar_down,
         "page",
         (g.NEVER_CONNECTS, g.FAILS_TO_JOIN, g.DISAPPEARS),
-        "avatar-monitor {{ $labels.instance }} is down",
-        "Prometheus cannot scrape the sidecar: no call is observed and no other avatar "
-        "alert can fire.",
+        "avatar-monitor {{ $labels.instance }} is down or gone",
+        "Prometheus cannot scrape the sidecar, or has no target for it at all (the "
+        "deployment, its Service or its ServiceMonitor is gone): no call is observed and no "
+        "other avatar alert can fire.",
     ),
     Alert(
         "AvatarMonitorNoWebhooks",

@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument(
         "--url", default=os.environ.get("AVATAR_MONITOR_URL", "http://127.0.0.1:9465"),
         help="the sidecar's base URL (env AVATAR_MONITOR_URL; default %(default)s)")
+    simulate = commands.add_parser(
+        "simulate", help="send a running sidecar a few simulated calls",
+        description="Send signed webhooks for one call of each kind (healthy, late join, "
+                    "avatar never joined, pipeline error, network, agent lost, user network, "
+                    "unattended) to a running sidecar, with no LiveKit server. The key pair "
+                    "comes from LIVEKIT_API_KEY and LIVEKIT_API_SECRET (default: LiveKit's "
+                    "development pair devkey/secret, as `make run` uses) and must be the "
+                    "sidecar's.")
+    simulate.add_argument(
+        "url", nargs="?", default=os.environ.get("AVATAR_MONITOR_URL", "http://127.0.0.1:9465"),
+        help="the sidecar's base URL (env AVATAR_MONITOR_URL; default %(default)s)")
     docs = commands.add_parser("docs", help="print generated reference documents")
     docs.add_argument("document", choices=["metrics", "diagnosis"])
     return parser
@@ -65,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         from monitor.diagnosis.cli import run
 
         return run(args.url, args.room)
+    if args.command == "simulate":
+        return _simulate(args.url)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
@@ -85,6 +98,27 @@ def main(argv: list[str] | None = None) -> int:
              "GET /healthz, GET /v1/calls, status page GET /)", config.host, config.port)
     web.run_app(app, host=config.host, port=config.port, access_log=None, print=None,
                 handle_signals=True, **server_options())
+    return 0
+
+
+def _simulate(url: str) -> int:
+    import asyncio
+
+    from monitor.config import DEV_API_KEY, DEV_API_SECRET
+    from monitor.simulate import send
+
+    key = os.environ.get("LIVEKIT_API_KEY") or DEV_API_KEY
+    secret = os.environ.get("LIVEKIT_API_SECRET") or DEV_API_SECRET
+    try:
+        made = asyncio.run(send(url, key, secret))
+    except (TimeoutError, OSError, RuntimeError) as exc:
+        print(f"avatar-monitor simulate: error: {exc}", file=sys.stderr)
+        return 1
+    width = max(len(call.name) for call in made)
+    for call in made:
+        print(f"{call.name:<{width}}  expect {call.expected}")
+    print(f"sent {len(made)} calls; see {url.rstrip('/')}/ or "
+          "`avatar-monitor diagnose ROOM`")
     return 0
 
 

@@ -33,6 +33,7 @@ REQUIRED = {
     "AvatarMonitorDown": "page",
     "AvatarMonitorNoWebhooks": "warning",
     "AvatarMediaInterruptions": "warning",
+    "AvatarUnattended": "warning",
 }
 
 

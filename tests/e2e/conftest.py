@@ -102,12 +102,20 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str,
 
 
 @pytest.fixture
+def departure_timeout() -> int:
+    """Seconds livekit-server keeps a room once only agents are left (3: tests move on fast);
+    a module overrides this fixture."""
+    return 3
+
+
+@pytest.fixture
 def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
-            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
-            ) -> Iterator[LiveKitServer]:
+            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int,
+            departure_timeout: int) -> Iterator[LiveKitServer]:
     """livekit-server whose webhooks go to the sidecar under test."""
     server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
-                           webhook_urls=[sidecar.webhook_url], port=livekit_port)
+                           webhook_urls=[sidecar.webhook_url], port=livekit_port,
+                           departure_timeout=departure_timeout)
     _register_log(request, "livekit-server", server.log_path)
     server.start()
     yield server

@@ -9,7 +9,7 @@ gives each participant are asserted too: they are the table in docs/diagnosis.md
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,18 +41,10 @@ def sidecar_base_args(livekit_port: int) -> list[str]:
 
 
 @pytest.fixture
-def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
-            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
-            ) -> Iterator[LiveKitServer]:
-    """livekit-server as the conftest's, with livekit's default departure timeout (20 s): an
-    agent takes 2 to 3 s to leave after its user, and the avatar follows it."""
-    server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
-                           webhook_urls=[sidecar.webhook_url], port=livekit_port,
-                           departure_timeout=20)
-    request.node.stash.setdefault(LOGS, []).append(("livekit-server", server.log_path))
-    server.start()
-    yield server
-    server.stop()
+def departure_timeout() -> int:
+    """livekit's default departure timeout (20 s): an agent takes 2 to 3 s to leave after its
+    user, and the avatar follows it."""
+    return 20
 
 
 @pytest.fixture

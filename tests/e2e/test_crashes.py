@@ -22,12 +22,11 @@ import pytest
 from monitor.calls.departures import CONNECTION_TIMEOUT_DELAY
 from tests.e2e import procs
 from tests.e2e.conftest import LOGS, Verdict
-from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.lone_participant import READY_LINE
 from tests.e2e.metrics import Expect, MetricsClient, expect, poll_until
 from tests.e2e.participants import AVATAR_IDENTITY, Server, avatar_token, user_token
 from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import REPO, Sidecar
+from tests.e2e.sidecar import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -46,18 +45,10 @@ def only_departure(cause: str) -> list[Expect]:
 
 
 @pytest.fixture
-def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: Path,
-            api_keys: tuple[str, str], sidecar: Sidecar, livekit_port: int
-            ) -> Iterator[LiveKitServer]:
-    """livekit's default departure timeout (20 s): a room left to agents alone is not closed on
-    the dead participant before its CONNECTION_TIMEOUT."""
-    server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
-                           webhook_urls=[sidecar.webhook_url], port=livekit_port,
-                           departure_timeout=60)
-    request.node.stash.setdefault(LOGS, []).append(("livekit-server", server.log_path))
-    server.start()
-    yield server
-    server.stop()
+def departure_timeout() -> int:
+    """A room left to agents alone is not closed on the dead participant before its
+    CONNECTION_TIMEOUT."""
+    return 60
 
 
 class Doomed:
