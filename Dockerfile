@@ -7,6 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     AVATAR_MONITOR_PORT=9465
 
+ENV AVATAR_MONITOR_HISTORY=/var/lib/avatar-monitor/history.sqlite3
 WORKDIR /app
 # The wire schema the server shares with voice agents: its own distribution, installed first.
 COPY agent ./agent
