@@ -35,6 +35,9 @@ log = logging.getLogger("monitor.history")
 SCHEMA_VERSION = 1  # of the JSON document; a reader ignores fields it does not know
 QUEUE_MAX = 10_000  # finished calls waiting for the writer; beyond, dropped and counted
 BATCH_MAX = 500  # rows per transaction
+# A batch gathers calls this long after its first: fewer, larger transactions under load; a
+# call is on disk within about this much of its linger's end.
+BATCH_WAIT = 0.2
 PRUNE_INTERVAL = 60.0  # seconds between pruning by age
 DROP_REASONS = ("queue_full", "write_failed")
 
@@ -72,31 +75,45 @@ class StoredCall:
     trace_id: str | None = None
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
+
+
 def encode(record: CallRecord, verdict: Verdict, trace_id: str | None = None
            ) -> dict[str, Any]:
-    """A snapshot of the record (copied: later changes do not reach it) and its verdict."""
+    """A snapshot of the record (copied: later changes do not reach it) and its verdict.
+    Participants are lists in ParticipantRecord's field order; timeline entries are tuples
+    (immutable), so a shallow copy of each container is a snapshot."""
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(record, name)
+        if name == "participants":
+            value = [[getattr(p, f) for f in _PARTICIPANT_FIELDS] for p in value]
+        elif isinstance(value, (list, dict)):
+            value = value.copy()
+        values[name] = value
     return {
         "v": SCHEMA_VERSION,
-        "record": dataclasses.asdict(record),
+        "record": values,
         "verdict": {"status": verdict.status, "name": verdict.name,
-                    "findings": [dataclasses.asdict(f) for f in verdict.findings]},
+                    "findings": [[f.rule, f.severity, f.section, f.evidence, f.next_step]
+                                 for f in verdict.findings]},
         "trace_id": trace_id,
     }
 
 
 def decode(doc: dict[str, Any]) -> StoredCall:
     """The call of a document written by encode (this version or an older one)."""
-    fields = {f.name for f in dataclasses.fields(CallRecord)}
-    values = {k: v for k, v in doc["record"].items() if k in fields}
+    values = {k: v for k, v in doc["record"].items() if k in _FIELDS}
     for name in _PAIRS:
         if values.get(name) is not None:
             values[name] = tuple(values[name])
     if values.get("media_open"):
         values["media_open"] = {k: tuple(v) for k, v in values["media_open"].items()}
-    values["participants"] = [ParticipantRecord(**p) for p in values.get("participants", ())]
+    values["participants"] = [ParticipantRecord(*p) for p in values.get("participants", ())]
     values["entries"] = [tuple(e) for e in values.get("entries", ())]
     v = doc["verdict"]
-    verdict = Verdict(v["status"], v["name"], tuple(Finding(**f) for f in v["findings"]))
+    verdict = Verdict(v["status"], v["name"], tuple(Finding(*f) for f in v["findings"]))
     return StoredCall(CallRecord(**values), verdict, doc.get("trace_id"))
 
 
@@ -219,9 +236,10 @@ class History:
             item = self._queue.get()
             batch = [] if item is None else [item]
             stopping = item is None
+            until = time.monotonic() + BATCH_WAIT
             while not stopping and len(batch) < BATCH_MAX:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(until - time.monotonic(), 0))
                 except queue.Empty:
                     break
                 if item is None:
