@@ -45,9 +45,10 @@ LINGER = 11.0
 FULL_CALLS = 5_000
 
 
-def intake(config: Config, requests: list[tuple[str, bytes]]) -> tuple[float, float, int]:
+def intake(config: Config, requests: list[tuple[str, bytes]]
+           ) -> tuple[float, float, int, int]:
     """Webhooks per second through verify, parse and the tracker; the seconds the history took
-    after intake to write what was queued; rows written."""
+    after intake to write what was queued; calls written, and dropped (queue full)."""
     monitor = build_monitor(config)
     if monitor.history is not None:
         monitor.history.open()
@@ -66,7 +67,9 @@ def intake(config: Config, requests: list[tuple[str, bytes]]) -> tuple[float, fl
         monitor.history.close(timeout=120)
         lag = time.perf_counter() - drained
     written = monitor.registry.get_sample_value("avatar_monitor_history_written_total") or 0
-    return len(requests) / elapsed, lag, int(written)
+    dropped = monitor.registry.get_sample_value("avatar_monitor_history_dropped_total",
+                                                {"reason": "queue_full"}) or 0
+    return len(requests) / elapsed, lag, int(written), int(dropped)
 
 
 def full_record(i: int, at: float) -> CallRecord:
@@ -114,11 +117,12 @@ def main() -> None:
         for name, config in (("off", off), ("on", on)):
             if config.history:
                 Path(config.history).unlink(missing_ok=True)
-            rate, lag, written = intake(config, requests)
+            rate, lag, written, dropped = intake(config, requests)
             rates[name].append(rate)
             if name == "on":
                 print(f"  history on: {rate:,.0f} webhooks/s, {written} calls written, "
-                      f"writer done {lag * 1e3:.0f} ms after intake")
+                      f"{dropped} dropped (queue full), writer done {lag * 1e3:.0f} ms after "
+                      "intake")
             else:
                 print(f"  history off: {rate:,.0f} webhooks/s")
     median_off, median_on = (statistics.median(rates[k]) for k in ("off", "on"))
