@@ -19,7 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/avatar-monitor \
     PATH=/opt/avatar-monitor/bin:$PATH \
     AVATAR_MONITOR_PORT=9465 \
-    AVATAR_MONITOR_STATE_FILE=/var/lib/avatar-monitor/state
+    AVATAR_MONITOR_STATE_FILE=/var/lib/avatar-monitor/state \
+    AVATAR_MONITOR_HISTORY=/var/lib/avatar-monitor/history.sqlite3
 
 # A virtualenv: the same on python:3.11-slim and on a Debian base whose system Python is
 # externally managed (PEP 668).
@@ -30,7 +31,7 @@ COPY agent ./agent
 RUN pip install ./agent
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
-# The state file's folder (--state-file; a call history file will sit beside it) is the one
+# The state file's folder (--state-file, and the call history beside it) is the one
 # place the process writes: a volume owned by the user it runs as.
 RUN pip install . \
     && groupadd --gid 10001 monitor \

@@ -89,3 +89,4 @@ bench: deps  # performance figures; wrk (Debian) drives the throughput runs
 	$(BIN)/python -m benchmarks.status_queries
 	$(BIN)/python benchmarks/observer_rooms.py
 	$(BIN)/python -m benchmarks.repeated_lengths
+	$(BIN)/python -m benchmarks.history

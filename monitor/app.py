@@ -31,6 +31,9 @@ from monitor.reports.http import EventIntake
 from monitor.shard import Shard
 from monitor.sinks.bill import AvatarBill
 from monitor.sinks.call_gauges import CallStateCollector
+from monitor.sinks.call_record import CallRecordLog
+from monitor.sinks.finished import Consumer, FinishedCalls
+from monitor.sinks.history import History, HistoryMetrics
 from monitor.sinks.metrics import Metrics
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
@@ -38,6 +41,8 @@ from monitor.web.access import TokenAccess
 from monitor.web.server import Handler, failure_middleware, security_headers
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import LogRecordExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -90,15 +95,20 @@ class Monitor:
     reconciler: Reconciler | None = None
     health: Health | None = None
     alive: AliveFile | None = None
+    history: History | None = None
+    finished: FinishedCalls | None = None
+    logger_provider: LoggerProvider | None = None
 
 
 MONITOR = web.AppKey("monitor", Monitor)
 
 
 def build_monitor(config: Config, clock: Callable[[], float] | None = None,
-                  span_exporter: SpanExporter | None = None) -> Monitor:
-    """Wire intake -> call state -> metrics (and spans, when an OTLP endpoint or an exporter
-    is given). `clock` is the server's time; by default measured from webhooks (ServerClock)."""
+                  span_exporter: SpanExporter | None = None,
+                  log_exporter: LogRecordExporter | None = None) -> Monitor:
+    """Wire intake -> call state -> metrics (and spans and call-record logs, when an OTLP
+    endpoint or an exporter is given), records and the history. `clock` is the server's time;
+    by default measured from webhooks (ServerClock)."""
     settings = config.settings()
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -107,7 +117,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         clock = server_clock.now
     metrics.server_clock_offset.set_function(server_clock.offset)
     listeners: list[CallListener] = [metrics]
-    provider = None
+    provider = call_tracer = None
     if span_exporter is None and config.otlp_endpoint:
         from monitor.sinks.span_export import otlp_exporter
 
@@ -120,7 +130,30 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     lengths = RepeatedLengths(clock, spread=settings.length_spread)
     bill = AvatarBill(clock)
     registry.register(bill)
-    listeners += [records, lengths, bill]
+    thresholds = replace(settings.thresholds, repeated_length=lengths.of)
+    access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
+                                hint=", or run with --public-status")
+    history_metrics = HistoryMetrics(registry)  # exported (at zero) with the history off too
+    history = None
+    if config.history:
+        history = History(config.history, history_metrics, config.history_days,
+                          config.history_max_calls)
+    shard = Shard(*config.shard)
+    status = CallStatus(records, thresholds, access, clock, shard, config.shard_url, history)
+    logger_provider, otel_logger = None, None
+    if log_exporter is None and config.otlp_endpoint:
+        from monitor.sinks.span_export import otlp_log_exporter
+
+        log_exporter = otlp_log_exporter(config.otlp_endpoint, config.otlp_protocol)
+    if log_exporter is not None:
+        logger_provider = _log_provider(config, log_exporter)
+        otel_logger = logger_provider.get_logger("avatar-monitor")
+    consumers: list[Consumer] = [] if history is None else [history.add]
+    if config.log_json or otel_logger is not None:
+        consumers.append(CallRecordLog(config.log_json, otel_logger))
+    finished = FinishedCalls(records, status.verdict, consumers,
+                             call_tracer.trace_id if call_tracer is not None else None)
+    listeners += [records, finished, lengths, bill]
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners)
     if clock is server_clock.now:
         tracker.started_at = server_clock.started_at
@@ -146,15 +179,10 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     registry.register(CallStateCollector(tracker))
     registry.register(RepeatedLengthCollector(lengths))
     verifier = WebhookVerifier(config.api_key, config.api_secret)
-    shard = Shard(*config.shard)
     intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock,
                            server_clock, shard)
     event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
                                metrics, config.max_body_bytes, clock, shard, config.shard_url)
-    thresholds = replace(settings.thresholds, repeated_length=lengths.of)
-    access = TokenAccess.create(config.api_key, config.api_secret, config.public_status,
-                                hint=", or run with --public-status")
-    status = CallStatus(records, thresholds, access, clock, shard, config.shard_url)
     reconciler = None
     if settings.reconciler is not None:
         from monitor.observer.reconcile import Reconciler
@@ -165,7 +193,18 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         intake.ready = reconciler.startup_done
         intake.on_dropped_upstream = reconciler.request
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
-                   clock, server_clock, provider, observer, reconciler, Health(), alive)
+                   clock, server_clock, provider, observer, reconciler, Health(), alive,
+                   history, finished, logger_provider)
+
+
+def _log_provider(config: Config, exporter: LogRecordExporter) -> LoggerProvider:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    provider = LoggerProvider(resource=Resource.create({SERVICE_NAME: config.service_name}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    return provider
 
 
 def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
@@ -183,8 +222,9 @@ def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
 
 
 def create_app(config: Config, clock: Callable[[], float] | None = None,
-               span_exporter: SpanExporter | None = None) -> web.Application:
-    monitor = build_monitor(config, clock, span_exporter)
+               span_exporter: SpanExporter | None = None,
+               log_exporter: LogRecordExporter | None = None) -> web.Application:
+    monitor = build_monitor(config, clock, span_exporter, log_exporter)
     quiet_aiohttp_logs()
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[failure_middleware(monitor.metrics.handler_failed)])
@@ -200,11 +240,28 @@ def create_app(config: Config, clock: Callable[[], float] | None = None,
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.cleanup_ctx.append(_history)  # first in, last out: after the tracker's last change
     app.cleanup_ctx.append(_deadline_clock)
     app.cleanup_ctx.append(_reconciler)
     app.cleanup_ctx.append(_room_observer)
     app.on_cleanup.append(_stop_tracing)
     return app
+
+
+async def _history(app: web.Application) -> AsyncIterator[None]:
+    """Open the history on start; on stop, finish the calls still lingering, write what is
+    queued and close it (in a thread: the event loop never waits on the disk)."""
+    monitor = app[MONITOR]
+    if monitor.history is not None:
+        monitor.history.open()
+    yield
+    if monitor.finished is not None:
+        monitor.finished.flush()
+    loop = asyncio.get_running_loop()
+    if monitor.history is not None:
+        await loop.run_in_executor(None, monitor.history.close)
+    if monitor.logger_provider is not None:
+        await loop.run_in_executor(None, monitor.logger_provider.shutdown)
 
 
 async def _room_observer(app: web.Application) -> AsyncIterator[None]:

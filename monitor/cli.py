@@ -1,5 +1,5 @@
 """Command line: `avatar-monitor serve` runs the sidecar, `avatar-monitor diagnose ROOM` explains
-one call, `avatar-monitor docs metrics` prints the metrics reference."""
+one call (`--sid`, `--json`), `avatar-monitor docs metrics` prints the metrics reference."""
 
 from __future__ import annotations
 
@@ -43,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = commands.add_parser(
         "diagnose", help="one call's verdict and timeline",
         description="Ask a running sidecar why a call failed: its verdict (the troubleshooting "
-                    "guide's section and next step), participants and timeline. Exit code 0 "
-                    "healthy or in progress, 1 failed, 2 unknown room, 3 sidecar unreachable. "
-                    "With LIVEKIT_API_KEY/LIVEKIT_API_SECRET set, a token for the room is sent.")
+                    "guide's section and next step), participants and timeline, from its "
+                    "memory or its history. Exit code 0 healthy or in progress, 1 failed, 2 "
+                    "unknown room (or sid), 3 sidecar unreachable. With LIVEKIT_API_KEY/"
+                    "LIVEKIT_API_SECRET set, a token for the room is sent.")
     diagnose.add_argument("room", help="the room name")
+    diagnose.add_argument("--sid", help="the room sid of an earlier call in that room (default: "
+                                        "its latest call)")
+    diagnose.add_argument("--json", action="store_true", dest="as_json",
+                          help="print the API's answer (GET /v1/calls/{room}) as JSON")
     diagnose.add_argument(
         "--url", default=os.environ.get("AVATAR_MONITOR_URL", "http://127.0.0.1:9465"),
         help="the sidecar's base URL (env AVATAR_MONITOR_URL; default %(default)s)")
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         from monitor.diagnosis.cli import run
 
-        return run(args.url, args.room)
+        return run(args.url, args.room, sid=args.sid, as_json=args.as_json)
     if args.command == "simulate":
         return _simulate(args.url)
     try:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from monitor.observer.room import ObserverSettings
 
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
+DEFAULT_HISTORY = "data/avatar-monitor.sqlite3"  # under the working directory
 LOG_LEVELS = ("debug", "info", "warning", "error")
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -66,6 +67,11 @@ class Config:
     recent_calls: int = 1000
     public_status: bool = False
     state_file: str = ""
+    # Finished calls kept in SQLite (monitor/sinks/history.py); off when empty. The command
+    # line's default is DEFAULT_HISTORY: tests and embedders get no file unless they ask.
+    history: str = ""
+    history_days: float = 14.0
+    history_max_calls: int = 100_000
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -244,6 +250,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            "after a restart or an outage what happened while none ran is counted once; off "
            "when empty")
     parser.add_argument(
+        "--history", default=_env("AVATAR_MONITOR_HISTORY", DEFAULT_HISTORY), metavar="PATH",
+        help="SQLite file that keeps finished calls (record, verdict, timeline) across restarts "
+             "for /v1/calls, the status page and diagnose; '' turns it off (env "
+             "AVATAR_MONITOR_HISTORY; default %(default)s, under the working directory)")
+    option("history_days", "days finished calls are kept in the history", _positive(float))
+    option("history_max_calls", "finished calls kept in the history at most; the oldest go "
+           "first", count)
+    parser.add_argument(
         "--public-status", action="store_true",
         default=_env("AVATAR_MONITOR_PUBLIC_STATUS", "") not in ("", "0", "false"),
         help="serve /v1/calls and the status page without a token; they show room names and "
@@ -326,4 +340,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         recent_calls=args.recent_calls,
         public_status=args.public_status,
         state_file=args.state_file,
+        history=args.history,
+        history_days=args.history_days,
+        history_max_calls=args.history_max_calls,
     )

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from livekit.protocol import webhook
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from monitor.app import MONITOR, Monitor, create_app
@@ -27,6 +28,12 @@ class RunningMonitor:
     url: str
     monitor: Monitor
     http: aiohttp.ClientSession
+    runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Stop it as SIGTERM would (the app's cleanup runs); the test's end does it too."""
+        if self.runner is not None and self.runner.server is not None:
+            await self.runner.cleanup()
 
     async def send(self, event: webhook.WebhookEvent, key: str = KEY, secret: str = SECRET
                    ) -> tuple[int, dict]:
@@ -68,23 +75,26 @@ async def start_monitor() -> AsyncIterator[StartMonitor]:
     runners: list[web.AppRunner] = []
     http = aiohttp.ClientSession()
 
-    async def start(span_exporter: SpanExporter | None = None, **overrides: object
+    async def start(span_exporter: SpanExporter | None = None,
+                    log_exporter: LogRecordExporter | None = None, **overrides: object
                     ) -> RunningMonitor:
         config = Config(KEY, SECRET, host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
         # The simulated server clock of tests/webhooks.py is this machine's: webhooks dated in
         # the past are late deliveries, not a server clock behind ours.
-        app = create_app(config, clock=time.time, span_exporter=span_exporter)
+        app = create_app(config, clock=time.time, span_exporter=span_exporter,
+                         log_exporter=log_exporter)
         runner = web.AppRunner(app, access_log=None, **server_options())
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)
         host, port = runner.addresses[0][:2]
-        return RunningMonitor(f"http://{host}:{port}", app[MONITOR], http)
+        return RunningMonitor(f"http://{host}:{port}", app[MONITOR], http, runner)
 
     yield start
     await http.close()
     for runner in runners:
-        await runner.cleanup()
+        if runner.server is not None:  # not stopped by the test already
+            await runner.cleanup()
 
 
 @pytest.fixture

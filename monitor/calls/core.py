@@ -358,6 +358,8 @@ class TrackerCore:
             if self._sid_by_name.get(call.room_name) == call.room_sid:
                 del self._sid_by_name[call.room_name]
             self._counts[call.state] -= 1
+            if call.state is CallState.ENDED:
+                self._emit(CallListener.call_forgotten, call)
 
     def _set_state(self, call: Call, state: CallState) -> None:
         self._counts[call.state] -= 1

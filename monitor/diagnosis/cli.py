@@ -1,18 +1,23 @@
-"""`avatar-monitor diagnose ROOM`: one call's verdict and timeline in a terminal (rich).
+"""`avatar-monitor diagnose ROOM`: one call's verdict and timeline in a terminal (rich), or the
+API's answer as JSON (`--json`); `--sid` picks an earlier call of the room. The sidecar answers
+from memory and its history, so finished calls are found after a restart too.
 
-Exit codes: 0 the call is healthy, in progress or has only warnings; 1 it failed; 2 no live or
-recent call in that room; 3 the sidecar could not be asked (unreachable, refused the token, or
-an answer that is not a call). What the sidecar sends (rooms, identities, messages) comes from
-callers, so it is printed as inert text: never rich markup, and control characters (ANSI and OSC
-escapes, bidi overrides) shown escaped.
+Exit codes: 0 the call is healthy, in progress or has only warnings; 1 it failed; 2 no such call
+in that room; 3 the sidecar could not be asked (unreachable, refused the token, or an answer
+that is not a call). What the sidecar sends (rooms, identities, messages) comes from callers, so
+it is printed as inert text: never rich markup, and control characters (ANSI and OSC escapes,
+bidi overrides) shown escaped; `--json` escapes every character outside ASCII. Into a pipe or a
+file (not a terminal) nothing is cut or wrapped: participants and the timeline are one line each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import re
+import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -38,8 +43,10 @@ def inert(value: object, style: str = "") -> Text:
     return Text(text, style=style)
 
 
-async def fetch(url: str, room: str, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
-    """GET /v1/calls/{room}; with LIVEKIT_API_KEY/SECRET set, a token scoped to the room."""
+async def fetch(url: str, room: str, timeout: float = 10.0, sid: str | None = None
+                ) -> tuple[int, Any]:
+    """GET /v1/calls/{room}[?sid=]; with LIVEKIT_API_KEY/SECRET set, a token scoped to the
+    room."""
     headers = {}
     key, secret = os.environ.get("LIVEKIT_API_KEY"), os.environ.get("LIVEKIT_API_SECRET")
     if key and secret:
@@ -47,33 +54,44 @@ async def fetch(url: str, room: str, timeout: float = 10.0) -> tuple[int, dict[s
                .with_ttl(datetime.timedelta(minutes=1)).to_jwt())
         headers["Authorization"] = f"Bearer {jwt}"
     target = f"{url.rstrip('/')}/v1/calls/{quote(room, safe='')}"
+    if sid is not None:
+        target += f"?sid={quote(sid, safe='')}"
     async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
                 http.get(target, headers=headers) as resp):
         return resp.status, await resp.json(content_type=None)
 
 
-def run(url: str, room: str, console: Console | None = None) -> int:
-    console = console or Console()
+def run(url: str, room: str, console: Console | None = None, sid: str | None = None,
+        as_json: bool = False) -> int:
+    """Ask the sidecar and print the answer; returns the exit code."""
+    console = console or Console(soft_wrap=not sys.stdout.isatty())
+    errors = Console(stderr=True, soft_wrap=True) if as_json else console
     try:
-        status, body = asyncio.run(fetch(url, room))
+        status, body = asyncio.run(fetch(url, room, sid=sid))
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        console.print(inert(f"cannot ask avatar-monitor at {url}: {exc}", "red"))
+        errors.print(inert(f"cannot ask avatar-monitor at {url}: {exc}", "red"))
         return EXIT_UNREACHABLE
+    if as_json and status in (200, 404) and type(body) is dict:
+        print(json.dumps(body, indent=2, ensure_ascii=True), file=console.file)
     if status == 404:
-        console.print(Text.assemble("no live or recent call in room ", inert(room, "bold"),
-                                    " (the sidecar keeps the last --recent-calls finished "
-                                    "calls)"))
+        if not as_json:
+            console.print(Text.assemble(
+                "no live, recent or kept call in room ", inert(room, "bold"),
+                *((" with sid ", inert(sid, "bold")) if sid is not None else ()),
+                " (the sidecar keeps the last --recent-calls finished calls in memory, and "
+                "--history-days of them in its history)"))
         return EXIT_UNKNOWN_ROOM
     if status != 200 or type(body) is not dict:
         detail = body.get("detail", body) if type(body) is dict else body
-        console.print(inert(f"avatar-monitor answered {status}: {detail}", "red"))
+        errors.print(inert(f"avatar-monitor answered {status}: {detail}", "red"))
         return EXIT_UNREACHABLE
     try:
-        render(body, console)
+        if not as_json:
+            render(body, console)
         return EXIT_FAILED if body["status"] == "failed" else EXIT_OK
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
-        console.print(inert(f"avatar-monitor's answer is not a call: {type(exc).__name__}",
-                            "red"))
+        errors.print(inert(f"avatar-monitor's answer is not a call: {type(exc).__name__}",
+                           "red"))
         return EXIT_UNREACHABLE
 
 
@@ -91,6 +109,9 @@ def render(call: dict[str, Any], console: Console) -> None:
             inert(finding["evidence"])))
         console.print(Text.assemble("    ", inert(finding["section"], "italic"), " -> ",
                                     inert(finding["next_step"])))
+    if not console.is_terminal:  # a pipe or a file: one line each, nothing cut
+        _render_lines(call, console)
+        return
     people = Table("identity", "role", "joined", "left", "reason", title="participants",
                    title_justify="left")
     for p in call["participants"]:
@@ -103,3 +124,17 @@ def render(call: dict[str, Any], console: Console) -> None:
         timeline.add_row(utc_clock(entry["at"], millis=True), inert(entry["event"]),
                          inert(entry["detail"]))
     console.print(timeline)
+
+
+def _render_lines(call: dict[str, Any], console: Console) -> None:
+    """Participants and the timeline as whole lines, fields separated by two spaces."""
+    console.print("participants (identity, role, joined, left, reason):")
+    for p in call["participants"]:
+        joined, left = (utc_clock(p[k], millis=True) or "-" for k in ("joined_at", "left_at"))
+        console.print(Text.assemble("  ", inert(p["identity"]), "  ", inert(p["role"]), "  ",
+                                    joined, "  ", left, "  ",
+                                    inert(p["disconnect_reason"] or "-")))
+    console.print("timeline (UTC):")
+    for entry in call["timeline"]:
+        console.print(Text.assemble("  ", utc_clock(entry["at"], millis=True), "  ",
+                                    inert(entry["event"]), "  ", inert(entry["detail"])))

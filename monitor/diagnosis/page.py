@@ -113,13 +113,13 @@ class StatusPage:
         if isinstance(scope, web.Response):
             return scope
         room = request.match_info["room"]
-        record = self._status.records.latest(room) if scope in ("", room) else None
-        if record is None:
+        found = await self._status.lookup(room) if scope in ("", room) else None
+        if found is None:
             body = f"<h1>{escape(room)}</h1><p>No live or recent call in that room.</p>"
             response = _page("avatar-monitor: unknown room", body, refresh=False)
             response.set_status(404)
             return response
-        verdict = self._status.verdict(record)
+        record, verdict = found
         findings = "".join(
             f'<div class="finding{" w" if f.severity == "warning" else ""}">'
             f'<b class="{f.severity}">{escape(f.rule)}</b>: '

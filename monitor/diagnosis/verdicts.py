@@ -453,9 +453,11 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         f"{MAX_PARTICIPANTS} participants (identity, role, join, leave, reason) and the last "
         f"{MAX_ENTRIES} timeline entries. Records exist for every live call (bounded by "
         "`--max-calls`) and the last `--recent-calls` finished calls (default 1,000); the oldest "
-        "finished record goes first. Free text (identities, startup-failure messages) is "
-        "truncated to 128 and 256 characters. Room names and identities never become metric "
-        "labels.",
+        "finished record goes first; beyond memory, finished calls are kept on disk in the "
+        "history (`--history`, `--history-days`, `--history-max-calls`) with the verdict they "
+        "had when they finished, and `/v1/calls` reads both. Free text (identities, "
+        "startup-failure messages) is truncated to 128 and 256 characters. Room names and "
+        "identities never become metric labels.",
         "",
         "Measured with tracemalloc: a typical call's record takes about 1.8 KiB, a record with "
         "a full timeline about 6 KiB (`tests/test_diagnosis.py` fails above 8 KiB). So 1,000 "

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from opentelemetry.context import Context
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -107,4 +108,19 @@ def otlp_exporter(endpoint: str, protocol: str, timeout: float = 5.0) -> SpanExp
         )
 
         return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=timeout)
+    raise ValueError(f"unsupported OTLP protocol {protocol!r}; use one of {OTLP_PROTOCOLS}")
+
+
+def otlp_log_exporter(endpoint: str, protocol: str, timeout: float = 5.0) -> LogRecordExporter:
+    """An OTLP log exporter (for the call records), to the same collector as the spans."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+            OTLPLogExporter as HttpLogExporter,
+        )
+
+        return HttpLogExporter(endpoint=endpoint.rstrip("/") + "/v1/logs", timeout=timeout)
     raise ValueError(f"unsupported OTLP protocol {protocol!r}; use one of {OTLP_PROTOCOLS}")

@@ -36,6 +36,11 @@ class Sidecar:
         return self.url + "/webhook"
 
     @property
+    def history_path(self) -> Path:
+        """Its history (--history): kept across a restart, never in the repository."""
+        return self.workdir / "history.sqlite3"
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "avatar-monitor.log"
 
@@ -47,7 +52,8 @@ class Sidecar:
     def start(self, timeout: float = 20.0) -> None:
         """Start it and wait for GET /healthz to answer 200."""
         env = {"LIVEKIT_API_KEY": self.api_key, "LIVEKIT_API_SECRET": self.api_secret,
-               "PYTHONUNBUFFERED": "1", **self.env}
+               "PYTHONUNBUFFERED": "1", "AVATAR_MONITOR_HISTORY": str(self.history_path),
+               **self.env}
         self.process = procs.start(self.argv(), self.log_path, env=env, cwd=REPO)
         procs.wait_http_ok(self.url + "/healthz", self.process, self.log_path, timeout)
 

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from livekit import api
 
+from tests.e2e.conftest import Verdict
 from tests.e2e.conftest import _register_log as register_log
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect, poll_until
@@ -369,3 +370,27 @@ async def test_readyz_follows_livekit(livekit: LiveKitServer, sidecar: Sidecar,
     livekit.start()
     await poll_until(lambda: get("/readyz"), lambda r: r[0] == 200, "ready again", timeout=15)
     assert await get("/healthz") == (200, {"status": "ok"})
+
+
+async def test_a_calls_story_is_the_same_after_a_restart(
+        call: CallDriver, room_name: str, metrics: MetricsClient, sidecar: Sidecar,
+        verdict: Verdict) -> None:
+    """A finished call's verdict, participants and timeline, read before a SIGTERM and after the
+    sidecar started again with the same --history file (the call was still lingering in memory
+    when it stopped: it is written on the way out)."""
+    user, agent, avatar = await active_call(call, metrics)
+    await user.leave()
+    await metrics.wait_all(expect("avatar_disconnects_total", 1, role="user",
+                                  reason="client_initiated"))
+    await avatar.leave()
+    await agent.leave()
+    await metrics.wait_all(expect("avatar_monitor_webhooks_total", 1, event="room_finished"),
+                           timeout=30)  # nothing late can change the record any more
+    before = await verdict(room_name)
+    assert (before["verdict"], before["avatar"]["departure"]) == ("healthy", "user_hangup")
+    restart(sidecar)
+    assert sidecar.history_path.stat().st_size > 0
+    after = await verdict(room_name)
+    assert after == before
+    assert after["timeline"][0]["event"] == "call_started"
+    assert {p["role"] for p in after["participants"]} == {"user", "agent", "avatar"}
