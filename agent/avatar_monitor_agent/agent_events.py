@@ -40,3 +40,13 @@ def playback_event_id(item_id: str) -> str:
 def avatar_join_event_id(timestamp: float) -> str:
     """livekit-agents' AvatarMetrics for the avatar's join (instrument() only)."""
     return "join-" + _digest(repr(float(timestamp)))
+
+
+def avatar_message_id(topic: str, identity: str, participant_sid: str, payload: bytes) -> str:
+    """One message of the avatar, as the voice agent and the sidecar's observer both receive
+    it: its topic, the avatar's identity and participant sid (one stay in one room, so the same
+    words in another call, or from a swapped-in avatar, are another message), and its bytes.
+    Two byte-identical messages of one avatar on one topic are therefore one message."""
+    digest = hashlib.sha256("\x1f".join((topic, identity, participant_sid)).encode()
+                            + b"\x1e" + payload).hexdigest()[:32]
+    return "avm-" + digest
