@@ -1,7 +1,8 @@
-"""What livekit-agents reports, in this project's terms, for both ways it reaches the sidecar:
-`instrument()` in the voice agent, and the sidecar's observer reading livekit-agents' own
-`lk.agent.session` broadcast (monitor.reports.session_stream). Both derive an event's id from the
-same facts, so the sidecar applies an event once however many paths bring it."""
+"""What livekit-agents and the avatar report, in this project's terms, for both ways it reaches
+the sidecar: `instrument()` in the voice agent, and the sidecar's observer reading livekit-agents'
+own `lk.agent.session` broadcast (monitor.reports.session_stream) and the avatar's data messages
+(monitor.observer.room). Both derive an event's id from the same facts, so the sidecar applies
+an event once however many paths bring it."""
 
 from __future__ import annotations
 
