@@ -13,6 +13,7 @@ from avatar_monitor_agent.forward import avatar_message
 from livekit import rtc
 
 from monitor.app import build_monitor
+from monitor.calls.departures import AVATAR_WORD_WINDOW
 from monitor.config import Config
 from monitor.intake.events import parse_event
 from monitor.observer.room import ObserverSettings, RoomObserver, _Watch
@@ -193,3 +194,20 @@ def test_the_same_state_from_the_observer_and_the_agent_counts_once() -> None:
     assert c.value("avatar_time_to_first_speech_seconds_sum") == pytest.approx(3.05)
     tracker.apply(parse_event(encode(c.room.left(c.face, c.t0 + 69))), c.t0 + 69.2)
     assert c.value("avatar_departures_total", cause="idle_timeout") == 1
+
+
+@pytest.mark.parametrize("word", [True, False])
+def test_a_leave_waits_briefly_for_the_avatars_word_forwarded_after_it(word: bool) -> None:
+    """The agent's HTTP copy of `idle_timeout` can come after the leave's webhook: a leave
+    nothing explains waits AVATAR_WORD_WINDOW for it, in a call whose agent reports."""
+    c = Call()
+    c.agent_state("speaking", c.t0 + 2)
+    c.agent_state("listening", c.t0 + 3)
+    left = c.t0 + 20  # 17 s of silence: far from the 60 s idle timeout
+    c.monitor.tracker.apply(parse_event(encode(c.room.left(c.face, left))), left + 0.1)
+    assert c.value("avatar_departures_total", cause="unknown") == 0  # not yet
+    if word:
+        assert c.agent_forwards(c.packet({"type": "idle_timeout"}), left - 0.1) == "applied"
+    c.monitor.tracker.expire(left + 0.1 + AVATAR_WORD_WINDOW)
+    assert c.value("avatar_departures_total", cause="idle_timeout") == int(word)
+    assert c.value("avatar_departures_total", cause="unknown") == int(not word)

@@ -107,6 +107,9 @@ class ObservedCalls(TrackerCore):
             self._emit(CallListener.pipeline_error, call, signal.error, at)
         elif isinstance(signal, AvatarLatency):
             self._emit(CallListener.agent_latency, call, signal.latency, at)
+        if call.held is not None and (isinstance(signal, AvatarIdleTimeout)
+                                      or (isinstance(signal, AvatarError) and signal.fatal)):
+            self._release(call)  # the leave it was waiting for the avatar's word to explain
 
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
         """The avatar started or stopped being an active speaker. The observer and the voice
