@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from avatar_monitor_agent import Reporter, instrument
 from avatar_monitor_agent.agent_events import error_event_id, turn_event_id
+from livekit import rtc
 from livekit.agents import AgentSession, APIError, llm, stt, tts
 from livekit.agents.voice.events import ConversationItemAddedEvent, ErrorEvent
 from livekit.protocol.agent_pb import agent_session as pb
@@ -91,7 +92,8 @@ async def test_instrument_gives_the_broadcast_events_the_same_ids(
                         lambda self, kind, event_id=None, **fields:
                         reported.append((kind, event_id, fields)) or event_id)
     session = AgentSession()
-    instrument(session, room=None)  # type: ignore[arg-type]  # report() is replaced
+    # report() is replaced: the room is only listened to (the avatar's data messages)
+    instrument(session, room=rtc.EventEmitter())  # type: ignore[arg-type]
     error = tts.TTSError(timestamp=time.time(), label="x", error=APIError("down"),
                          recoverable=False)
     session.emit("error", ErrorEvent(error=error, source=None))

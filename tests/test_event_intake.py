@@ -16,6 +16,10 @@ ROOM = "call-events"
 CALL = Room(name=ROOM)
 GOOD = {"v": 1, "type": "pipeline_error", "component": "tts", "recoverable": False,
         "room": ROOM, "room_sid": CALL.sid}
+# The avatar's word forwarded by the voice agent, and the agent's state
+SAID = {"v": 1, "type": "avatar_message", "topic": "lemonslice", "avatar": "avatar-1",
+        "message": {"type": "error", "fatal": True}, "room": ROOM, "room_sid": CALL.sid}
+STATE = {"v": 1, "type": "agent_state", "state": "speaking", "room": ROOM, "room_sid": CALL.sid}
 
 
 def token(room: str | None = ROOM, key: str = KEY, secret: str = SECRET,
@@ -59,6 +63,16 @@ async def test_a_good_event_is_accepted(sidecar: RunningMonitor) -> None:
     without_sid = {k: v for k, v in GOOD.items() if k != "room_sid"}
     assert await post(sidecar, without_sid) == (202, {"status": "applied"})  # the room's call
     assert await errors(sidecar) == 3
+
+
+async def test_the_avatars_word_and_the_agents_state_are_accepted(
+        sidecar: RunningMonitor) -> None:
+    await start_call(sidecar)
+    assert await post(sidecar, {**SAID, "id": "avm-1"}) == (202, {"status": "applied"})
+    assert await post(sidecar, {**SAID, "id": "avm-1"}) == (202, {"status": "duplicate"})
+    assert await sidecar.value("avatar_pipeline_errors_total", component="avatar",
+                               recoverable="false") == 1
+    assert await post(sidecar, {**STATE, "state": "dreaming"}) == (202, {"status": "applied"})
 
 
 async def test_a_report_before_its_call_waits_for_that_call(sidecar: RunningMonitor) -> None:
@@ -164,6 +178,22 @@ async def test_a_sid_of_another_room_is_refused(sidecar: RunningMonitor) -> None
         ({**GOOD, "type": "session_closed"}, "reason"),
         ({**GOOD, "type": "agent_latency", "e2e": float("inf")}, "e2e must be"),
         ({**GOOD, "id": 5}, "id must be"),
+        ({**SAID, "v": 2}, "v must be 1"),
+        ({**SAID, "topic": "avatar-monitor/events"}, "topic must be one of"),
+        ({k: v for k, v in SAID.items() if k != "avatar"}, "avatar must be an identity"),
+        ({**SAID, "avatar": ""}, "avatar must be an identity"),
+        ({**SAID, "avatar": "a" * 257}, "avatar must be an identity"),
+        ({**SAID, "message": '{"type": "bot_ready"}'}, "message must be the avatar's JSON"),
+        ({**SAID, "message": {"type": "image_change_complete"}}, "message: type must be"),
+        ({**SAID, "topic": "lemonslice/message", "message": {"type": "startup_failure"}},
+         "message: type must be one of bot_ready"),
+        ({**SAID, "message": {"type": "error", "fatal": "yes"}}, "message: fatal must be"),
+        ({**SAID, "message": {"type": "metric", "time_to_first_push": -1}},
+         "message: a metric value"),
+        ({**SAID, "message": {"type": "metric", "video_duration_ms": 1650}},
+         "message: a metric with no"),
+        ({**STATE, "state": None}, "state must be a string"),
+        ({**STATE, "at": -5}, "at must be"),
     ],
 )
 async def test_bad_events_are_400_with_a_reason(sidecar: RunningMonitor, body: bytes | dict,

@@ -1,7 +1,8 @@
-"""What livekit-agents reports, in this project's terms, for both ways it reaches the sidecar:
-`instrument()` in the voice agent, and the sidecar's observer reading livekit-agents' own
-`lk.agent.session` broadcast (monitor.reports.session_stream). Both derive an event's id from the
-same facts, so the sidecar applies an event once however many paths bring it."""
+"""What livekit-agents and the avatar report, in this project's terms, for both ways it reaches
+the sidecar: `instrument()` in the voice agent, and the sidecar's observer reading livekit-agents'
+own `lk.agent.session` broadcast (monitor.reports.session_stream) and the avatar's data messages
+(monitor.observer.room). Both derive an event's id from the same facts, so the sidecar applies
+an event once however many paths bring it."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def playback_event_id(item_id: str) -> str:
 def avatar_join_event_id(timestamp: float) -> str:
     """livekit-agents' AvatarMetrics for the avatar's join (instrument() only)."""
     return "join-" + _digest(repr(float(timestamp)))
+
+
+def avatar_message_id(topic: str, identity: str, participant_sid: str, payload: bytes) -> str:
+    """One message of the avatar, as the voice agent and the sidecar's observer both receive
+    it: its topic, the avatar's identity and participant sid (one stay in one room, so the same
+    words in another call, or from a swapped-in avatar, are another message), and its bytes.
+    Two byte-identical messages of one avatar on one topic are therefore one message."""
+    digest = hashlib.sha256("\x1f".join((topic, identity, participant_sid)).encode()
+                            + b"\x1e" + payload).hexdigest()[:32]
+    return "avm-" + digest

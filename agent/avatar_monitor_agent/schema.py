@@ -18,7 +18,16 @@ AVATAR_TYPES = ("bot_ready", "idle_timeout", "error", "video_generation_error", 
 # This project's versioned events, on the data channel and in `POST /v1/events`.
 EVENTS_TOPIC = "avatar-monitor/events"
 EVENTS_SCHEMA_VERSION = 1
-EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency")
+EVENT_TYPES = ("pipeline_error", "session_closed", "startup_failure", "agent_latency",
+               "avatar_message", "agent_state")
+# avatar_message: the voice agent forwards what its avatar said on these topics (all of AVATAR_TYPES
+# on AVATAR_TOPIC, `bot_ready` on LEMONSLICE_TOPIC), the avatar's JSON object as it came, if its
+# payload is at most this many bytes (even fully escaped, the document stays under 64 KiB).
+AVATAR_MESSAGE_TOPICS = (AVATAR_TOPIC, LEMONSLICE_TOPIC)
+MAX_AVATAR_MESSAGE_BYTES = 8 * 1024
+# agent_state `state`: livekit-agents' AgentState (`speaking` while the avatar plays the agent's
+# speech, as its `lk.agent.state` attribute says), and other
+AGENT_STATES = ("initializing", "idle", "listening", "thinking", "speaking", "other")
 # How long after the call's start the avatar has to join: wait_for_avatar's default, and the
 # sidecar's join deadline (--avatar-join-timeout).
 AVATAR_JOIN_TIMEOUT = 30.0

@@ -1,4 +1,5 @@
-"""`instrument()`: a livekit-agents AgentSession's errors, close and latencies, reported."""
+"""`instrument()`: a livekit-agents AgentSession's errors, close, latencies and state, and its
+avatar's own word, reported."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from avatar_monitor_agent.agent_events import (
     playback_event_id,
     turn_event_id,
 )
+from avatar_monitor_agent.forward import avatar_message
 from avatar_monitor_agent.reporter import Reporter
+from avatar_monitor_agent.schema import AGENT_STATES
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
     from livekit.agents.voice.events import (
+        AgentStateChangedEvent,
         CloseEvent,
         ConversationItemAddedEvent,
         ErrorEvent,
@@ -34,12 +38,15 @@ log = logging.getLogger("avatar_monitor_agent")
 
 
 def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: Any) -> Reporter:
-    """Report the session's pipeline errors, its close, its per-turn latencies, and the
-    avatar's playback latency per reply and join time (livekit-agents' AvatarMetrics).
+    """Report the session's pipeline errors, its close, its per-turn latencies, the
+    avatar's playback latency per reply and join time (livekit-agents' AvatarMetrics), the
+    agent's state (`agent_state`: speaking while the avatar plays its speech), and forward what
+    its avatar says on the avatar's data topics (`avatar_message`, avatar_monitor_agent.forward):
+    what the sidecar's room observer would read, so a sidecar without it loses nothing.
 
     Errors and turns get the ids the sidecar derives from livekit-agents' own `lk.agent.session`
-    broadcast of them (avatar_monitor_agent.agent_events), so they count once whichever path
-    comes first.
+    broadcast of them, and the avatar's messages the id the observer gives its own copy
+    (avatar_monitor_agent.agent_events), so they count once whichever path comes first.
 
     `reporter_options` go to `Reporter` (url, api_key, api_secret, data_channel, ...); the URL
     defaults to $AVATAR_MONITOR_URL and the keys to $LIVEKIT_API_KEY / $LIVEKIT_API_SECRET.
@@ -60,7 +67,18 @@ def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: A
         reporter.report("session_closed", reason=reason)
         for event, handler in handlers.items():
             session.off(event, handler)
+        room.off("data_received", on_data)
         reporter.close_soon()
+
+    def on_state(ev: AgentStateChangedEvent) -> None:
+        state = ev.new_state if ev.new_state in AGENT_STATES else "other"
+        reporter.report("agent_state", state=state,
+                        at=ev.created_at if _is_seconds(ev.created_at) else None)
+
+    def on_avatar_said(packet: rtc.DataPacket) -> None:
+        said = avatar_message(room, packet)
+        if said is not None:
+            reporter.report("avatar_message", said.id, **said.fields())
 
     def on_item(ev: ConversationItemAddedEvent) -> None:
         item_id = getattr(ev.item, "id", "") or ""
@@ -88,9 +106,12 @@ def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: A
     handlers: dict[EventTypes, Callable[..., None]] = {
         "error": _never_raises(on_error), "close": _never_raises(on_close),
         "conversation_item_added": _never_raises(on_item),
-        "metrics_collected": _never_raises(on_metrics)}
+        "metrics_collected": _never_raises(on_metrics),
+        "agent_state_changed": _never_raises(on_state)}
     for event, handler in handlers.items():
         session.on(event, handler)
+    on_data = _never_raises(on_avatar_said)
+    room.on("data_received", on_data)
     return reporter
 
 

@@ -4,7 +4,10 @@ told to listeners.
 
 An avatar sent away (removed, room deleted) from a call with a voice agent, before the agent has
 been seen to end the call, is held for up to AGENT_HANGUP_WINDOW: the agent's own end (its leave,
-or its session closing) often arrives just after, and then the call ended normally."""
+or its session closing) often arrives just after, and then the call ended normally. One that
+nothing explains yet, in a call whose voice agent reports (instrument()), is held for up to
+AVATAR_WORD_WINDOW for the avatar's own word, which that agent forwards by HTTP (so it can come
+after the leave's webhook)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from typing import Concatenate, ParamSpec, Protocol
 from avatar_monitor_agent.roles import Role, RoleClassifier
 
 from monitor.calls.departures import (
+    AGENT_HANGUP_WINDOW,
+    AVATAR_WORD_WINDOW,
     ROOM_END_API_DELETE,
     SERVER_REASONS,
     Departure,
@@ -124,6 +129,7 @@ class TrackerCore:
         self._deadlines: list[tuple[float, str]] = []
         self._lingering: deque[tuple[float, str]] = deque()
         self._holding: deque[tuple[float, str]] = deque()  # (local release time, room sid)
+        self._awaiting_word: deque[tuple[float, str]] = deque()  # the same, AVATAR_WORD_WINDOW
         # Rooms found gone, ended after ROOM_GONE_GRACE: (local time, room sid, server time).
         self._going: deque[tuple[float, str, float]] = deque()
         # Rooms whose call ended, remembered long after eviction (at least as many as calls
@@ -209,6 +215,34 @@ class TrackerCore:
             return False
         departure = classify(self._facts(call, held.reason, held.session_seconds, held.left))
         return departure in (Departure.REMOVED, Departure.SERVER)
+
+    def _hold(self, call: Call) -> None:
+        """Release the avatar's held leave now, or hold it for the agent's end or the avatar's
+        word (see the module's docstring)."""
+        if self._may_wait_for_agent(call):
+            self._holding.append((self._now + AGENT_HANGUP_WINDOW, call.room_sid))
+        elif self._may_wait_for_word(call):
+            self._awaiting_word.append((self._now + AVATAR_WORD_WINDOW, call.room_sid))
+        else:
+            self._release(call)
+
+    def _may_wait_for_word(self, call: Call) -> bool:
+        """Whether the held leave is unexplained so far, in a call whose voice agent may still
+        forward its avatar's word: one that reports its state runs instrument(), which does."""
+        held = call.held
+        if held is None or call.speech_reported_at is None:
+            return False
+        facts = self._facts(call, held.reason, held.session_seconds, held.left)
+        return classify(facts) is Departure.UNKNOWN
+
+    def _release_due(self, now: float) -> None:
+        """Release the held leaves whose wait is over."""
+        for holding in (self._holding, self._awaiting_word):
+            while holding and holding[0][0] <= now:
+                _, sid = holding.popleft()
+                call = self._calls.get(sid)
+                if call is not None and call.held is not None:
+                    self._release(call)
 
     def _release(self, call: Call) -> None:
         """Classify the held leave with what is known now, and end the call."""

@@ -66,6 +66,10 @@ ROOM_END_API_DELETE = "api_delete"
 AGENT_HANGUP_WINDOW = 10.0
 # Webhook times have whole seconds: a later event may carry an earlier second.
 CLOCK_GRAIN = 1.0
+# An avatar's leave that nothing explains yet waits this long for the avatar's own word
+# (idle_timeout, a fatal error), which its voice agent forwards by HTTP and which can therefore
+# arrive after the leave's webhook.
+AVATAR_WORD_WINDOW = 2.0
 
 
 @dataclass(slots=True, frozen=True)

@@ -53,7 +53,11 @@ class Call:
     avatar_unknown: bool = False
     # From the room observer (local clock, unix seconds); unknown until it watches the room.
     observed_at: float | None = None
+    # The voice agent's own state reports (agent_state), first received: speech is known from
+    # then, as from observed_at (the sender's clock, or the arrival).
+    speech_reported_at: float | None = None
     speaking: bool = False
+    speech_changed_at: float | None = None  # the latest change of `speaking` applied
     first_speech_at: float | None = None
     last_speech_at: float | None = None
     unrecoverable_error_at: float | None = None
@@ -138,10 +142,12 @@ class EndedRooms:
 def silence_seconds(call: Call, at: float) -> float | None:
     """How long the avatar had been silent at `at` (local clock): since its last speech, or, for
     a call watched from mid-session and silent since then, since the watch began (a lower
-    bound). None while the observer has not watched the call."""
-    if call.observed_at is None:
+    bound). None while neither the observer watched the call nor the voice agent reported its
+    state."""
+    known = [t for t in (call.observed_at, call.speech_reported_at) if t is not None]
+    if not known:
         return None
     if call.speaking:
         return 0.0
-    since = call.last_speech_at or max(call.avatar_joined_at or at, call.observed_at)
+    since = call.last_speech_at or max(call.avatar_joined_at or at, min(known))
     return max(at - since, 0.0)

@@ -11,6 +11,7 @@ from monitor.calls.model import Call, CallState
 from monitor.reports.signals import (
     AVATAR_SIGNALS,
     AgentLatency,
+    AgentState,
     AvatarError,
     AvatarIdleTimeout,
     AvatarLatency,
@@ -69,7 +70,12 @@ class ObservedCalls(TrackerCore):
             self._avatar_said(call, signal, at)
             return
         call.agent_seen = True  # the voice agent reports
-        if isinstance(signal, PipelineError):
+        if isinstance(signal, AgentState):
+            # Its lk.agent.state, reported by the agent itself: as the observer reads it.
+            if call.speech_reported_at is None:
+                call.speech_reported_at = at
+            self.avatar_speaking(room_sid, signal.speaking, at)
+        elif isinstance(signal, PipelineError):
             if not signal.recoverable:
                 call.unrecoverable_error_at = at
             self._emit(CallListener.pipeline_error, call, signal, at)
@@ -101,12 +107,21 @@ class ObservedCalls(TrackerCore):
             self._emit(CallListener.pipeline_error, call, signal.error, at)
         elif isinstance(signal, AvatarLatency):
             self._emit(CallListener.agent_latency, call, signal.latency, at)
+        if call.held is not None and (isinstance(signal, AvatarIdleTimeout)
+                                      or (isinstance(signal, AvatarError) and signal.fatal)):
+            self._release(call)  # the leave it was waiting for the avatar's word to explain
 
     def avatar_speaking(self, room_sid: str, speaking: bool, at: float) -> None:
-        """The avatar started or stopped being an active speaker."""
+        """The avatar started or stopped being an active speaker. The observer and the voice
+        agent may both tell the same change: a change older than the last one applied is
+        stale and ignored, and a repeated state changes nothing but the last speech's time."""
         call = self._calls.get(room_sid)
         if call is None or call.avatar_left:
             return
+        if call.speech_changed_at is not None and at < call.speech_changed_at:
+            return
+        if speaking != call.speaking:
+            call.speech_changed_at = at
         if call.avatar_joined_at is None:
             call.speaking = speaking  # the agent speaks before the avatar is in: see _avatar_joined
             return
@@ -115,7 +130,7 @@ class ObservedCalls(TrackerCore):
             delay = max(at - call.avatar_joined_at, 0.0)
             self._emit(CallListener.first_speech, call, delay, at)
         if speaking or call.speaking:
-            call.last_speech_at = at
+            call.last_speech_at = max(at, call.last_speech_at or at)
         call.speaking = speaking
 
     def avatar_quality(self, room_sid: str, quality: str, at: float) -> None:

@@ -31,7 +31,6 @@ from monitor.calls.core import (
 )
 from monitor.calls.departures import (
     AGENT_FAILED_REASONS,
-    AGENT_HANGUP_WINDOW,
     NETWORK_REASONS,
     Departure,
 )
@@ -107,11 +106,7 @@ class CallTracker(MediaCalls, ObservedCalls):
             if call is not None and call.state is CallState.RINGING and \
                     call.deadline is not None and call.deadline <= now:
                 self._fail(call, "join_timeout")
-        while self._holding and self._holding[0][0] <= now:
-            _, sid = self._holding.popleft()
-            call = self._calls.get(sid)
-            if call is not None and call.held is not None:
-                self._release(call)
+        self._release_due(now)
         while self._going and self._going[0][0] <= now:
             _, sid, gone_at = self._going.popleft()
             self._end_gone_room(sid, gone_at)
@@ -362,10 +357,7 @@ class CallTracker(MediaCalls, ObservedCalls):
         if call.state is not CallState.ACTIVE:
             return
         call.held = HeldDeparture(participant.disconnect_reason, session, at, left)
-        if self._may_wait_for_agent(call):
-            self._holding.append((self._now + AGENT_HANGUP_WINDOW, call.room_sid))
-        else:
-            self._release(call)
+        self._hold(call)
 
     def _replace_avatar(self, call: Call, participant: Participant, at: float) -> None:
         """The avatar's session ended and another takes over: the one already in the call (a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from avatar_monitor_agent.agent_events import avatar_message_id
 from avatar_monitor_agent.participants import kind_name
 from avatar_monitor_agent.roles import Role
 from livekit import api, rtc
@@ -396,6 +398,11 @@ class RoomObserver(CallListener):
                               "%r is not the call's avatar", message.type, packet.topic,
                               watch.name, sender.identity)
             return
+        if message.avatar_only and message.event is not None:
+            # The id the voice agent's instrument() gives its forwarded copy: counted once.
+            message = dataclasses.replace(message, event=dataclasses.replace(
+                message.event, id=avatar_message_id(packet.topic or "", sender.identity,
+                                                    sender.sid, packet.data)))
         self._take(watch, message)
 
     def _resolve_sender(self, watch: _Watch, message: ParsedMessage, held: set[str]) -> None:

@@ -7,7 +7,9 @@ bounded buffer under their room name and sid, are applied when a call with that 
 sid starts, and otherwise expire (or when that call ends without starting): counted as
 expired, never as what they report. An event for a call that is over and forgotten is not kept
 (outcome `unmatched`): the room's next call would take it. An event with
-no sid and no call to go to is not kept (outcome `unmatched`).
+no sid and no call to go to is not kept (outcome `unmatched`). The avatar's word forwarded by the
+voice agent (`avatar_message`) counts only when it names the call's avatar, once the call knows
+it (outcome `not_avatar` otherwise), as the observer takes the avatar's own messages.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class BackendBridge:
     def accept(self, source: str, event: ReportedEvent, now: float, room_name: str,
                room_sid: str | None = None) -> str:
         """Take one event for a room from `source` (data_channel, agent_session or http);
-        returns its outcome: applied, buffered, unmatched or duplicate. The caller checks
-        `conflicts` first."""
+        returns its outcome: applied, buffered, unmatched, duplicate or not_avatar. The caller
+        checks `conflicts` first."""
         if event.id is not None and event.id in self._recent:
             return self._outcome(source, "duplicate")
         at = now
@@ -71,6 +73,9 @@ class BackendBridge:
             # call would take it). Its id is not remembered: the same event by the other path,
             # with a sid, may still find its call.
             return self._outcome(source, "unmatched")
+        if event.avatar is not None and call is not None and not _is_calls_avatar(call,
+                                                                                  event.avatar):
+            return self._outcome(source, "not_avatar")
         if event.id is not None:
             self._recent.seen(event.id)
         if call is not None and call.state is not CallState.PENDING:
@@ -147,3 +152,11 @@ class BackendBridge:
     def _outcome(self, source: str, outcome: str) -> str:
         self._metrics.bridge_events.labels(source, outcome).inc()
         return outcome
+
+
+def _is_calls_avatar(call: Call, identity: str) -> bool:
+    """Whether `identity` is the call's avatar (or the one taking over), or the call does not
+    know its avatar yet."""
+    if call.avatar_identity is None or call.avatar_identity == identity:
+        return True
+    return call.next_avatar is not None and call.next_avatar.identity == identity

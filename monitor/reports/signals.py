@@ -5,8 +5,10 @@ Three data topics are read. `lemonslice/message` carries the avatar backend's ow
 (`{"type": "startup_failure", ...}`, which the voice agent sends) and the avatar's `bot_ready`.
 `lemonslice` carries the LemonSlice avatar's own: `bot_ready`, `idle_timeout`, `error`,
 `video_generation_error` and `metric`. `avatar-monitor/events` carries this project's versioned
-schema (docs/events.md): `pipeline_error`, `session_closed`, `startup_failure` and
-`agent_latency`, published by the voice agent; `POST /v1/events` takes the same documents. Its
+schema (docs/events.md): `pipeline_error`, `session_closed`, `startup_failure`,
+`agent_latency` and `agent_state`, published by the voice agent, and `avatar_message`, what the
+voice agent's avatar said there, forwarded by the voice agent and read here by the same parser as
+the observer's own copy (`avatar_said`); `POST /v1/events` takes the same documents. Its
 names come from avatar_monitor_agent.schema, which the voice agent's client shares. Everything
 parsed here is reduced to closed sets, so it can be counted with bounded labels.
 """
@@ -14,10 +16,12 @@ parsed here is reduced to closed sets, so it can be counted with bounded labels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from avatar_monitor_agent.schema import (
+    AGENT_STATES,
+    AVATAR_MESSAGE_TOPICS,
     AVATAR_STAGES,
     AVATAR_TOPIC,
     AVATAR_TYPES,
@@ -35,6 +39,7 @@ from monitor.intake import strict_json
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256  # startup-failure messages kept for a call's timeline, never as labels
+MAX_IDENTITY_CHARS = 256  # an avatar_message's `avatar`, the avatar's identity
 
 # Topic -> its label in avatar_data_messages_total. `lemonslice` (topic lemonslice/message) was
 # the first, so the avatar's own topic `lemonslice` is labelled `lemonslice-avatar`.
@@ -108,10 +113,23 @@ class AvatarLatency:
         return AgentLatency(self.stages)
 
 
+@dataclass(slots=True, frozen=True)
+class AgentState:
+    """The voice agent's state (livekit-agents' `agent_state_changed`, as its `lk.agent.state`
+    attribute): `speaking` while the avatar plays the agent's speech."""
+
+    state: str  # one of AGENT_STATES
+
+    @property
+    def speaking(self) -> bool:
+        return self.state == "speaking"
+
+
 # What the avatar itself says (only its own participant's messages are taken).
 AvatarSignal = AvatarReady | AvatarIdleTimeout | AvatarError | AvatarLatency
 AVATAR_SIGNALS = (AvatarReady, AvatarIdleTimeout, AvatarError, AvatarLatency)
-Signal = StartupFailureMessage | PipelineError | SessionClosed | AgentLatency | AvatarSignal
+Signal = (StartupFailureMessage | PipelineError | SessionClosed | AgentLatency | AgentState
+          | AvatarSignal)
 
 
 class BadEvent(ValueError):
@@ -120,11 +138,13 @@ class BadEvent(ValueError):
 
 @dataclass(slots=True, frozen=True)
 class ReportedEvent:
-    """A valid event: its signal, the sender's id for de-duplication, the sender's time."""
+    """A valid event: its signal, the sender's id for de-duplication, the sender's time and,
+    for the avatar's word forwarded by the voice agent, the avatar's identity."""
 
     signal: Signal
     id: str | None = None
     at: float | None = None  # unix seconds, the sender's clock
+    avatar: str | None = None  # avatar_message: whose word (the bridge checks it is the call's)
 
 
 @dataclass(slots=True, frozen=True)
@@ -169,16 +189,27 @@ def parse_message(topic: str, payload: bytes) -> ParsedMessage | None:
 
 
 def _avatar_message(label: str, doc: dict[str, Any]) -> ParsedMessage:
-    """A message on the avatar's own topic. It carries no id, and its time is its arrival."""
-    kind = doc.get("type")
-    if kind not in AVATAR_TYPES:
-        return ParsedMessage(label, "other", avatar_only=True)
+    """A message on the avatar's own topic. It carries no time (its time is its arrival) and no
+    id: the observer gives it one (avatar_monitor_agent.agent_events.avatar_message_id)."""
     try:
-        signal = _avatar_signal(kind, doc)
+        kind, signal = avatar_said(AVATAR_TOPIC, doc)
     except BadEvent:
         return ParsedMessage(label, "malformed", avatar_only=True)
     event = ReportedEvent(signal) if signal is not None else None
     return ParsedMessage(label, kind, event, avatar_only=True)
+
+
+def avatar_said(topic: str, doc: dict[str, Any]) -> tuple[str, Signal | None]:
+    """One message of the avatar on `topic` (its own `lemonslice`, or `bot_ready` on
+    `lemonslice/message`): its counted type (`other` for one not read here) and its signal
+    (None: nothing to apply, a `metric` with no timing). Raises BadEvent for a field of the
+    wrong kind. The observer's copy and the voice agent's forwarded one are both read here."""
+    kind = doc.get("type")
+    if topic == LEMONSLICE_TOPIC:
+        return ("bot_ready", AvatarReady()) if kind == "bot_ready" else ("other", None)
+    if kind not in AVATAR_TYPES:
+        return "other", None
+    return kind, _avatar_signal(kind, doc)
 
 
 def _avatar_signal(kind: str, doc: dict[str, Any]) -> Signal | None:
@@ -238,7 +269,35 @@ def parse_report(doc: dict[str, Any]) -> ReportedEvent:
         return _startup_failure(doc)
     if kind == "agent_latency":
         return _reported(doc, _agent_latency(doc))
+    if kind == "agent_state":
+        state = doc.get("state")
+        if type(state) is not str:
+            raise BadEvent("state must be a string")
+        return _reported(doc, AgentState(state if state in AGENT_STATES else "other"))
+    if kind == "avatar_message":
+        return _forwarded(doc)
     raise BadEvent(f"type must be one of {', '.join(EVENT_TYPES)}")
+
+
+def _forwarded(doc: dict[str, Any]) -> ReportedEvent:
+    """`avatar_message`: what the voice agent's avatar said, forwarded by the voice agent."""
+    topic, avatar, message = doc.get("topic"), doc.get("avatar"), doc.get("message")
+    if topic not in AVATAR_MESSAGE_TOPICS:
+        raise BadEvent(f"topic must be one of {', '.join(AVATAR_MESSAGE_TOPICS)}")
+    if type(avatar) is not str or not 0 < len(avatar) <= MAX_IDENTITY_CHARS:
+        raise BadEvent(f"avatar must be an identity of 1 to {MAX_IDENTITY_CHARS} characters")
+    if type(message) is not dict:
+        raise BadEvent("message must be the avatar's JSON object")
+    try:
+        kind, signal = avatar_said(topic, message)
+    except BadEvent as exc:
+        raise BadEvent(f"message: {exc}") from None
+    if kind == "other":
+        said = AVATAR_TYPES if topic == AVATAR_TOPIC else ("bot_ready",)
+        raise BadEvent(f"message: type must be one of {', '.join(said)} on topic {topic}")
+    if signal is None:
+        raise BadEvent("message: a metric with no time_to_first_push or time_to_last_push")
+    return replace(_reported(doc, signal), avatar=avatar)
 
 
 def _startup_failure(doc: dict[str, Any]) -> ReportedEvent:

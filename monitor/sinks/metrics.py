@@ -78,9 +78,10 @@ SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avata
 # end of turn and end to end up to seconds.
 AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 BRIDGE_OUTCOMES = {
-    "data_channel": ("applied", "buffered", "duplicate"),
+    "data_channel": ("applied", "buffered", "duplicate", "not_avatar"),
     "agent_session": ("applied", "buffered", "duplicate"),  # livekit-agents' lk.agent.session
-    "http": ("applied", "buffered", "unmatched", "duplicate"),
+    # not_avatar: an avatar_message naming an avatar that is not the call's
+    "http": ("applied", "buffered", "unmatched", "duplicate", "not_avatar"),
     "buffer": ("applied", "expired"),
 }
 # forbidden: not an agent's token; foreign_room: no grant for the room, or a sid of another room

@@ -58,6 +58,7 @@ class Plan:
     avatar_wait: float = 20.0  # wait_for_avatar's timeout
     avatar_identity: str = AVATAR_IDENTITY
     instrument: bool = True  # False: the sidecar has only livekit-agents' own broadcast
+    data_channel: bool = True  # instrument()'s reports on the data channel too, not HTTP only
 
     @classmethod
     def from_metadata(cls, metadata: str) -> Plan:
@@ -131,7 +132,8 @@ async def entrypoint(ctx: JobContext) -> None:
         conn_options=SessionConnectOptions(
             tts_conn_options=APIConnectOptions(max_retry=1, retry_interval=0.1),
             max_unrecoverable_errors=plan.max_unrecoverable_errors))
-    reporter = instrument(session, ctx.room) if plan.instrument else Reporter(ctx.room)
+    reporter = (instrument(session, ctx.room, data_channel=plan.data_channel) if plan.instrument
+                else Reporter(ctx.room))
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason.value}"))
     avatar = ProviderAvatarSession(os.environ["AVATAR_PROVIDER_URL"], plan.avatar_identity)
     await avatar.start(session, ctx.room)

@@ -4,13 +4,16 @@
 the plugin's token and runs livekit-agents' `AvatarRunner`: `DataStreamAudioReceiver` takes the
 agent's speech, `ToneVideoGenerator` turns it into video and audio, and both are published. Like
 a hosted avatar, it leaves when the agent it speaks for leaves, and after `idle_timeout` seconds
-without speech. With `joins=False` it accepts sessions and never joins (an outage).
+without speech. Like LemonSlice's, it says `{"type": "bot_ready"}` on data topic `lemonslice`
+once its video runs, and `{"type": "idle_timeout"}` before it leaves on idle. With `joins=False`
+it accepts sessions and never joins (an outage).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,6 +34,7 @@ from tests.e2e import procs
 log = logging.getLogger("tests.e2e.avatar_provider")
 WIDTH, HEIGHT, FPS = 160, 120, 10
 SAMPLE_RATE = 24_000
+AVATAR_TOPIC = "lemonslice"  # what the avatar itself says, as LemonSlice's avatar does
 
 
 class ToneVideoGenerator(VideoGenerator):
@@ -40,6 +44,7 @@ class ToneVideoGenerator(VideoGenerator):
     def __init__(self) -> None:
         self._audio: asyncio.Queue[rtc.AudioFrame | AudioSegmentEnd] = asyncio.Queue()
         self.spoke = asyncio.Event()  # set as each audio frame plays: the idle timer's reset
+        self.running = asyncio.Event()  # set once the first frame of video is out
 
     async def push_audio(self, frame: rtc.AudioFrame | AudioSegmentEnd) -> None:
         await self._audio.put(frame)
@@ -57,6 +62,7 @@ class ToneVideoGenerator(VideoGenerator):
                 item = await asyncio.wait_for(self._audio.get(), 1 / FPS)
             except TimeoutError:
                 yield _frame(0)
+                self.running.set()
                 continue
             self.spoke.set()
             if isinstance(item, AudioSegmentEnd):
@@ -99,13 +105,29 @@ class HostedAvatar:
                 audio_sample_rate=SAMPLE_RATE, audio_channels=1))
         try:
             await runner.start()
-            await self._until_idle_or_gone(video)
+            if await self._until(video.running):
+                await self._say({"type": "bot_ready"})
+            if await self._until_idle_or_gone(video):
+                await self._say({"type": "idle_timeout"})
         finally:  # leave first: closing the runner takes a while
             if self.room.isconnected():
                 await self.room.disconnect()
             await runner.aclose()
 
-    async def _until_idle_or_gone(self, video: ToneVideoGenerator) -> None:
+    async def _until(self, event: asyncio.Event) -> bool:
+        """Wait for `event`; False if the avatar or its agent is gone first."""
+        waiting = asyncio.ensure_future(event.wait())
+        await asyncio.wait({waiting, self.left, self.agent_left},
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        return event.is_set() and not (self.left.done() or self.agent_left.done())
+
+    async def _say(self, message: dict[str, str]) -> None:
+        await self.room.local_participant.publish_data(json.dumps(message), reliable=True,
+                                                       topic=AVATAR_TOPIC)
+
+    async def _until_idle_or_gone(self, video: ToneVideoGenerator) -> bool:
+        """True when the avatar idled out, False when it or its agent left."""
         while not (self.left.done() or self.agent_left.done()):
             video.spoke.clear()
             spoke = asyncio.ensure_future(video.spoke.wait())
@@ -115,7 +137,8 @@ class HostedAvatar:
             spoke.cancel()
             if not done:
                 log.info("avatar idle for %.1f s: leaving", self.idle_timeout)
-                return
+                return True
+        return False
 
     def _agent_left(self, participant: rtc.RemoteParticipant, agent: str | None) -> None:
         if participant.identity == agent and not self.agent_left.done():

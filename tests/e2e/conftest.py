@@ -33,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "livekit_access(observer=True): the sidecar gets --livekit-url (modules "
         "that read it)")
+    config.addinivalue_line(
+        "markers", "sidecar_alone: the sidecar without --livekit-url, so without the room "
+        "observer (modules whose sidecars have it by default)")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -35,8 +35,11 @@ CALL_TIMEOUT = 30.0  # a whole call: dispatch, joins, a reply, the ending
 
 
 @pytest.fixture
-def sidecar_base_args(livekit_port: int) -> list[str]:
-    """The room observer on, pointed at the test's livekit-server."""
+def sidecar_base_args(request: pytest.FixtureRequest, livekit_port: int) -> list[str]:
+    """The room observer on, pointed at the test's livekit-server, unless the test is marked
+    `sidecar_alone` (webhooks and the agent's /v1/events only)."""
+    if request.node.get_closest_marker("sidecar_alone") is not None:
+        return []
     return ["--livekit-url", f"ws://127.0.0.1:{livekit_port}", "--observe-interval", "1"]
 
 
@@ -200,7 +203,8 @@ async def test_livekit_agents_broadcast_alone_reports_errors_and_turns(
         *ended(), *departures("pipeline_error"), *one_reply_measured(avatar=False),
         expect("avatar_monitor_reported_events_total", 2, source="agent_session",
                outcome="applied"),
-        expect("avatar_monitor_reported_events_total", 0, source="data_channel",
+        # the avatar's own bot_ready, which nobody forwards without instrument()
+        expect("avatar_monitor_reported_events_total", 1, source="data_channel",
                outcome="applied"),
         expect("avatar_monitor_reported_events_total", 0, source="http", outcome="applied"),
         expect("avatar_pipeline_closed_total", 0, reason="participant_disconnected"))
@@ -417,3 +421,86 @@ async def test_a_hot_swapped_avatar_is_one_call_with_two_sessions(
     assert_verdict(body, "healthy", "healthy", "user_hangup")
     events = [entry["event"] for entry in body["timeline"]]
     assert "avatar_session" in events, events
+
+
+def reported(snapshot: Snapshot, outcome: str) -> dict[str, float]:
+    """avatar_monitor_reported_events_total of `outcome`, by source."""
+    return {dict(labels)["source"]: value for labels, value in
+            snapshot.series("avatar_monitor_reported_events_total").items()
+            if dict(labels)["outcome"] == outcome}
+
+
+def avatar_said(kind: str, value: float) -> Expect:
+    """The observer read the avatar's `kind` on its topic `lemonslice` `value` times."""
+    return expect("avatar_data_messages_total", value, topic="lemonslice-avatar", type=kind)
+
+
+@pytest.mark.sidecar_alone
+async def test_without_the_observer_the_agent_reports_what_it_would_read(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """No --livekit-url, so no hidden participant: instrument() forwards the avatar's bot_ready
+    (the ready latency) and the agent's state (the first speech), each counted once."""
+    user = await start_call(server, room_service, worker, room_name, metrics)
+    await metrics.wait_all(expect("avatar_ready_latency_seconds_count", 1), timeout=CALL_TIMEOUT)
+    await converse(user, metrics)
+    await user.hang_up()
+    snapshot = await all_left(metrics)
+    assert disconnects(snapshot) == EVERYONE_LEFT
+    snapshot = await metrics.wait_all(
+        *ended(), *departures("user_hangup"), *one_reply_measured(),
+        expect("avatar_ready_latency_seconds_count", 1),
+        expect("avatar_time_to_first_speech_seconds_count", 1),
+        expect("avatar_pipeline_closed_total", 1, reason="participant_disconnected"),
+        avatar_said("bot_ready", 0))  # nobody read the data channel
+    assert reported(snapshot, "duplicate") == {"data_channel": 0, "agent_session": 0, "http": 0}
+    assert reported(snapshot, "applied")["data_channel"] == 0
+    assert_verdict(await verdict(room_name), "healthy", "healthy", "user_hangup")
+
+
+@pytest.mark.sidecar_alone
+async def test_without_the_observer_the_avatar_says_its_idle_timeout(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker,
+        provider: AvatarProvider, room_name: str, metrics: MetricsClient,
+        verdict: Verdict) -> None:
+    """The avatar idles out after 5 s and says so before leaving. The sidecar's own idle timeout
+    is 60 s (5 s of silence is not near it), so the departure is the avatar's word, which only
+    the voice agent heard and forwarded."""
+    provider.idle_timeout = 5.0
+    user = await start_call(server, room_service, worker, room_name, metrics)
+    await converse(user, metrics)
+    snapshot = await all_left(metrics, 1)
+    assert disconnects(snapshot) == {("avatar", "client_initiated"): 1}
+    await metrics.wait_all(*departures("idle_timeout"),
+                           expect("avatar_timeouts_total", 1, timeout="idle"))
+    await user.hang_up()
+    snapshot = await all_left(metrics, 3)
+    assert disconnects(snapshot) == EVERYONE_LEFT
+    await metrics.wait_all(*ended(), avatar_said("idle_timeout", 0))
+    assert_verdict(await verdict(room_name), "failed", "idle_timeout", "idle_timeout")
+
+
+async def test_the_avatars_word_and_the_agents_state_by_both_paths_count_once(
+        server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
+        metrics: MetricsClient, verdict: Verdict) -> None:
+    """The observer reads the avatar's bot_ready and the agent's lk.agent.state; instrument()
+    (by HTTP only here) reports both too. One ready latency and one first speech; of bot_ready's
+    two copies, one is applied and the other a duplicate."""
+    user = await start_call(server, room_service, worker, room_name, metrics,
+                            Plan(data_channel=False))
+    await converse(user, metrics)
+    await user.hang_up()
+    snapshot = await all_left(metrics)
+    assert disconnects(snapshot) == EVERYONE_LEFT
+    snapshot = await metrics.wait_all(
+        *ended(), *departures("user_hangup"), *one_reply_measured(),
+        expect("avatar_ready_latency_seconds_count", 1),
+        expect("avatar_time_to_first_speech_seconds_count", 1),
+        avatar_said("bot_ready", 1),
+        expect("avatar_pipeline_closed_total", 1, reason="participant_disconnected"))
+    applied, duplicates = reported(snapshot, "applied"), reported(snapshot, "duplicate")
+    # the data channel carried only the avatar's own bot_ready: applied, or the HTTP copy's
+    # duplicate; the reply's latencies came by HTTP and by livekit-agents' broadcast
+    assert applied["data_channel"] + duplicates["data_channel"] == 1, snapshot
+    assert sum(duplicates.values()) == 2, duplicates
+    assert_verdict(await verdict(room_name), "healthy", "healthy", "user_hangup")
