@@ -19,7 +19,14 @@ from aiohttp import web
 from monitor.diagnosis import timeline
 from monitor.diagnosis.api import STATES, CallQuery, CallStatus
 from monitor.diagnosis.verdicts import STATUSES, VERDICT_NAMES, Verdict
-from monitor.sinks.records import CallRecord, entry_text, listed, utc_clock
+from monitor.sinks.records import (
+    CallRecord,
+    entry_clock,
+    entry_text,
+    entry_time,
+    listed,
+    utc_clock,
+)
 from monitor.web.access import SESSION_COOKIE, Denied
 from monitor.web.server import style_hash
 
@@ -259,11 +266,11 @@ def _entries(record: CallRecord) -> str:
     rows = "".join(
         f'<tr data-at="{entry[0]:.3f}" data-event="{escape(entry[1])}"'
         f'{" data-listed" if listed(entry) else ""}>'
-        f"<td class=at>{utc_clock(entry[0], millis=True)}</td>"
+        f"<td class=at>{entry_clock(entry)}</td>"
         f"<td class=at>{timeline.offset(entry[0] - record.started_at)}</td>"
         f"<td class=nw>{escape(entry[1])}</td><td class=wrap>{escape(entry_text(entry))}</td>"
         "</tr>"
-        for entry in sorted(record.entries, key=lambda entry: float(entry[0])))
+        for entry in sorted(record.entries, key=entry_time))
     return ('<table class="entries"><tr><th>time (UTC)</th><th>since start</th><th>event</th>'
             f"<th>detail</th></tr>{rows}</table>")
 

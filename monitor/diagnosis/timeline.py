@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from html import escape
 
 from monitor.diagnosis.verdicts import Thresholds, Verdict
-from monitor.sinks.records import CallRecord, ParticipantRecord, entry_text, utc_clock
+from monitor.sinks.records import (
+    CallRecord,
+    ParticipantRecord,
+    entry_clock,
+    entry_text,
+    leave_time,
+    utc_clock,
+)
 
 # The picture's geometry, in viewBox units (the SVG scales to the page's width).
 WIDTH = 1200
@@ -29,7 +36,8 @@ AXIS = 34
 CHAR = 6.3  # a generous width of one character at the labels' size (11 px)
 NAME_CHARS = 28
 ROLE_ORDER = {"user": 0, "agent": 1, "avatar": 2, "other": 3}
-PRIORITY = {"error": 0, "ready": 1, "speech": 2, "message": 3, "latency": 4, "track": 5}
+PRIORITY = {"error": 0, "ready": 1, "speech": 2, "message": 3, "latency": 4, "join": 5,
+            "track": 6}
 
 STYLE = """
 svg.timeline{width:100%;height:auto;background:#fff;border:1px solid #e3e6ea;font:11px
@@ -43,7 +51,8 @@ system-ui,sans-serif}
 .timeline .other text,.timeline .observer text{fill:#9aa1ab}
 .timeline .open{fill-opacity:.55}
 .timeline .mark line{stroke:#1d2330;stroke-width:1.5}.timeline .mark circle{fill:#1d2330}
-.timeline .track circle,.timeline .track line{fill:#0d9488;stroke:#0d9488}
+.timeline .track circle,.timeline .track line,.timeline .join circle,.timeline .join line{
+fill:#0d9488;stroke:#0d9488}
 .timeline .ready circle,.timeline .ready line{fill:#1e7b34;stroke:#1e7b34}
 .timeline .speech circle,.timeline .speech line{fill:#2563eb;stroke:#2563eb}
 .timeline .latency circle,.timeline .latency line{fill:#7c3aed;stroke:#7c3aed}
@@ -65,7 +74,8 @@ system-ui,sans-serif}
 
 @dataclass(slots=True)
 class Mark:
-    """A moment on a lane: `kind` is its class (track, ready, speech, latency, message, error)."""
+    """A moment on a lane: `kind` is its class (join, track, ready, speech, latency, message,
+    error)."""
 
     at: float
     kind: str
@@ -109,7 +119,11 @@ class Line:
 def _avatar_left_at(r: CallRecord) -> float | None:
     if r.avatar_joined_at is None or r.session_seconds is None:
         return None
-    return r.avatar_joined_at + r.session_seconds
+    return leave_time(round(r.avatar_joined_at + r.session_seconds, 3))
+
+
+def _end(r: CallRecord, now: float) -> float:
+    return now if r.ended_at is None else leave_time(r.ended_at)
 
 
 def _first_entry(r: CallRecord, kind: str, *details: str) -> float | None:
@@ -132,8 +146,8 @@ def _after_join(seconds: Callable[[CallRecord, Thresholds], float | None]
 def _last_leave(role: str, reason: str | None = None
                 ) -> Callable[[CallRecord, Thresholds], float | None]:
     def moment(r: CallRecord, t: Thresholds) -> float | None:
-        times = [p.left_at for p in r.participants if p.role == role and p.left_at is not None
-                 and (reason is None or p.reason == reason)]
+        times = [leave_time(p.left_at) for p in r.participants if p.role == role
+                 and p.left_at is not None and (reason is None or p.reason == reason)]
         return max(times) if times else None
 
     return moment
@@ -204,11 +218,11 @@ def _place_marks(record: CallRecord, lanes: dict[str, Lane], avatar: Lane | None
     off: dict[str, float] = {}
     for entry in record.entries:
         at, kind, details = float(entry[0]), entry[1], entry[2:]
-        title = f"{utc_clock(at, millis=True)} {kind}: {entry_text(entry)}"
+        title = f"{entry_clock(entry)} {kind}: {entry_text(entry)}"
         lane, mark = avatar, None
         if kind == "avatar_joined":
             lane = lanes.get(details[0], avatar)
-            mark = Mark(at, "track", f"joined +{details[1]:.1f} s", title)
+            mark = Mark(at, "join", f"joined +{details[1]:.1f} s", title)
         elif kind == "track":
             mark = Mark(at, "track", details[0], title)
         elif kind == "avatar_ready":
@@ -262,7 +276,7 @@ def lines_of(record: CallRecord, verdict: Verdict, thresholds: Thresholds,
     lines = [Line(start, "line", "call started", f"call started {utc_clock(start)}")]
     deadline = start + thresholds.join_timeout
     joined = record.avatar_joined_at
-    end = record.ended_at if record.ended_at is not None else now
+    end = _end(record, now)
     if deadline <= end or joined is None:
         missed = joined is None or joined > deadline
         lines.append(Line(deadline, "deadline missed" if missed else "deadline",
@@ -276,7 +290,7 @@ def lines_of(record: CallRecord, verdict: Verdict, thresholds: Thresholds,
             lines.append(Line(at, f"flag {finding.severity}", finding.rule,
                               f"{finding.rule}: {finding.evidence}"))
     if record.ended_at is not None:
-        lines.append(Line(record.ended_at, "line", "call ended",
+        lines.append(Line(end, "line", "call ended",
                           f"call ended {utc_clock(record.ended_at)}"))
     else:
         lines.append(Line(now, "now", "now", f"now, {utc_clock(now)}"))
@@ -337,13 +351,13 @@ def offset(seconds: float) -> str:
 
 def svg(record: CallRecord, verdict: Verdict, thresholds: Thresholds, now: float) -> str:
     """The call's timeline picture."""
-    end = record.ended_at if record.ended_at is not None else now
+    end = _end(record, now)
     lanes = lanes_of(record, end)
     lines = lines_of(record, verdict, thresholds, now)
     moments = [record.started_at, end, *(line.at for line in lines)]
     for lane in lanes:
         moments += [stay.joined_at for stay in lane.stays]
-        moments += [stay.left_at for stay in lane.stays if stay.left_at is not None]
+        moments += [leave_time(stay.left_at) for stay in lane.stays if stay.left_at is not None]
     t0, t1 = min(moments), max(moments)
     t1 = max(t1, t0 + 1.0)
 
@@ -396,7 +410,7 @@ def _lane(lane: Lane, top: float, x: Callable[[float], float], end: float, live:
            _text(6, top + 22, _short(lane.identity, NAME_CHARS), "start", "name"),
            _text(6, top + 37, lane.role, "start", "role")]
     bars = _Rows(1)  # the bars and the reasons beside them
-    bounds = [(x(s.joined_at), x(s.left_at if s.left_at is not None else end))
+    bounds = [(x(s.joined_at), x(end if s.left_at is None else leave_time(s.left_at)))
               for s in lane.stays]
     for x0, x1 in bounds:
         bars.place(x0, x1)

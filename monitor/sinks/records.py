@@ -90,8 +90,29 @@ _JOIN_ENTRIES = {"joined": 3, "avatar_joined": 2}
 _LEAVE_ENTRIES = {"left": 3}
 
 
-def _entry_time(entry: tuple[Any, ...]) -> float:
-    return float(entry[0])
+# Entries dated by a webhook's createdAt, which has whole seconds: what they say happened
+# within the second after their time (a leave, and what a leave ends).
+WHOLE_SECOND_KINDS = frozenset(("left", "avatar_left", "call_ended", "abandoned", "late",
+                                "unattended"))
+
+
+def leave_time(at: float) -> float:
+    """Where a leave dated `at` goes among exact times: a whole second (a webhook's createdAt)
+    stands for the whole of that second, so it goes at the second's end."""
+    return at + 0.999 if float(at).is_integer() else at
+
+
+def entry_time(entry: tuple[Any, ...]) -> float:
+    """An entry's place in time order: its time, or the end of its second for a leave dated in
+    whole seconds (it comes after what the same second's exact times say)."""
+    at = float(entry[0])
+    return leave_time(at) if entry[1] in WHOLE_SECOND_KINDS else at
+
+
+def entry_clock(entry: tuple[Any, ...]) -> str:
+    """An entry's time of day in UTC: HH:MM:SS.mmm, or HH:MM:SS when dated in whole seconds."""
+    whole = entry[1] in WHOLE_SECOND_KINDS and float(entry[0]).is_integer()
+    return utc_clock(entry[0], millis=not whole)
 
 
 @dataclass(slots=True)
@@ -172,11 +193,11 @@ class CallRecord:
         return "ringing" if self.live else "ended"
 
     def add(self, at: float, kind: str, *details: Any) -> None:
-        """Add to the timeline in time order (after the entries of the same time); beyond
-        MAX_ENTRIES the oldest entry after the first goes."""
+        """Add to the timeline in time order (entry_time; after the entries of the same time);
+        beyond MAX_ENTRIES the oldest entry after the first goes."""
         if len(self.entries) >= MAX_ENTRIES:
             del self.entries[1]
-        bisect.insort_right(self.entries, (at, kind, *details), key=_entry_time)
+        bisect.insort_right(self.entries, (at, kind, *details), key=entry_time)
 
     def participant(self, identity: str) -> ParticipantRecord | None:
         """The participant of this identity still present, if any."""
