@@ -197,6 +197,7 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
             "closed_reason": record.closed_reason,
         },
         "observed": record.observed,
+        "trace_id": record.trace_id or None,
         "participants": [
             {"identity": p.identity, "role": p.role, "joined_at": p.joined_at,
              "left_at": p.left_at, "disconnect_reason": p.reason}
