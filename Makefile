@@ -27,7 +27,8 @@ test-deps:
 	scripts/install-test-deps.sh
 
 test: deps test-deps lint
-	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) $(BIN)/pytest
+	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) JAEGER_BIN=$$(scripts/build-jaeger.sh) \
+		$(BIN)/pytest
 
 unit: deps
 	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS))

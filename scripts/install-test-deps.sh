@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager,
-# Chromium and iproute2 (Debian packages) and livekit-server (built from the Go module proxy, cached).
+# Chromium and iproute2 (Debian packages), livekit-server and Jaeger (built from the Go module proxy,
+# cached).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
@@ -22,3 +23,4 @@ if [ ${#need[@]} -gt 0 ]; then
     systemctl stop prometheus prometheus-alertmanager prometheus-node-exporter 2>/dev/null || true
 fi
 "$here/scripts/build-livekit-server.sh" >/dev/null
+"$here/scripts/build-jaeger.sh" >/dev/null  # the trace store of the status page's trace-link test
