@@ -12,13 +12,18 @@ from livekit.protocol import models, webhook
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from monitor.diagnosis.page import duration
-from monitor.diagnosis.timeline import offset
+from monitor.diagnosis.timeline import MOMENTS, offset
+from monitor.diagnosis.verdicts import RULE_BY_NAME
 from monitor.reports.signals import AgentLatency, AvatarReady, PipelineError, ReportedEvent
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, agent, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
+
+
+def test_every_rules_finding_has_its_moment() -> None:
+    assert set(MOMENTS) == set(RULE_BY_NAME)
 
 
 def test_offsets_and_durations() -> None:
@@ -150,3 +155,28 @@ async def test_the_list_shows_every_call_with_filters(start_monitor: StartMonito
     # A call's page by room name shows the room's newest call.
     status, html = await page(sidecar, "/calls/healthy-call")
     assert status == 200 and healthy.sid in html
+
+
+async def test_the_join_deadline_and_a_media_gap_are_drawn(start_monitor: StartMonitor) -> None:
+    sidecar = await start_monitor(public_status=True, avatar_join_timeout=10.0,
+                                  interruption_grace=2.0)
+    t = float(int(time.time()) - 100)
+    lonely = Room(name="nobody-came", created_at=t - 1)
+    caller = user(t + 0.25)
+    await send(sidecar, lonely.joined(caller), lonely.left(caller, t + 20))
+    status, html = await page(sidecar, f"/calls/{lonely.sid}")
+    assert status == 200
+    assert f'<g class="deadline missed" data-kind="deadline" data-at="{t + 10.25:.3f}">' in html
+    assert f'<g class="flag failed" data-kind="flag" data-at="{t + 10.25:.3f}">' \
+        "<title>avatar_never_joined: " in html
+
+    gappy = Room(name="gappy", created_at=t - 1)
+    caller, face = user(t), avatar(t + 1)
+    await send(sidecar, gappy.joined(caller), gappy.joined(face),
+               gappy.track(face, AUDIO, t + 1.5), gappy.track(face, VIDEO, t + 1.5),
+               gappy.untrack(face, AUDIO, t + 20), gappy.track(face, AUDIO, t + 30),
+               gappy.left(caller, t + 60), gappy.left(face, t + 61))
+    status, html = await page(sidecar, f"/calls/{gappy.sid}")
+    gaps = re.findall(r'<rect class="gap" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', html)
+    assert len(gaps) == 1, html
+    assert '<g class="flag warning" data-kind="flag"' in html  # media_interrupted, at the gap

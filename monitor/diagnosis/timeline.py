@@ -255,7 +255,7 @@ def _place_marks(record: CallRecord, lanes: dict[str, Lane], avatar: Lane | None
             since = off.pop(details[0], at - float(details[1]))
             avatar.spans.append(Span(since, at, "gap", title))
         elif kind == "unattended" and avatar is not None:
-            avatar.spans.append(Span(at - float(details[0]), at, "alone", title))
+            avatar.spans.append(Span(at - float(details[0]), leave_time(at), "alone", title))
         if mark is not None and lane is not None:
             lane.marks.append(mark)
     if avatar is None:
@@ -304,7 +304,7 @@ class _Rows:
     """Rows of labels; a label goes in the first row where it overlaps nothing."""
 
     def __init__(self, count: int) -> None:
-        self._ends = [[] for _ in range(count)]  # type: list[list[tuple[float, float]]]
+        self._ends: list[list[tuple[float, float]]] = [[] for _ in range(count)]
 
     def place(self, left: float, right: float) -> int | None:
         for row, taken in enumerate(self._ends):
