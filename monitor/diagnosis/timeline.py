@@ -254,7 +254,8 @@ def _place_marks(record: CallRecord, lanes: dict[str, Lane], avatar: Lane | None
         elif kind == "media_back" and avatar is not None:
             since = off.pop(details[0], at - float(details[1]))
             avatar.spans.append(Span(since, at, "gap", title))
-        elif kind == "unattended" and avatar is not None:
+        elif kind == "unattended" and avatar is not None and details[0] >= 1.0:
+            # (shorter: two leaves dated in the same whole second, order unknown)
             avatar.spans.append(Span(at - float(details[0]), leave_time(at), "alone", title))
         if mark is not None and lane is not None:
             lane.marks.append(mark)
