@@ -43,6 +43,7 @@ test-deps:
 
 test: deps test-deps lint
 	LIVEKIT_SERVER_BIN=$$(scripts/build-livekit-server.sh) HELM_BIN=$$(scripts/build-helm.sh) \
+		JAEGER_BIN=$$(scripts/build-jaeger.sh) \
 		$(BIN)/pytest
 
 unit: deps

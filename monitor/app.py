@@ -122,11 +122,12 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         from monitor.sinks.span_export import otlp_exporter
 
         span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
+    records = CallRecords(config.recent_calls)
     if span_exporter is not None:
         provider, call_tracer = _tracing(config, span_exporter, metrics)
-        listeners.append(call_tracer)
+        listeners.append(call_tracer)  # before records: a record notes its call's trace id
         metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
-    records = CallRecords(config.recent_calls)
+        records.trace_ids = call_tracer.trace_id
     lengths = RepeatedLengths(clock, spread=settings.length_spread)
     bill = AvatarBill(clock)
     registry.register(bill)
@@ -234,7 +235,7 @@ def create_app(config: Config, clock: Callable[[], float] | None = None,
     app.router.add_post("/v1/events", monitor.event_intake.handle)
     app.router.add_get("/v1/calls", monitor.status.list_calls)
     app.router.add_get("/v1/calls/{room}", monitor.status.get_call)
-    page = StatusPage(monitor.status)
+    page = StatusPage(monitor.status, config.trace_url, config.dashboard_url)
     app.router.add_get("/", page.index)
     app.router.add_get("/calls/{room}", page.call)
     app.router.add_get("/metrics", _metrics_handler(monitor.registry))

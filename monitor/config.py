@@ -72,6 +72,9 @@ class Config:
     history: str = ""
     history_days: float = 14.0
     history_max_calls: int = 100_000
+    # The status page's links: a trace viewer's URL with {trace_id}, a dashboard's URL.
+    trace_url: str = ""
+    dashboard_url: str = ""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -246,6 +249,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            env="OTEL_EXPORTER_OTLP_PROTOCOL")
     option("recent_calls", "finished calls kept for /v1/calls, the status page and diagnose "
            "(live calls are always kept)", count)
+    option("trace_url", "the call page links the call's trace here: a URL with {trace_id} "
+           "(32 hex digits), e.g. http://jaeger:16686/trace/{trace_id}; needs --otlp-endpoint")
+    option("dashboard_url", "the call page links this dashboard (e.g. a Grafana dashboard's "
+           "URL), with from= and to= (epoch milliseconds) around the call added")
     option("state_file", "file where the sidecar notes the server time it last ran, so that "
            "after a restart or an outage what happened while none ran is counted once; off "
            "when empty")
@@ -308,6 +315,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError(f"--otlp-protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
     if args.otlp_endpoint and not args.otlp_endpoint.startswith(("http://", "https://")):
         raise ConfigError("--otlp-endpoint must be an http:// or https:// URL")
+    if args.trace_url and (not args.trace_url.startswith(("http://", "https://"))
+                           or "{trace_id}" not in args.trace_url):
+        raise ConfigError("--trace-url must be an http:// or https:// URL with {trace_id}")
+    if args.dashboard_url and not args.dashboard_url.startswith(("http://", "https://")):
+        raise ConfigError("--dashboard-url must be an http:// or https:// URL")
     if args.log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     return Config(
@@ -343,4 +355,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         history=args.history,
         history_days=args.history_days,
         history_max_calls=args.history_max_calls,
+        trace_url=args.trace_url,
+        dashboard_url=args.dashboard_url,
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system components the test suite runs for real: Prometheus, promtool, Alertmanager,
-# Chromium, iproute2, buildah and mmdebstrap (Debian packages), and livekit-server and helm (built
-# from the Go module proxy, cached).
+# Chromium, iproute2, buildah and mmdebstrap (Debian packages), and livekit-server, helm and
+# Jaeger (built from the Go module proxy, cached).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
@@ -26,3 +26,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 "$here/scripts/build-livekit-server.sh" >/dev/null
 "$here/scripts/build-helm.sh" >/dev/null
+"$here/scripts/build-jaeger.sh" >/dev/null  # the trace store of the status page's trace-link test

@@ -7,7 +7,7 @@ import pytest
 
 from monitor.calls.core import TrackerSettings
 from monitor.cli import build_parser
-from monitor.config import Config, ReconcilerSettings, config_from_args
+from monitor.config import Config, ConfigError, ReconcilerSettings, config_from_args
 from monitor.diagnosis.verdicts import Thresholds
 from monitor.observer.room import ObserverSettings
 from tests.webhooks import KEY, SECRET
@@ -71,3 +71,19 @@ def test_which_avatars_announce_readiness_is_configurable(monkeypatch: pytest.Mo
     tracker = config_from_args(build_parser().parse_args(["serve"])).settings().tracker
     assert (tracker.ready_identities, tracker.ready_providers) == (
         ("lemonslice-*",), ("lemonslice", "hedra"))
+
+
+def test_the_pages_links_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    trace, dashboard = "http://jaeger:16686/trace/{trace_id}", "https://grafana.test/d/calls"
+    args = build_parser().parse_args(["serve", "--trace-url", trace,
+                                      "--dashboard-url", dashboard])
+    config = config_from_args(args)
+    assert (config.trace_url, config.dashboard_url) == (trace, dashboard)
+    monkeypatch.setenv("AVATAR_MONITOR_TRACE_URL", "http://jaeger:16686/search")
+    with pytest.raises(ConfigError, match=r"--trace-url .* with \{trace_id\}"):
+        config_from_args(build_parser().parse_args(["serve"]))
+    monkeypatch.delenv("AVATAR_MONITOR_TRACE_URL")
+    with pytest.raises(ConfigError, match="--dashboard-url"):
+        config_from_args(build_parser().parse_args(["serve", "--dashboard-url", "grafana"]))

@@ -599,7 +599,7 @@ async def test_the_page_needs_a_token_unless_public(start_monitor: StartMonitor)
             html = await resp.text()
             assert resp.status == 200 and call.room.name in html
             assert str(resp.url) == f"{sidecar.url}/"
-        assert f'href="/calls/{call.room.name}"' in html and "token" not in html
+        assert f'href="/calls/{call.room.sid}"' in html and "token" not in html
         async with browser.get(f"{sidecar.url}/calls/{call.room.name}") as resp:
             html = await resp.text()
             assert resp.status == 200 and "avatar left with CONNECTION_TIMEOUT" in html

@@ -462,9 +462,9 @@ class CallTracker(MediaCalls, ObservedCalls):
             call = self._calls.get(room_sid)
             if call is None or call.state is CallState.ENDED:
                 break
-            self._emit(CallListener.reconciled, call, "leave", participant, at)
             self._participant_left(Event("participant_left", "", at, room_sid, room_name,
                                          room_created_at, participant, None, None))
+            self._emit(CallListener.reconciled, call, "leave", participant, at)
             actions.append("leave")
         return actions
 

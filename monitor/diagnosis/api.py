@@ -239,6 +239,18 @@ class CallStatus:
         stored = await self.history.latest(room, sid)
         return None if stored is None else (stored.record, stored.verdict)
 
+    async def call_by_key(self, key: str) -> tuple[CallRecord, Verdict] | None:
+        """A call by its room sid (the status page links calls so), else the newest call of
+        the room of that name: memory, then the history."""
+        record = self.records.live.get(key) or self.records.finished.get(key)
+        if record is not None:
+            return record, self.verdict(record)
+        if self.history is not None:
+            stored = await self.history.by_sid(key)
+            if stored is not None:
+                return stored.record, stored.verdict
+        return await self.lookup(key)
+
     # -- handlers --------------------------------------------------------------------------
 
     async def list_calls(self, request: web.Request) -> web.Response:
@@ -329,6 +341,7 @@ def detail(record: CallRecord, verdict: Verdict) -> dict[str, Any]:
             "closed_reason": record.closed_reason,
         },
         "observed": record.observed,
+        "trace_id": record.trace_id or None,
         "participants": [
             {"identity": p.identity, "role": p.role, "joined_at": p.joined_at,
              "left_at": p.left_at, "disconnect_reason": p.reason}

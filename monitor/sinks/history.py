@@ -305,6 +305,11 @@ class History:
         found = await self._read(self._latest, room, sid)
         return found[0] if found else None
 
+    async def by_sid(self, sid: str) -> StoredCall | None:
+        """The call with this room sid in the history."""
+        found = await self._read(self._by_sid, sid)
+        return found[0] if found else None
+
     async def _read(self, query: Callable[..., list[StoredCall]], *args: Any
                     ) -> list[StoredCall]:
         if not self.usable:
@@ -366,6 +371,13 @@ class History:
             args.append(sid)
         rows = self._reader().execute(
             sql + " ORDER BY started_at DESC, sid DESC LIMIT 1", args).fetchall()
+        return [decode(json.loads(doc)) for (doc,) in rows]
+
+
+    def _by_sid(self, sid: str) -> list[StoredCall]:
+        rows = self._reader().execute(
+            "SELECT doc FROM calls WHERE sid = ? ORDER BY started_at DESC LIMIT 1",
+            [sid]).fetchall()
         return [decode(json.loads(doc)) for (doc,) in rows]
 
 

@@ -8,10 +8,11 @@ entries and MAX_PARTICIPANTS participants per call, every live call (itself boun
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,55 @@ def utc_clock(at: float | None, millis: bool = False) -> str:
     return text[:-3] if millis else text[:-7]
 
 
+class _Listed:
+    """The last detail of an entry that a RoomService listing showed, not a webhook."""
+
+    def __repr__(self) -> str:
+        return "LISTED"
+
+
+LISTED = _Listed()
+
+
+def listed(entry: tuple[Any, ...]) -> bool:
+    """Whether a RoomService listing showed this fact (webhooks did not)."""
+    return entry[-1] is LISTED
+
+
 def entry_text(entry: tuple[Any, ...]) -> str:
     """An entry's details in words."""
-    return ENTRY_TEXT[entry[1]].format(*entry[2:])
+    text = ENTRY_TEXT[entry[1]].format(*entry[2:])
+    return f"{text} (from a RoomService listing)" if listed(entry) else text
+
+
+# The entries of a join or a leave: kind -> the index of the identity in the entry.
+_JOIN_ENTRIES = {"joined": 3, "avatar_joined": 2}
+_LEAVE_ENTRIES = {"left": 3}
+
+
+# Entries dated by a webhook's createdAt, which has whole seconds: what they say happened
+# within the second after their time (a leave, and what a leave ends).
+WHOLE_SECOND_KINDS = frozenset(("left", "avatar_left", "call_ended", "abandoned", "late",
+                                "unattended"))
+
+
+def leave_time(at: float) -> float:
+    """Where a leave dated `at` goes among exact times: a whole second (a webhook's createdAt)
+    stands for the whole of that second, so it goes at the second's end."""
+    return at + 0.999 if float(at).is_integer() else at
+
+
+def entry_time(entry: tuple[Any, ...]) -> float:
+    """An entry's place in time order: its time, or the end of its second for a leave dated in
+    whole seconds (it comes after what the same second's exact times say)."""
+    at = float(entry[0])
+    return leave_time(at) if entry[1] in WHOLE_SECOND_KINDS else at
+
+
+def entry_clock(entry: tuple[Any, ...]) -> str:
+    """An entry's time of day in UTC: HH:MM:SS.mmm, or HH:MM:SS when dated in whole seconds."""
+    whole = entry[1] in WHOLE_SECOND_KINDS and float(entry[0]).is_integer()
+    return utc_clock(entry[0], millis=not whole)
 
 
 @dataclass(slots=True)
@@ -86,6 +133,7 @@ class CallRecord:
     sid: str
     started_at: float
     ended_at: float | None = None
+    trace_id: str = ""  # the call's trace (32 hex digits), when traces are sent
     observed: bool = False
     observed_at: float | None = None
     avatar_joined_at: float | None = None
@@ -145,10 +193,18 @@ class CallRecord:
         return "ringing" if self.live else "ended"
 
     def add(self, at: float, kind: str, *details: Any) -> None:
-        """Append to the timeline; beyond MAX_ENTRIES the oldest entry after the first goes."""
+        """Add to the timeline in time order (entry_time; after the entries of the same time);
+        beyond MAX_ENTRIES the oldest entry after the first goes."""
         if len(self.entries) >= MAX_ENTRIES:
             del self.entries[1]
-        self.entries.append((at, kind, *details))
+        bisect.insort_right(self.entries, (at, kind, *details), key=entry_time)
+
+    def participant(self, identity: str) -> ParticipantRecord | None:
+        """The participant of this identity still present, if any."""
+        for person in self.participants:
+            if person.identity == identity and person.left_at is None:
+                return person
+        return None
 
 
 class CallRecords(CallListener):
@@ -156,6 +212,8 @@ class CallRecords(CallListener):
 
     def __init__(self, recent: int = 1000) -> None:
         self.recent = recent
+        # Room sid -> the live call's trace id (0: none); set when traces are sent.
+        self.trace_ids: Callable[[str], int] = lambda sid: 0
         self.live: dict[str, CallRecord] = {}
         self.finished: OrderedDict[str, CallRecord] = OrderedDict()  # sid -> record, oldest first
 
@@ -177,6 +235,9 @@ class CallRecords(CallListener):
     def call_started(self, call: Call) -> None:
         at = call.started_at or 0.0
         record = CallRecord(call.room_name, call.room_sid, at)
+        trace_id = self.trace_ids(call.room_sid)
+        if trace_id:
+            record.trace_id = f"{trace_id:032x}"
         record.add(at, "call_started")
         self.live[call.room_sid] = record
 
@@ -245,20 +306,24 @@ class CallRecords(CallListener):
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
                          at: float) -> None:
-        record = self.live.get(call.room_sid) if call is not None else None
+        if call is None:
+            return
+        # A call that has ended lingers a while: a leave after its end still belongs to it.
+        record = self.live.get(call.room_sid) or self.finished.get(call.room_sid)
         if record is None:
             return
         reason = participant.disconnect_reason
         identity = participant.identity[:MAX_IDENTITY_CHARS]
-        for person in record.participants:
-            if person.identity == identity and person.left_at is None:
-                person.left_at, person.reason = at, reason
-                break
-        else:  # there before the call started (an agent dispatched first), or its join lost
-            if len(record.participants) < MAX_PARTICIPANTS:
-                record.participants.append(ParticipantRecord(
-                    sys.intern(identity), role.value, participant.joined_at or at, at, reason))
-        if role is Role.AVATAR:
+        person = record.participant(identity)
+        if person is not None:
+            person.left_at, person.reason = at, reason
+        elif not record.live:
+            return  # not one of the finished call's participants
+        elif len(record.participants) < MAX_PARTICIPANTS:
+            # There before the call started (an agent dispatched first), or its join lost.
+            record.participants.append(ParticipantRecord(
+                sys.intern(identity), role.value, participant.joined_at or at, at, reason))
+        if role is Role.AVATAR and record.live:
             record.avatar_reason = reason
         record.add(at, "left", role.value, identity, reason)
 
@@ -351,16 +416,30 @@ class CallRecords(CallListener):
 
     def late_event(self, room_sid: str, event: Event) -> None:
         record = self.finished.get(room_sid)
-        if record is not None:
-            who = event.participant.identity[:MAX_IDENTITY_CHARS] if event.participant else ""
-            record.add(event.created_at, "late", event.name, who)
+        if record is None:
+            return
+        who = event.participant.identity[:MAX_IDENTITY_CHARS] if event.participant else ""
+        person = record.participant(who)
+        if person is not None and event.name in ("participant_left",
+                                                 "participant_connection_aborted"):
+            person.left_at = event.created_at
+            person.reason = event.participant.disconnect_reason if event.participant else None
+        record.add(event.created_at, "late", event.name, who)
 
     def reconciled(self, call: Call, action: str, participant: Participant | None,
                    at: float) -> None:
+        """A join or leave that a listing showed: its entry says so, or one is added."""
         record = self.live.get(call.room_sid) or self.finished.get(call.room_sid)
-        if record is not None:
-            who = participant.identity[:MAX_IDENTITY_CHARS] if participant else ""
-            record.add(at, "reconciled", action, who)
+        if record is None:
+            return
+        who = participant.identity[:MAX_IDENTITY_CHARS] if participant else ""
+        kinds = _JOIN_ENTRIES if action == "join" else _LEAVE_ENTRIES
+        for index in range(len(record.entries) - 1, -1, -1):  # the newest: the one just added
+            entry = record.entries[index]
+            if entry[1] in kinds and entry[kinds[entry[1]]] == who and not listed(entry):
+                record.entries[index] = (*entry, LISTED)
+                return
+        record.add(at, "reconciled", action, who)
 
     def _keep(self, record: CallRecord) -> None:
         if self.recent <= 0:
