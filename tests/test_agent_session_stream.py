@@ -45,7 +45,8 @@ def test_a_pipeline_error_is_read_from_its_text(error: Any, component: str,
     sent = error(timestamp=at, label="plugin.X", error=APIError("down"), recoverable=recoverable)
     event = decode(error_wire(sent))
     assert event is not None
-    assert event.signal == PipelineError(component, recoverable)
+    # the provider's error in its own words, as instrument() words it (error_message)
+    assert event.signal == PipelineError(component, recoverable, "APIError: down")
     assert (event.id, event.at) == (error_event_id(sent.type, at), at)
 
 
@@ -53,7 +54,8 @@ def test_recoverable_is_read_from_the_end_whatever_the_wrapped_error_says() -> N
     sent = tts.TTSError(timestamp=time.time(), label="x",
                         error=APIError("upstream says recoverable=True "), recoverable=False)
     event = decode(error_wire(sent))
-    assert event is not None and event.signal == PipelineError("tts", False)
+    assert event is not None
+    assert event.signal == PipelineError("tts", False, "APIError: upstream says recoverable=True ")
 
 
 @pytest.mark.parametrize("text", ["Unknown error", "type='tts_error' timestamp=nan label='x' "

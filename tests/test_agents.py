@@ -25,7 +25,7 @@ from livekit.agents.voice.events import (
 
 from monitor.reports.signals import AvatarReady, ReportedEvent
 from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET, Room, avatar, user
+from tests.webhooks import KEY, SECRET, Room, access_token, avatar, user
 
 CALL = Room(name="call-agents")
 
@@ -83,6 +83,15 @@ async def test_session_events_reach_the_sidecar(sidecar: RunningMonitor) -> None
     # After close the session is no longer reported.
     session.emit("error", error_event(stt.STTError, True))
     assert not reporter._in_flight
+    # The error's own words reach the call's record and verdict (never a label).
+    async with sidecar.http.get(f"{sidecar.url}/v1/calls/{CALL.name}",
+                                headers={"Authorization": f"Bearer {access_token()}"}) as resp:
+        body = await resp.json()
+    # the last unrecoverable error names the verdict: ErrorEvent(error=ValueError("odd"))
+    assert "(ValueError: odd)" in body["findings"][0]["evidence"], body["findings"]
+    words = [entry["detail"] for entry in body["timeline"] if entry["event"] == "pipeline_error"]
+    assert "unrecoverable tts error: RuntimeError: provider down" in words, words
+    assert "provider down" not in await sidecar.scrape()
 
 
 async def test_an_unreachable_sidecar_never_raises_into_the_agent() -> None:

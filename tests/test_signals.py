@@ -76,7 +76,7 @@ AVATAR_CASES = [
     ({"type": "bot_ready"}, "bot_ready", AvatarReady()),
     ({"type": "bot_ready", "extra": [1]}, "bot_ready", AvatarReady()),
     ({"type": "idle_timeout"}, "idle_timeout", AvatarIdleTimeout()),
-    ({"type": "error", "error": "x", "fatal": True}, "error", AvatarError("error", True)),
+    ({"type": "error", "error": "x", "fatal": True}, "error", AvatarError("error", True, "x")),
     ({"type": "error", "fatal": False}, "error", AvatarError("error", False)),
     ({"type": "error"}, "error", AvatarError("error", False)),  # not said fatal: recoverable
     ({"type": "error", "fatal": "yes"}, "malformed", None),

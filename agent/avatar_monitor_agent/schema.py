@@ -28,6 +28,18 @@ MAX_AVATAR_MESSAGE_BYTES = 8 * 1024
 # agent_state `state`: livekit-agents' AgentState (`speaking` while the avatar plays the agent's
 # speech, as its `lk.agent.state` attribute says), and other
 AGENT_STATES = ("initializing", "idle", "listening", "thinking", "speaking", "other")
+# pipeline_error and session_closed `message`: the error's own words (its class and text, e.g.
+# "RuntimeError: TTS provider: 401"), cut to this many characters; for people, never a label.
+MAX_ERROR_MESSAGE_CHARS = 500
+
+
+def error_message(error: object) -> str:
+    """An exception's class and text, cut to MAX_ERROR_MESSAGE_CHARS ("" for none)."""
+    if error is None:
+        return ""
+    text = str(error)
+    words = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return words[:MAX_ERROR_MESSAGE_CHARS]
 # How long after the call's start the avatar has to join: wait_for_avatar's default, and the
 # sidecar's join deadline (--avatar-join-timeout).
 AVATAR_JOIN_TIMEOUT = 30.0

@@ -21,7 +21,7 @@ from avatar_monitor_agent.agent_events import (
 )
 from avatar_monitor_agent.forward import avatar_message
 from avatar_monitor_agent.reporter import Reporter
-from avatar_monitor_agent.schema import AGENT_STATES
+from avatar_monitor_agent.schema import AGENT_STATES, error_message
 
 if TYPE_CHECKING:
     from livekit.agents import AgentSession
@@ -59,12 +59,17 @@ def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: A
         recoverable = getattr(ev.error, "recoverable", False) is True
         event_id = (error_event_id(error_type, timestamp)
                     if error_type and _is_seconds(timestamp) else None)
+        # livekit-agents wraps the provider's exception (LLMError.error, TTSError.error, ...)
+        cause = getattr(ev.error, "error", None) or ev.error
         reporter.report("pipeline_error", event_id, recoverable=recoverable,
-                        component=COMPONENT_OF_ERROR.get(error_type, "other"))
+                        component=COMPONENT_OF_ERROR.get(error_type, "other"),
+                        message=error_message(cause))
 
     def on_close(ev: CloseEvent) -> None:
         reason = getattr(ev.reason, "value", str(ev.reason))
-        reporter.report("session_closed", reason=reason)
+        closing_error = getattr(ev, "error", None)
+        cause = getattr(closing_error, "error", None) or closing_error
+        reporter.report("session_closed", reason=reason, message=error_message(cause))
         for event, handler in handlers.items():
             session.off(event, handler)
         room.off("data_received", on_data)

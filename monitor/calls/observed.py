@@ -81,7 +81,7 @@ class ObservedCalls(TrackerCore):
             self._emit(CallListener.pipeline_error, call, signal, at)
         elif isinstance(signal, SessionClosed):
             call.session_close_reason = signal.reason
-            self._emit(CallListener.session_closed, call, signal.reason, at)
+            self._emit(CallListener.session_closed, call, signal.reason, at, signal.message)
             if signal.reason in AGENT_ENDED_REASONS:
                 self._agent_ended(call, at)
             elif call.held is not None:

@@ -87,6 +87,8 @@ def _pipeline_error(r: CallRecord, t: Thresholds, now: float) -> str | None:
         return None
     component, at = r.unrecoverable
     text = f"unrecoverable {component.upper()} error"
+    if r.unrecoverable_message:
+        text += f" ({r.unrecoverable_message})"
     left = _avatar_left_at(r)
     if left is not None:
         return f"{text} {max(left - at, 0):.1f} s before the avatar left"

@@ -27,7 +27,7 @@ from avatar_monitor_agent.agent_events import (
     error_event_id,
     turn_event_id,
 )
-from avatar_monitor_agent.schema import SESSION_TOPIC
+from avatar_monitor_agent.schema import MAX_ERROR_MESSAGE_CHARS, SESSION_TOPIC
 from google.protobuf.message import DecodeError
 from livekit import rtc
 from livekit.protocol.agent_pb import agent_session as pb
@@ -45,6 +45,8 @@ TOPIC, LABEL = SESSION_TOPIC, SESSION_TOPIC_LABEL
 MAX_STREAM_BYTES = 256 * 1024  # a chat item with a long reply fits; more is not read
 _ERROR_HEAD = re.compile(r"type='(?P<type>[a-z_]{1,40})' timestamp=(?P<at>[0-9][0-9.e+-]{0,30}) ")
 _ERROR_TAIL = re.compile(r" recoverable=(?P<recoverable>True|False)\s*$")
+# The wrapped provider error: `error=APIError('TTS provider: 401')` before `recoverable=`.
+_ERROR_CAUSE = re.compile(r" error=(?P<cause>.*) recoverable=(?:True|False)\s*$", re.S)
 
 
 class Undecodable(ValueError):
@@ -82,9 +84,19 @@ def error_event(text: str) -> ReportedEvent | None:
         return None
     if not math.isfinite(at) or at < 0:
         return None
+    cause = _ERROR_CAUSE.search(text)
     signal = PipelineError(COMPONENT_OF_ERROR.get(head["type"], "other"),
-                           tail["recoverable"] == "True")
+                           tail["recoverable"] == "True",
+                           _cause_words(cause["cause"]) if cause else "")
     return ReportedEvent(signal, error_event_id(head["type"], at), at)
+
+
+def _cause_words(cause: str) -> str:
+    """`APIError('TTS provider: 401')` -> `APIError: TTS provider: 401`, bounded."""
+    match = re.fullmatch(r"(?P<cls>[A-Za-z_][\w.]*)\((?P<quote>['\"])(?P<text>.*)(?P=quote)"
+                         r"(?:, .*)?\)", cause, re.S)
+    words = f"{match['cls']}: {match['text']}" if match else cause
+    return words[:MAX_ERROR_MESSAGE_CHARS]
 
 
 def latency_event(item: pb.ChatContext.ChatItem, at: float | None) -> ReportedEvent | None:

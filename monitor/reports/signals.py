@@ -32,6 +32,7 @@ from avatar_monitor_agent.schema import (
     EVENTS_TOPIC,
     LATENCY_STAGES,
     LEMONSLICE_TOPIC,
+    MAX_ERROR_MESSAGE_CHARS,
 )
 
 from monitor.intake import strict_json
@@ -66,11 +67,13 @@ class StartupFailureMessage:
 class PipelineError:
     component: str  # one of COMPONENTS
     recoverable: bool
+    message: str = ""  # the error's own words, bounded: for people, never a label
 
 
 @dataclass(slots=True, frozen=True)
 class SessionClosed:
     reason: str  # one of CLOSE_REASONS
+    message: str = ""  # the error it closed on, if any: for people, never a label
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,10 +99,11 @@ class AvatarError:
 
     kind: str  # error, video_generation_error
     fatal: bool
+    message: str = ""  # its `error` or `message` text, bounded
 
     @property
     def error(self) -> PipelineError:
-        return PipelineError("avatar", recoverable=not self.fatal)
+        return PipelineError("avatar", not self.fatal, self.message)
 
 
 @dataclass(slots=True, frozen=True)
@@ -221,7 +225,9 @@ def _avatar_signal(kind: str, doc: dict[str, Any]) -> Signal | None:
         fatal = doc.get("fatal", kind == "video_generation_error")
         if type(fatal) is not bool:
             raise BadEvent("fatal must be true or false")
-        return AvatarError(kind, fatal)
+        text = doc.get("error", doc.get("message"))
+        words = text[:MAX_ERROR_MESSAGE_CHARS] if type(text) is str else ""
+        return AvatarError(kind, fatal, words)
     stages = []  # metric
     for field, stage in AVATAR_STAGES.items():
         value = doc.get(field, doc.get(_camel(field)))
@@ -259,12 +265,13 @@ def parse_report(doc: dict[str, Any]) -> ReportedEvent:
         if type(recoverable) is not bool:
             raise BadEvent("recoverable must be true or false")
         component = component if component in COMPONENTS else "other"
-        return _reported(doc, PipelineError(component, recoverable))
+        return _reported(doc, PipelineError(component, recoverable, _error_words(doc)))
     if kind == "session_closed":
         reason = doc.get("reason")
         if type(reason) is not str:
             raise BadEvent("reason must be a string")
-        return _reported(doc, SessionClosed(reason if reason in CLOSE_REASONS else "other"))
+        return _reported(doc, SessionClosed(reason if reason in CLOSE_REASONS else "other",
+                                            _error_words(doc)))
     if kind == "startup_failure":
         return _startup_failure(doc)
     if kind == "agent_latency":
@@ -298,6 +305,14 @@ def _forwarded(doc: dict[str, Any]) -> ReportedEvent:
     if signal is None:
         raise BadEvent("message: a metric with no time_to_first_push or time_to_last_push")
     return replace(_reported(doc, signal), avatar=avatar)
+
+
+def _error_words(doc: dict[str, Any]) -> str:
+    """The optional `message` of an error: a string, cut to MAX_ERROR_MESSAGE_CHARS."""
+    message = doc.get("message", "")
+    if type(message) is not str:
+        raise BadEvent("message must be a string")
+    return message[:MAX_ERROR_MESSAGE_CHARS]
 
 
 def _startup_failure(doc: dict[str, Any]) -> ReportedEvent:

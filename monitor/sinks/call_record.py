@@ -52,7 +52,8 @@ def call_record(record: CallRecord, verdict: Verdict, trace_id: str | None) -> d
                                              "message": record.startup_message},
         "pipeline_errors": {
             "unrecoverable": None if record.unrecoverable is None else
-            {"component": record.unrecoverable[0], "at": rfc3339(record.unrecoverable[1])},
+            {"component": record.unrecoverable[0], "at": rfc3339(record.unrecoverable[1]),
+             "message": record.unrecoverable_message},
             "recoverable": record.recoverable_errors,
             "closed_reason": record.closed_reason,
         },

@@ -44,8 +44,8 @@ ENTRY_TEXT = {
     "evicted": "dropped from tracking (--max-calls)",
     "observed": "room observer joined",
     "first_speech": "{0:.1f} s after joining",
-    "pipeline_error": "{0} {1} error",
-    "session_closed": "{0}",
+    "pipeline_error": "{0} {1} error{2}",
+    "session_closed": "{0}{1}",
     "agent_latency": "{0}",
     "late": "{0} {1}, after the call ended",
     "reconciled": "{0} {1} (from a RoomService listing)",
@@ -81,7 +81,8 @@ def listed(entry: tuple[Any, ...]) -> bool:
 
 def entry_text(entry: tuple[Any, ...]) -> str:
     """An entry's details in words."""
-    text = ENTRY_TEXT[entry[1]].format(*entry[2:])
+    # Details an older entry lacks (one read back from the history) read as "".
+    text = ENTRY_TEXT[entry[1]].format(*entry[2:], "", "", "")
     return f"{text} (from a RoomService listing)" if listed(entry) else text
 
 
@@ -154,6 +155,7 @@ class CallRecord:
     session_seconds: float | None = None
     silence_seconds: float | None = None
     unrecoverable: tuple[str, float] | None = None  # last unrecoverable error: component, at
+    unrecoverable_message: str | None = None  # its own words, when reported
     recoverable_errors: int = 0
     closed_reason: str | None = None
     # The avatar's longest stay in the room with no user (since, until: server time), and since
@@ -399,14 +401,15 @@ class CallRecords(CallListener):
             record.recoverable_errors += 1
         else:
             record.unrecoverable = (error.component, at)
+            record.unrecoverable_message = error.message or None
         kind = "recoverable" if error.recoverable else "unrecoverable"
-        record.add(at, "pipeline_error", kind, error.component)
+        record.add(at, "pipeline_error", kind, error.component, _quoted(error.message))
 
-    def session_closed(self, call: Call, reason: str, at: float) -> None:
+    def session_closed(self, call: Call, reason: str, at: float, message: str = "") -> None:
         record = self.live.get(call.room_sid)
         if record is not None:
             record.closed_reason = reason
-            record.add(at, "session_closed", reason)
+            record.add(at, "session_closed", reason, _quoted(message))
 
     def agent_latency(self, call: Call, latency: AgentLatency, at: float) -> None:
         record = self.live.get(call.room_sid)
@@ -474,3 +477,8 @@ class CallRecords(CallListener):
             record.add(since + seconds, "media_back", kind, seconds)
         elif record.media_lost is None:
             record.media_lost = gap
+
+
+def _quoted(message: str) -> str:
+    """An error's own words as a timeline entry's last detail (": ..."), or nothing."""
+    return f": {message}" if message else ""

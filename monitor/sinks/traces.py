@@ -157,7 +157,7 @@ class CallTracer(CallListener):
             if spans.session is not None:
                 spans.session.set_status(status)
 
-    def session_closed(self, call: Call, reason: str, at: float) -> None:
+    def session_closed(self, call: Call, reason: str, at: float, message: str = "") -> None:
         spans = self._open.get(call.room_sid)
         if spans is not None:
             spans.root.add_event("session_closed", {"reason": reason}, _ns(at))

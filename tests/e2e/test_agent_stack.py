@@ -208,7 +208,10 @@ async def test_livekit_agents_broadcast_alone_reports_errors_and_turns(
                outcome="applied"),
         expect("avatar_monitor_reported_events_total", 0, source="http", outcome="applied"),
         expect("avatar_pipeline_closed_total", 0, reason="participant_disconnected"))
-    assert_verdict(await verdict(room_name), "failed", "pipeline_error", "pipeline_error")
+    body = await verdict(room_name)
+    assert_verdict(body, "failed", "pipeline_error", "pipeline_error")
+    # the provider's own words, read from livekit-agents' broadcast
+    assert "(APIError: scripted TTS outage)" in body["findings"][0]["evidence"], body["findings"]
 
 
 async def test_end_call_tool_agent_leaves_avatar_follows(
@@ -261,7 +264,12 @@ async def test_unrecoverable_tts_error_closes_the_session(
                            expect("avatar_pipeline_errors_total", 0, component="tts",
                                   recoverable="true"),
                            expect("avatar_pipeline_closed_total", 1, reason="error"))
-    assert_verdict(await verdict(room_name), "failed", "pipeline_error", "pipeline_error")
+    body = await verdict(room_name)
+    assert_verdict(body, "failed", "pipeline_error", "pipeline_error")
+    # instrument() sent the error's own words, and the session close's
+    assert "(APIError: scripted TTS outage)" in body["findings"][0]["evidence"], body["findings"]
+    closes = [e["detail"] for e in body["timeline"] if e["event"] == "session_closed"]
+    assert closes and "APIError: scripted TTS outage" in closes[0], closes
 
 
 async def test_one_tts_error_leaves_a_mute_avatar(
