@@ -1,6 +1,6 @@
-"""Two replicas, `--shard 0/2` and `--shard 1/2`, both sent every webhook by the real
-livekit-server (its `webhook.urls` lists both): every call is counted exactly once over the fleet,
-by the replica that owns its room."""
+"""N replicas, `--shard 0/N` to `--shard N-1/N` (two, then three), all sent every webhook by the
+real livekit-server (its `webhook.urls` lists each): every call is counted exactly once over the
+fleet, by the replica that owns its room."""
 
 from __future__ import annotations
 
@@ -22,18 +22,22 @@ from tests.webhooks import access_token
 
 pytestmark = pytest.mark.e2e
 
-SHARDS = 2
 CALLS = 20
 AT_ONCE = 4  # calls in flight together
 
 
+@pytest.fixture(params=[2, 3], ids=["two-shards", "three-shards"])
+def shards(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
 @pytest.fixture
-def replicas(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str]
-             ) -> Iterator[list[Sidecar]]:
+def replicas(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str, str],
+             shards: int) -> Iterator[list[Sidecar]]:
     started = []
-    for index in range(SHARDS):
+    for index in range(shards):
         replica = Sidecar(tmp_path / f"replica-{index}", *api_keys,
-                          extra_args=["--shard", f"{index}/{SHARDS}"])
+                          extra_args=["--shard", f"{index}/{shards}"])
         request.node.stash.setdefault(LOGS, []).append((f"replica {index}", replica.log_path))
         replica.start()
         started.append(replica)
@@ -71,15 +75,15 @@ async def one_call(server: Server, room: str, active: Callable[[], Awaitable[boo
 
 async def test_every_call_is_counted_once_over_the_fleet(
         fleet_server: Server, replicas: list[Sidecar], http: aiohttp.ClientSession,
-        api_keys: tuple[str, str]) -> None:
+        api_keys: tuple[str, str], shards: int) -> None:
     rooms = [f"shard-call-{i}" for i in range(CALLS)]
-    owned = [sum(Shard(i, SHARDS).owns(room) for room in rooms) for i in range(SHARDS)]
-    assert all(owned), owned  # rooms of both shards
+    owned = [sum(Shard(i, shards).owns(room) for room in rooms) for i in range(shards)]
+    assert all(owned), owned  # rooms of every shard
     gate = asyncio.Semaphore(AT_ONCE)
     headers = {"Authorization": f"Bearer {access_token(None, *api_keys)}"}
 
     def active_on_owner(room: str) -> Callable[[], Awaitable[bool]]:
-        url = f"{replicas[Shard(0, SHARDS).owner(room)].url}/v1/calls/{room}"
+        url = f"{replicas[Shard(0, shards).owner(room)].url}/v1/calls/{room}"
 
         async def probe() -> bool:
             async with http.get(url, headers=headers) as resp:
@@ -116,10 +120,11 @@ async def test_every_call_is_counted_once_over_the_fleet(
     assert sum(s.value("avatar_calls_started_total") for s in seen) == CALLS
     # Each room's calls are on its owner's list; the other replica names the owner.
     room = rooms[0]
-    owner = Shard(0, SHARDS).owner(room)
+    owner = Shard(0, shards).owner(room)
     async with http.get(f"{replicas[owner].url}/v1/calls/{room}", headers=headers) as resp:
         assert resp.status == 200
         assert (await resp.json())["verdict"] == "healthy"
-    async with http.get(f"{replicas[1 - owner].url}/v1/calls/{room}", headers=headers) as resp:
+    other = (owner + 1) % shards
+    async with http.get(f"{replicas[other].url}/v1/calls/{room}", headers=headers) as resp:
         assert resp.status == 404
         assert (await resp.json())["shard"] == owner
