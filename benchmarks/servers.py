@@ -20,7 +20,9 @@ from tests.webhooks import KEY, SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-SERVERS = ("ceiling", "reference", "sidecar")
+# `sidecar` runs as it comes (the call history on, in a temporary file); `no-history` the same
+# with `--history ''`: the history's cost, measured in the same run.
+SERVERS = ("ceiling", "reference", "sidecar", "no-history")
 START_TIMEOUT = 20.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 # The sidecar's own settings from the environment would change what is measured (tracing...).
@@ -64,12 +66,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def command(name: str, port: int, profile: Path | None = None) -> list[str]:
+def command(name: str, port: int, workdir: Path, profile: Path | None = None) -> list[str]:
     """The command line of one server; the sidecar is the real CLI."""
     python = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
-    if name == "sidecar":
+    if name in ("sidecar", "no-history"):
+        history = str(workdir / "history.sqlite3") if name == "sidecar" else ""
         return [*python, "-m", "monitor", "serve", "--host", HOST, "--port", str(port),
-                "--max-calls", "1000000", "--log-level", "warning"]
+                "--max-calls", "1000000", "--log-level", "warning", "--history", history]
     return [*python, "-m", "benchmarks.bare_servers", name, "--host", HOST, "--port", str(port)]
 
 
@@ -103,8 +106,9 @@ def serve(name: str, cpu: int | None, profile: Path | None = None) -> Iterator[R
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIG_ENV)}
     env.update(LIVEKIT_API_KEY=KEY, LIVEKIT_API_SECRET=SECRET, PYTHONPATH=str(ROOT))
-    with tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log") as log:
-        process = subprocess.Popen(command(name, port, profile), cwd=ROOT, env=env,
+    with tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log") as log, \
+            tempfile.TemporaryDirectory(prefix=f"{name}-") as workdir:
+        process = subprocess.Popen(command(name, port, Path(workdir), profile), cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, **pin(cpu))
         running = Running(name, port, process)
         try:

@@ -9,7 +9,8 @@ traffic from a load generator on the other CPU:
 
   ceiling    a bare aiohttp handler that reads the body and returns 200
   reference  a bare aiohttp handler that only calls livekit-api's WebhookReceiver.receive
-  sidecar    `python -m monitor serve` (the real CLI)
+  sidecar    `python -m monitor serve` (the real CLI, its call history in a temporary file)
+  no-history the same with `--history ''`: the history's cost, in the same rounds
 
 The traffic (benchmarks/traffic.py) is healthy calls of six signed webhooks each, every one
 with its own event id, made once and replayed to all three. Throughput is closed loop with wrk
@@ -146,7 +147,7 @@ def _measure_once(name: str, where: Cpus, run: Runner) -> Measured:
         result = run(server)
         server_cpu = server.cpu_seconds() - cpu
         busy = machine.others(before, machine.snapshot(), server_cpu)
-        if name == "sidecar":
+        if name in ("sidecar", "no-history"):
             say("  " + _sidecar_counts(server))
     measured = Measured(result, server_cpu / max(result.requests, 1) * 1e6, busy)
     say(f"  {result.requests:,} requests, {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
@@ -320,6 +321,8 @@ def _verdicts(plan: Plan, rounds: dict[str, list[Measured]], lat: dict[str, Meas
     say(_row("sidecar throughput", f"{rates['sidecar'].load.rps:,.0f} req/s", "", None))
     say(_row("sidecar / ceiling, req/s", f"{_ratio(rounds, 'sidecar', 'ceiling'):.2f}x", "",
              None))
+    history = _ratio(rounds, "sidecar", "no-history")
+    say(_row("history on / off, req/s", f"{history:.2f}x", ">= 0.9x", history >= 0.9))
     gain = _ratio(rounds, "sidecar", "reference")
     say(_row("sidecar / reference, req/s", f"{gain:.2f}x", ">= 1x", gain >= 1))
     say(_row("sidecar / reference, req/s (aim)", f"{gain:.2f}x", ">= 2x", gain >= 2))
