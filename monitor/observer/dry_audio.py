@@ -192,13 +192,14 @@ class DryAudioProbe:
     async def _listen(self, publication: rtc.RemoteTrackPublication, avatar_sid: str) -> None:
         """Subscribe to the avatar's audio, read its stats until answered, then unsubscribe."""
         publication.set_subscribed(True)
-        answer = "undecided"
+        answered = False
         try:
             track = await self._subscribed(publication)
             while track is not None:
                 outcome = self.rule.read(inbound_energy(await track.get_stats()), self._clock())
                 if outcome is Outcome.DRY:
-                    answer, self._dry_avatar = "dry", avatar_sid
+                    answered, self._dry_avatar = True, avatar_sid
+                    self._outcome("dry")
                     assert self.rule.dry_since is not None
                     self._report(avatar_sid, False, self.rule.dry_since)
                     log.info("the avatar's audio is dry: silent for %.0f s while the agent "
@@ -207,13 +208,15 @@ class DryAudioProbe:
                     self._report(avatar_sid, True, self._clock())
                     return
                 elif outcome is Outcome.HEARD:
-                    answer = "heard"
+                    answered = True
+                    self._outcome("heard")
                     return
                 await asyncio.sleep(READ_EVERY)
         except Exception as exc:  # the room closing under the probe: no answer
             log.debug("audio probe failed: %s", exc)
         finally:
-            self._outcome(answer)
+            if not answered:
+                self._outcome("undecided")
             with contextlib.suppress(Exception):
                 publication.set_subscribed(False)
 
