@@ -232,3 +232,58 @@ def test_a_call_ended_without_the_avatars_leave_closes_the_interruption() -> Non
     assert h.interruptions() == (1, 1, pytest.approx(40))
     assert h.record().media_lost is not None
 
+
+
+def test_a_dry_turn_is_one_interruption_that_ends_with_the_turn() -> None:
+    """The observer's probe found the audio dry from t0+22 (reported at t0+25); the agent's
+    turn ends at t0+35: the interruption came back with the turn's end."""
+    h = Harness()
+    h.start()
+    h.observed("audio", False, "dry", h.t0 + 22)
+    h.tracker.expire(h.t0 + 26.9)
+    assert h.interruptions() == (0, 0, 0)
+    h.tracker.expire(h.t0 + 27)
+    assert h.interruptions() == (1, 0, 0)
+    h.observed("audio", True, "dry", h.t0 + 35)
+    assert h.interruptions() == (1, 1, pytest.approx(13))
+    h.apply(h.room.left(h.caller, h.t0 + 60), now=h.t0 + 60)
+    h.leave(h.t0 + 62, R.ROOM_CLOSED)
+    status, name, evidence = h.verdict(h.t0 + 70)
+    assert (status, name) == ("warning", "media_interrupted")
+    assert evidence.startswith("the avatar's audio stopped (dry) at ")
+    assert evidence.endswith(" for 13 s")
+
+
+def test_a_dry_turn_shorter_than_the_grace_is_not_counted() -> None:
+    h = Harness()
+    h.start()
+    h.observed("audio", False, "dry", h.t0 + 22)
+    h.observed("audio", True, "dry", h.t0 + 26)
+    h.tracker.expire(h.t0 + 40)
+    assert h.interruptions() == (0, 0, 0)
+
+
+def test_audio_heard_again_ends_only_a_dry_interruption() -> None:
+    """A probe's word on sound says nothing of a mute: the mute holds until the unmute."""
+    h = Harness()
+    h.start()
+    h.observed("audio", False, "muted", h.t0 + 20)
+    h.observed("audio", False, "dry", h.t0 + 21)  # the first holds
+    h.observed("audio", True, "dry", h.t0 + 23)
+    h.tracker.expire(h.t0 + 26)
+    h.observed("audio", True, "muted", h.t0 + 30)
+    assert h.interruptions() == (1, 1, pytest.approx(10))
+    assert h.record().media_longest == ("audio", "muted", h.t0 + 20, pytest.approx(10))
+
+
+def test_a_dry_turn_open_when_the_avatar_leaves_fails_the_call() -> None:
+    h = Harness()
+    h.start()
+    h.observed("audio", False, "dry", h.t0 + 22)
+    h.tracker.expire(h.t0 + 30)
+    h.leave(h.t0 + 40)
+    assert h.interruptions() == (1, 1, pytest.approx(18))
+    assert h.verdict(h.t0 + 50)[0] == "failed"  # the avatar left on its own, mute
+    evidence = {f.rule: f.evidence for f in
+                diagnose(h.record(), Thresholds(), h.t0 + 50).findings}["media_stopped"]
+    assert evidence.startswith("the avatar's audio stopped (dry) at ")

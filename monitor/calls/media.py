@@ -1,5 +1,8 @@
 """The avatar's media stopping mid-call ("audio cuts out"): its audio or video unpublished
-(webhooks, the room observer) or muted (the room observer only: no webhook says so).
+(webhooks, the room observer) or muted (the room observer only: no webhook says so), or its
+audio dry: published and unmuted but silent while the voice agent says it speaks (the room
+observer's probe, monitor/observer/dry_audio.py; ended when heard again or the agent's turn
+ends).
 
 A kind that stays off longer than `TrackerSettings.interruption_grace` while the call is active
 is one interruption, counted once; it ends when the kind is published or unmuted again, or when
@@ -36,8 +39,8 @@ class MediaCalls(TrackerCore):
 
     def avatar_media(self, room_sid: str, avatar_sid: str, kind: str, on: bool, how: str,
                      at: float) -> None:
-        """The room observer saw the avatar's `kind` stop (how: unpublished, muted) or come
-        back (published, unmuted), at `at` (this machine's clock)."""
+        """The room observer saw the avatar's `kind` stop (how: unpublished, muted, dry) or
+        come back (published, unmuted, heard again), at `at` (this machine's clock)."""
         call = self._calls.get(room_sid)
         if call is not None and call.avatar_sid == avatar_sid:
             self._media_changed(call, kind, on, how, at)
@@ -68,8 +71,8 @@ class MediaCalls(TrackerCore):
         if kind not in MEDIA_KINDS or call.avatar_left or call.state is CallState.ENDED:
             return
         off = call.media_off.get(kind) if call.media_off is not None else None
-        if on:
-            if off is not None:
+        if on:  # a dry track heard again ends only that: not a mute or unpublish
+            if off is not None and (how != "dry" or off.how == "dry"):
                 self._end_media(call, kind, off, at, restored=True)
         elif off is None:  # already off (muted, then unpublished; told twice): the first holds
             if call.media_off is None:

@@ -79,7 +79,7 @@ class Call:
     # session nobody watches (before the first user came, or after the last one left).
     unattended_since: float | None = None
     held: HeldDeparture | None = None  # the avatar's leave, waiting for the agent's end
-    # The avatar's audio or video, by kind, while off (unpublished or muted): at most two.
+    # The avatar's audio or video, by kind, while off (unpublished, muted, dry): at most two.
     media_off: dict[str, MediaOff] | None = None
     # The avatar's own word (topic lemonslice; local clock): whether it is one that announces
     # readiness (--ready-identity, --ready-provider), when it said bot_ready, and whether it
@@ -113,7 +113,7 @@ class HeldDeparture:
 @dataclass(slots=True)
 class MediaOff:
     """The avatar's audio or video stopped: since when (this machine's clock), how (unpublished,
-    muted), and whether it has been counted as an interruption (it outlasted the grace)."""
+    muted, dry), and whether it has been counted as an interruption (it outlasted the grace)."""
 
     since: float
     how: str

@@ -360,8 +360,9 @@ RULES: tuple[Rule, ...] = (
          "heard or saw nothing from then on): read the avatar service's logs for this session "
          "at that time, and the voice agent's (a dead TTS stream leaves the avatar mute)."),
     Rule("media_interrupted", WARNING, ROOM_ERRORS, _media_interrupted,
-         "The avatar's audio or video went away and came back (a republish or a mute): check "
-         "the avatar service's logs at that time and its connection quality."),
+         "The avatar's audio or video went away and came back (a republish, a mute, or a dry "
+         "turn: audio published but silent while the agent spoke): check the avatar service's "
+         "logs at that time and its connection quality."),
 )
 VERDICT_NAMES = (*(rule.name for rule in RULES), "healthy", "in_progress")
 RULE_BY_NAME = {rule.name: rule for rule in RULES}
@@ -434,8 +435,10 @@ def verdicts_markdown(thresholds: Thresholds = Thresholds()) -> str:
         "`--timeout-tolerance` of the same session length, far more than natural lengths would "
         "(`monitor/sinks/session_lengths.py`). `media_stopped` and `media_interrupted` read the "
         "interruptions of the avatar's audio or video (unpublished, or muted as the room "
-        "observer sees) that lasted longer than `--interruption-grace` (5 s by default) while "
-        "the call was active: one that came back is a warning, one that never came back before "
+        "observer sees, or audio dry: published and unmuted but silent for a whole probe while "
+        "the voice agent's `lk.agent.state` said speaking, until sound or the turn's end) that "
+        "lasted longer than `--interruption-grace` (5 s by default) while the call was active: "
+        "one that came back is a warning, one that never came back before "
         "the avatar left or the call ended fails the call (`monitor/calls/media.py`).",
         "",
         "| rule | severity | guide section | next step |",

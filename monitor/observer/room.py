@@ -33,11 +33,12 @@ from avatar_monitor_agent.roles import Role
 from livekit import api, rtc
 
 from monitor.calls.listener import CallListener
-from monitor.calls.model import Call
+from monitor.calls.model import Call, CallState
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import Participant, disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
+from monitor.observer.dry_audio import DryAudioProbe
 from monitor.observer.rtc_logging import quiet_ignored_streams
 from monitor.observer.rtc_roles import participant_of
 from monitor.observer.senders import AGENT, Resolved, RoomSenders
@@ -89,6 +90,7 @@ class _Watch:
     # Data messages with no sender livekit-rtc could name, waiting for it to be resolved.
     unattributed: set[asyncio.Task[None]] = field(default_factory=set)
     senders: RoomSenders | None = None  # participants seen in the room, for those
+    dry: DryAudioProbe | None = None  # probes of the avatar's audio while the agent speaks
 
 
 class RoomObserver(CallListener):
@@ -171,6 +173,10 @@ class RoomObserver(CallListener):
             return
         watch = _Watch(name, sid)
         watch.senders = RoomSenders(self._clock, functools.partial(self._list_senders, watch))
+        watch.dry = DryAudioProbe(
+            self._clock, functools.partial(self._avatar_audio, watch),
+            functools.partial(self._dry_audio, watch),
+            lambda outcome: self._metrics.audio_probes.labels(outcome).inc())
         self._watches[sid] = watch
         watch.task = asyncio.get_running_loop().create_task(self._keep_watching(watch))
 
@@ -184,6 +190,8 @@ class RoomObserver(CallListener):
     async def _close(self, watch: _Watch) -> None:
         watch.closing = True
         self._watches.pop(watch.sid, None)
+        if watch.dry is not None:
+            watch.dry.close()
         if watch.task is not None and watch.task is not asyncio.current_task():
             watch.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -365,6 +373,8 @@ class RoomObserver(CallListener):
             watch.speech_from_agent = True
             self._stop_avatar_audio(watch)
         self._tracker.avatar_speaking(watch.sid, state == "speaking", self._clock())
+        if watch.dry is not None:
+            watch.dry.speaking(state == "speaking")
 
     def _stop_avatar_audio(self, watch: _Watch) -> None:
         """The agent's state makes the avatar's audio unnecessary: stop receiving it."""
@@ -508,6 +518,8 @@ class RoomObserver(CallListener):
 
     def _on_disconnected(self, watch: _Watch, reason: int, lost: asyncio.Event) -> None:
         watch.connected = False
+        if watch.dry is not None:
+            watch.dry.track_gone()
         label = disconnect_reason_name(reason)
         if not watch.closing:
             self._metrics.observer_disconnects.labels(label).inc()
@@ -537,10 +549,32 @@ class RoomObserver(CallListener):
         kind = _MEDIA_KINDS.get(publication.kind)
         if kind is not None and self._is_avatar(participant):
             self._tracker.avatar_media(watch.sid, participant.sid, kind, on, how, self._clock())
+            if kind == "audio" and not on and watch.dry is not None:
+                watch.dry.track_gone()
 
     def _on_avatar_gone(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if self._is_avatar(participant):
+            if watch.dry is not None:
+                watch.dry.track_gone()
             self._tracker.avatar_disconnected(watch.sid, participant.sid, self._clock())
+
+    def _avatar_audio(self, watch: _Watch) -> tuple[rtc.RemoteTrackPublication, str] | None:
+        """The call's avatar's audio, when it may be probed for a dry track: the call active,
+        the track published and unmuted (else it is off already)."""
+        call = self._tracker.call(watch.sid)
+        if (watch.room is None or call is None or call.state is not CallState.ACTIVE
+                or call.avatar_sid is None or (call.media_off and "audio" in call.media_off)):
+            return None
+        for participant in watch.room.remote_participants.values():
+            if participant.sid == call.avatar_sid:
+                for publication in participant.track_publications.values():
+                    if publication.kind == rtc.TrackKind.KIND_AUDIO and not publication.muted:
+                        return publication, participant.sid
+        return None
+
+    def _dry_audio(self, watch: _Watch, avatar_sid: str, on: bool, at: float) -> None:
+        """A probe found the avatar's audio dry (on False) or sounding again."""
+        self._tracker.avatar_media(watch.sid, avatar_sid, "audio", on, "dry", at)
 
     def _is_calls_avatar(self, watch: _Watch, participant: rtc.Participant) -> bool:
         """An avatar by role and, once the call knows its avatar, that very one."""

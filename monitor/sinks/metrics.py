@@ -74,6 +74,9 @@ OBSERVER_SKIP_REASONS = ("limit", "gone")
 RECONCILE_ACTIONS = ("call_recovered", "join", "leave", "room_gone")
 RECONCILE_OUTCOMES = ("ok", "failed")
 SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avatar speech from
+# The room observer's probes of the avatar's audio while the agent speaks
+# (monitor/observer/dry_audio.py): sound heard, found dry, or no answer.
+AUDIO_PROBE_OUTCOMES = ("heard", "dry", "undecided")
 # Per-turn agent latencies: LLM first token and TTS first byte in hundreds of milliseconds,
 # end of turn and end to end up to seconds.
 AGENT_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
@@ -215,6 +218,12 @@ class Metrics(CallListener):
             "Observed rooms by where avatar speech comes from: the voice agent's lk.agent.state "
             "attribute (no media), or the avatar's audio (received and decoded).",
             ["source"], registry=registry)
+        self.audio_probes = Counter(
+            "avatar_monitor_audio_probes",
+            "The room observer's probes of the avatar's audio while the voice agent says it "
+            "speaks (a few seconds subscribed to it), by outcome: heard, dry (silent for the "
+            "whole window), undecided (the turn ended or the track went away first).",
+            ["outcome"], registry=registry)
         self.observer_reconnects = Counter(
             "avatar_monitor_observer_reconnects",
             "Room observer reconnection attempts after losing a room.", registry=registry)
@@ -277,8 +286,8 @@ class Metrics(CallListener):
             registry=registry)
         self.media_interruptions = Counter(
             "avatar_media_interruptions",
-            "The avatar's audio or video unpublished or muted mid-call for longer than "
-            "--interruption-grace, by kind; counted once per interruption.",
+            "The avatar's audio or video unpublished, muted or (audio) dry mid-call for longer "
+            "than --interruption-grace, by kind; counted once per interruption.",
             ["kind"], registry=registry)
         self.media_interruption_time = Histogram(
             "avatar_media_interruption_seconds",
@@ -339,6 +348,8 @@ class Metrics(CallListener):
             self.observer_skipped.labels(reason)
         for source in SPEECH_SOURCES:
             self.observer_speech_source.labels(source)
+        for outcome in AUDIO_PROBE_OUTCOMES:
+            self.audio_probes.labels(outcome)
         for action in RECONCILE_ACTIONS:
             self.reconciliations.labels(action)
         for outcome in RECONCILE_OUTCOMES:

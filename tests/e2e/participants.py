@@ -128,6 +128,8 @@ class AvatarMedia:
         self.audio_source = rtc.AudioSource(SAMPLE_RATE, 1)
         self.video_source = rtc.VideoSource(WIDTH, HEIGHT)
         self._tasks: list[asyncio.Task[None]] = []
+        self._audio_fed = asyncio.Event()  # cleared by pause_audio(): the tone stops
+        self._audio_fed.set()
 
     async def publish(self, participant: Participant) -> tuple[str, str]:
         """Publish audio, then video, and keep feeding both; returns the two track sids."""
@@ -145,7 +147,20 @@ class AvatarMedia:
     async def _feed_audio(self) -> None:
         frame = _tone_frame()
         while True:  # capture_frame waits while the source's queue is full: real-time pacing
+            await self._audio_fed.wait()
             await self.audio_source.capture_frame(frame)
+
+    def pause_audio(self, paused: bool = True) -> None:
+        """Stop (or resume) feeding the audio: the track stays published and unmuted but
+        carries no sound, as when the avatar's pipeline stalls (livekit-rtc then sends a few
+        silent packets a second). The tone queued in the source is dropped at once. Pausing
+        waits between frames: cancelling a capture_frame half-way breaks the source
+        (InvalidState on the next capture)."""
+        if paused:
+            self._audio_fed.clear()
+            self.audio_source.clear_queue()
+        else:
+            self._audio_fed.set()
 
     async def _feed_video(self) -> None:
         frames = _video_frames()

@@ -1,6 +1,7 @@
 """The avatar's media stopping mid-call ("audio cuts out") on a real livekit-server: its audio
-unpublished (webhooks) or muted (only the room observer sees it), counted once past the grace;
-the unpublishes that come with a normal leave are no interruption."""
+unpublished (webhooks), muted or dry while the voice agent says it speaks (only the room
+observer sees those), counted once past the grace; the unpublishes that come with a normal leave
+and a speaking avatar the observer probes are no interruption."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import time
 import pytest
 from livekit import rtc
 
+from monitor.observer.dry_audio import DRY_AFTER, PROBE_WINDOW
 from tests.e2e.conftest import Verdict
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
 from tests.e2e.participants import AVATAR_IDENTITY, AvatarMedia, Participant
 from tests.e2e.scenario import CallDriver
+from tests.e2e.test_observer import send
 
 pytestmark = pytest.mark.e2e
 
 GRACE = 5.0  # the default --interruption-grace
 OFF = 8.0  # how long the avatar's audio stays off in these calls
+TURN = 10.0  # how long the voice agent says it speaks in the dry-track calls
+AGENT_STATE = "lk.agent.state"
+AVATAR_TOPIC = "lemonslice"  # the avatar's own messages
 
 
 @pytest.fixture
@@ -170,3 +176,87 @@ async def test_the_unpublishes_of_a_normal_leave_are_no_interruption(
     assert (body["verdict"], body["findings"]) == ("healthy", [])
     assert body["avatar"]["media_interruptions"] == 0
     assert any(p["identity"] == AVATAR_IDENTITY for p in body["participants"])
+
+
+def probes(heard: int, dry: int) -> list[Expect]:
+    """The observer's probes of the avatar's audio, by outcome (none undecided)."""
+    return [expect("avatar_monitor_audio_probes_total", heard, outcome="heard"),
+            expect("avatar_monitor_audio_probes_total", dry, outcome="dry"),
+            expect("avatar_monitor_audio_probes_total", 0, outcome="undecided")]
+
+
+async def speaking_call(call: CallDriver, metrics: MetricsClient
+                        ) -> tuple[Participant, Participant, Participant, AvatarMedia]:
+    """An observed active call whose avatar says bot_ready once its video is in, as a
+    LemonSlice avatar does (a call longer than the ready grace needs it to be healthy)."""
+    user, agent, avatar, media = await active_call(call, metrics, observed=True)
+    await send(avatar, AVATAR_TOPIC, {"type": "bot_ready"})
+    return user, agent, avatar, media
+
+
+async def everyone_leaves(user: Participant, agent: Participant, avatar: Participant,
+                          metrics: MetricsClient) -> None:
+    """The user hangs up, then the avatar and the agent leave."""
+    await user.leave()
+    await metrics.wait_all(expect("avatar_disconnects_total", 1, role="user",
+                                  reason="client_initiated"))
+    await avatar.leave()
+    await agent.leave()
+
+
+@pytest.mark.livekit_access
+async def test_dry_audio_while_the_agent_speaks_is_one_interruption(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """The avatar's pipeline stalls: its audio track stays published and unmuted, carrying
+    only livekit-rtc's silent packets, while the voice agent says `speaking` for TURN s. The
+    observer probes it DRY_AFTER s into the turn, finds it silent for PROBE_WINDOW s: dry from
+    the probe's start, counted past the grace, back when the turn ends."""
+    user, agent, avatar, media = await speaking_call(call, metrics)
+    media.pause_audio()
+    await agent.room.local_participant.set_attributes({AGENT_STATE: "speaking"})
+    speaking_at = time.monotonic()
+    await metrics.wait_all(*probes(0, 1), timeout=DRY_AFTER + PROBE_WINDOW + 5)
+    found = await metrics.scrape()
+    assert found.value("avatar_media_interruptions_total", kind="audio") == 0  # in the grace
+    await metrics.wait_all(*interruptions(1, 0), timeout=GRACE + 5)
+    assert time.monotonic() - speaking_at >= DRY_AFTER + GRACE
+    # The turn lasts TURN seconds in all: the scenario, not synchronisation.
+    await asyncio.sleep(TURN - (time.monotonic() - speaking_at))
+    await agent.room.local_participant.set_attributes({AGENT_STATE: "listening"})
+    back = await metrics.wait_all(*interruptions(1, 1))
+    dry = TURN - DRY_AFTER
+    assert dry - 1 <= back.sum("avatar_media_interruption_seconds", kind="audio") <= dry + 1
+    media.pause_audio(False)
+
+    await everyone_leaves(user, agent, avatar, metrics)
+    done = await metrics.wait_all(*ended(), *interruptions(1, 1), *probes(0, 1),
+                                  expect("avatar_departures_total", 1, cause="user_hangup"))
+    assert done.value("avatar_monitor_webhooks_total", event="track_unpublished") == 2  # leave
+    body = await verdict(call.room)
+    assert (body["verdict"], body["status"]) == ("media_interrupted", "warning"), body["findings"]
+    assert [f["rule"] for f in body["findings"]] == ["media_interrupted"]
+    evidence = body["findings"][0]["evidence"]
+    assert re.fullmatch(r"the avatar's audio stopped \(dry\) at \d\d:\d\d:\d\d for [789] s",
+                        evidence), evidence
+    assert body["avatar"]["media_interruptions"] == 1
+
+
+@pytest.mark.livekit_access
+async def test_a_speaking_avatar_probed_while_the_agent_speaks_is_healthy(
+        call: CallDriver, metrics: MetricsClient, verdict: Verdict) -> None:
+    """The same turn with the avatar's tone playing: the probe hears it at once and lets go of
+    the track; no interruption, a healthy call."""
+    user, agent, avatar, _ = await speaking_call(call, metrics)
+    await agent.room.local_participant.set_attributes({AGENT_STATE: "speaking"})
+    speaking_at = time.monotonic()
+    await metrics.wait_all(*probes(1, 0), timeout=DRY_AFTER + PROBE_WINDOW + 5)
+    await asyncio.sleep(TURN - (time.monotonic() - speaking_at))
+    await agent.room.local_participant.set_attributes({AGENT_STATE: "listening"})
+
+    await everyone_leaves(user, agent, avatar, metrics)
+    done = await metrics.wait_all(*ended(), *interruptions(0, 0), *probes(1, 0),
+                                  expect("avatar_departures_total", 1, cause="user_hangup"))
+    assert done.value("avatar_media_interruption_seconds_sum", kind="audio") == 0
+    body = await verdict(call.room)
+    assert (body["verdict"], body["findings"]) == ("healthy", []), body["findings"]
+    assert body["avatar"]["media_interruptions"] == 0
