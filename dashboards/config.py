@@ -137,7 +137,13 @@ STARTUP_SLO = SLO(
 JOIN_SLO = SLO(
     "join_latency", f"Avatar joins within {JOIN_WITHIN_SECONDS:g} s", 0.99, "AvatarJoinSpeed",
     f"an avatar join within {JOIN_WITHIN_SECONDS:g} s of the call's start")
-SLOS: tuple[SLO, ...] = (STARTUP_SLO, JOIN_SLO)
+COMPLETION_SLO = SLO(
+    "call_completion", "Calls that end normally", 0.99, "AvatarCompletion",
+    "an avatar that left as calls normally end: the user or the voice agent hung up, or the "
+    "user's own connection dropped; a crashed voice agent, a dead pipeline, the avatar's "
+    "network, a removal, a server end, a timeout or an unexplained leave is bad (a session "
+    "replaced by another counts neither way)")
+SLOS: tuple[SLO, ...] = (STARTUP_SLO, JOIN_SLO, COMPLETION_SLO)
 # The SRE workbook's pairs: 2 % of a 30-day budget in an hour or 5 % in six hours pages; 10 % in
 # three days opens a ticket.
 BURN_ALERTS: tuple[BurnAlert, ...] = (
@@ -182,7 +188,7 @@ def apply_overrides(values: dict[str, Any]) -> None:
         raise ValueError(f"unknown SLOs: {sorted(set(objectives) - {s.name for s in SLOS})}")
     g["SLOS"] = tuple(replace(s, objective=float(objectives.get(s.name, s.objective)))
                       for s in SLOS)
-    g["STARTUP_SLO"], g["JOIN_SLO"] = g["SLOS"]
+    g["STARTUP_SLO"], g["JOIN_SLO"], g["COMPLETION_SLO"] = g["SLOS"]
 
 
 if os.environ.get(ENV):

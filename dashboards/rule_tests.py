@@ -49,6 +49,7 @@ class Case:
 
 _CALL_STARTUP = (("slo", "call_startup"),)
 _JOIN_LATENCY = (("slo", "join_latency"),)
+_CALL_COMPLETION = (("slo", "call_completion"),)
 
 
 def _startup(failures: str) -> dict[str, str]:
@@ -68,6 +69,16 @@ def _joins(within: str) -> dict[str, str]:
         s("avatar_join_latency_seconds_count", "a"): "0+10x120",
         s("avatar_join_latency_seconds_bucket", "a", le=le): within,
         s("avatar_join_latency_seconds_bucket", "a", le="+Inf"): "0+10x120",
+    }
+
+
+def _endings(bad: str, cause: str = "agent_lost") -> dict[str, str]:
+    """One sidecar with 10 avatar departures a minute, `bad` of them for `cause`, the rest
+    hang-ups, and as many sessions replaced (which count neither way)."""
+    return {
+        s("avatar_departures_total", "a", cause="user_hangup"): "0+10x120",
+        s("avatar_departures_total", "a", cause=cause): bad,
+        s("avatar_departures_total", "a", cause="replaced"): "0+10x120",
     }
 
 
@@ -143,6 +154,33 @@ CASES: tuple[Case, ...] = (
     Case(
         "AvatarStartupBudgetTicket",
         _startup("0+0.03x120"),  # 0.3 %: within the budget
+        {"10m": (), "120m": ()},
+        title="a burn within the budget opens none",
+    ),
+    # SLO call_completion (objective 99 %, budget 1 %): 10 normal endings a minute, and
+    # crashed voice agents on top; replaced sessions count neither way.
+    Case(
+        "AvatarCompletionBudgetBurn",
+        _endings("0+2x120"),  # 2 crashes to 10 hang-ups: 1 in 6, a 16.7x burn
+        {"10m": (Fires("", 1 / 6 / config.COMPLETION_SLO.budget, _CALL_COMPLETION),)},
+        ((_ratio("call_completion", "1h"), "10m", {"": 1 / 6}),),
+        title="crashing voice agents page",
+    ),
+    Case(
+        "AvatarCompletionBudgetBurn",
+        _endings("0+0.3x120", cause="user_network"),  # the users' own connections: good
+        {"10m": (), "120m": ()},
+        title="users' lost connections page no one",
+    ),
+    Case(
+        "AvatarCompletionBudgetTicket",
+        _endings("0+0.2x120", cause="network"),  # 2 %: a 2x burn, under every page factor
+        {"10m": (Fires("", 0.2 / 10.2 / config.COMPLETION_SLO.budget, _CALL_COMPLETION),)},
+        title="a slow burn opens a ticket",
+    ),
+    Case(
+        "AvatarCompletionBudgetTicket",
+        _endings("0+0.05x120", cause="network"),  # 0.5 %: within the budget
         {"10m": (), "120m": ()},
         title="a burn within the budget opens none",
     ),

@@ -14,16 +14,30 @@ from prometheus_client.utils import floatToGoString
 
 from dashboards import config
 from dashboards import guide as g
-from dashboards.config import BURN_ALERTS, JOIN_SLO, SLO, SLO_PERIOD, SLOS, STARTUP_SLO
+from dashboards.config import (
+    BURN_ALERTS,
+    COMPLETION_SLO,
+    JOIN_SLO,
+    SLO,
+    SLO_PERIOD,
+    SLOS,
+    STARTUP_SLO,
+)
 from dashboards.guide import Symptom
 from dashboards.promql import FLEET, RECORDINGS, Recording, m
+from monitor.calls.departures import HEALTHY, SESSION_ONLY, USER_SIDE, Departure
 
 ERROR_RATIO = "slo:avatar_errors:ratio_rate"  # + window: bad events / valid events
 BUDGET_LEFT = "slo:avatar_error_budget:remaining"  # share of the period's budget not yet spent
 SYMPTOMS: dict[str, tuple[Symptom, ...]] = {
     STARTUP_SLO.name: (g.NEVER_CONNECTS, g.FAILS_TO_JOIN),
     JOIN_SLO.name: (g.EMPTY_ROOM, g.DELAYED),
+    COMPLETION_SLO.name: (g.CRASHED, g.DISAPPEARS, g.SESSION_DIES),
 }
+# Departure causes of the call_completion SLO: every cause is good, bad, or not counted.
+NOT_COUNTED = sorted(d.value for d in SESSION_ONLY)
+BAD_DEPARTURES = sorted(d.value for d in Departure if d not in (*HEALTHY, *USER_SIDE,
+                                                                 *SESSION_ONLY))
 _UNIT = {"m": 60, "h": 3600, "d": 86400}
 
 
@@ -56,6 +70,13 @@ def error_ratio_expr(slo: SLO, window: str) -> str:
         joins = _sum(m("avatar_join_latency_seconds_count"), window)
         fast = _sum(m("avatar_join_latency_seconds_bucket", le=le), window)
         return f"(\n  {joins}\n  - {fast}\n)\n/\n{joins}"
+    if slo is COMPLETION_SLO:
+        # Valid: the avatars' departures from active calls, less sessions replaced by another
+        # (the call went on). Bad: the departures that are no normal ending.
+        departures = f"avatar_departures_total{{{config.SELECTOR}, cause"
+        bad = f'{departures}=~"{"|".join(BAD_DEPARTURES)}"}}'
+        valid = f'{departures}!~"{"|".join(NOT_COUNTED)}"}}'
+        return f"{_sum(bad, window)}\n/\n{_sum(valid, window)}"
     raise ValueError(f"no SLI for {slo.name}")
 
 

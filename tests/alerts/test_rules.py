@@ -21,6 +21,8 @@ REQUIRED = {
     "AvatarStartupBudgetTicket": "ticket",
     "AvatarJoinSpeedBudgetBurn": "page",
     "AvatarJoinSpeedBudgetTicket": "ticket",
+    "AvatarCompletionBudgetBurn": "page",
+    "AvatarCompletionBudgetTicket": "ticket",
     "AvatarJoinLatencyHigh": "warning",
     "AvatarPlaybackLatencyHigh": "warning",
     "AvatarPipelineErrorsUnrecoverable": "page",
