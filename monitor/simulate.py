@@ -30,6 +30,21 @@ R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How the stories are timed, for a sidecar's thresholds: the defaults suit a sidecar with
+    its default join timeout (30 s) and --unattended-after (300 s)."""
+
+    late_join: float = 14.0  # the avatar joins this late: after 10 s, before the join timeout
+    unattended: float = 400.0  # the avatar stays this long after the user left
+    length: float = 500.0  # the calls start this long before they are sent: all are over
+
+    @property
+    def never_joined_leave(self) -> float:
+        """When the user gives up on an avatar that never came: past any join timeout here."""
+        return min(45.0, self.length - 5)
+
+
 @dataclass
 class SimulatedCall:
     """One room's webhooks (and reports) on the server's clock, from `t0` on."""
@@ -37,6 +52,7 @@ class SimulatedCall:
     kind: str
     expected: str  # the verdict the sidecar should give
     t0: float
+    timing: Timing = Timing()
     name: str = ""
     sid: str = ""
     events: list[webhook.WebhookEvent] = field(default_factory=list)
@@ -97,12 +113,13 @@ class SimulatedCall:
                              "room": self.name, "room_sid": self.sid, **doc})
 
 
-def _hang_up(avatar_after: float) -> Callable[[SimulatedCall], None]:
-    """The avatar joins `avatar_after` seconds into the call; the user hangs up after a minute,
-    and agent and avatar follow."""
+def _hang_up(late: bool) -> Callable[[SimulatedCall], None]:
+    """The avatar joins (late, or after 1.5 s); the user hangs up after a minute, and agent and
+    avatar follow."""
 
     def story(c: SimulatedCall) -> None:
-        user, agent, face = c.user(), c.agent(), c.avatar(avatar_after)
+        user, agent = c.user(), c.agent()
+        face = c.avatar(c.timing.late_join if late else 1.5)
         c.leave(user, 60)
         c.leave(agent, 61)
         c.leave(face, 61)
@@ -112,8 +129,8 @@ def _hang_up(avatar_after: float) -> Callable[[SimulatedCall], None]:
 
 def _never_joined(c: SimulatedCall) -> None:
     user, agent = c.user(), c.agent()
-    c.leave(user, 45)  # after the 30 s join deadline
-    c.leave(agent, 46)
+    c.leave(user, c.timing.never_joined_leave)  # after the join deadline
+    c.leave(agent, c.timing.never_joined_leave + 1)
 
 
 def _pipeline_error(c: SimulatedCall) -> None:
@@ -149,13 +166,13 @@ def _unattended(c: SimulatedCall) -> None:
     user, agent, face = c.user(), c.agent(), c.avatar(1.5)
     c.leave(user, 30)
     c.leave(agent, 31)
-    c.leave(face, 30 + 400)  # an avatar left alone for almost 7 minutes
+    c.leave(face, 30 + c.timing.unattended)  # an avatar left alone (400 s: almost 7 minutes)
 
 
 # kind -> (the verdict the sidecar gives, the call's story); dated so that every call is over.
 SCENARIOS: dict[str, tuple[str, Callable[[SimulatedCall], None]]] = {
-    "healthy": ("healthy", _hang_up(1.5)),
-    "late-join": ("late_join", _hang_up(14)),
+    "healthy": ("healthy", _hang_up(late=False)),
+    "late-join": ("late_join", _hang_up(late=True)),
     "never-joined": ("avatar_never_joined", _never_joined),
     "pipeline-error": ("pipeline_error", _pipeline_error),
     "network": ("network", _network),
@@ -163,14 +180,13 @@ SCENARIOS: dict[str, tuple[str, Callable[[SimulatedCall], None]]] = {
     "user-network": ("user_network", _user_network),
     "unattended": ("unattended", _unattended),
 }
-LENGTH = 500.0  # seconds into the past the calls start: the longest is over by now
 
 
-def calls(now: float) -> list[SimulatedCall]:
+def calls(now: float, timing: Timing = Timing()) -> list[SimulatedCall]:
     """One call of each kind, all over by `now`."""
     made = []
     for kind, (expected, story) in SCENARIOS.items():
-        call = SimulatedCall(kind, expected, float(int(now - LENGTH)))
+        call = SimulatedCall(kind, expected, float(int(now - timing.length)), timing)
         story(call)
         made.append(call)
     return made
@@ -186,11 +202,11 @@ def _agent_token(room: str, key: str, secret: str) -> str:
             .with_grants(api.VideoGrants(room=room)).to_jwt())
 
 
-async def send(url: str, key: str, secret: str, now: float | None = None
+async def send(url: str, key: str, secret: str, timing: Timing = Timing()
                ) -> list[SimulatedCall]:
     """Send every call's webhooks and reports in time order; raises RuntimeError naming the
     first one the sidecar did not take."""
-    made = calls(time.time() if now is None else now)
+    made = calls(time.time(), timing)
     base = url.rstrip("/")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         for call in made:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import signal
@@ -34,19 +35,25 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from avatar_monitor_agent import Reporter, instrument, wait_for_avatar  # noqa: E402
+from avatar_monitor_agent.schema import AVATAR_TOPIC  # noqa: E402
 from livekit import api  # noqa: E402
 from livekit.agents import AgentSession, tts  # noqa: E402
 from livekit.agents.voice.events import ErrorEvent  # noqa: E402
 
+from monitor.simulate import Timing, send  # noqa: E402
 from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
 from tests.e2e.netns import NetnsError, private_network  # noqa: E402
-from tests.e2e.participants import AVATAR_IDENTITY, Server  # noqa: E402
+from tests.e2e.participants import AVATAR_IDENTITY, Participant, Server  # noqa: E402
 from tests.e2e.procs import free_port  # noqa: E402
 from tests.e2e.scenario import CallDriver  # noqa: E402
 from tests.e2e.sidecar import Sidecar  # noqa: E402
 
 DEV_KEY, DEV_SECRET = "devkey", "secret"
-JOIN_TIMEOUT = 5.0
+JOIN_TIMEOUT = 15.0
+# Simulated calls of every kind (monitor.simulate), timed for this sidecar's thresholds and sent
+# once it has run long enough for them to fit after its start.
+UNATTENDED_AFTER = 30.0
+SIMULATED = Timing(late_join=12.0, unattended=40.0, length=70.0)
 
 
 @dataclass
@@ -67,11 +74,20 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+async def avatar_joins(call: CallDriver) -> Participant:
+    """The avatar joins, publishes its media and, as a LemonSlice avatar does once its video
+    is visible, says bot_ready on its topic `lemonslice`."""
+    avatar, _ = await call.avatar()
+    await avatar.room.local_participant.publish_data(
+        json.dumps({"type": "bot_ready"}), reliable=True, topic=AVATAR_TOPIC)
+    return avatar
+
+
 async def healthy_call(call: CallDriver, demo: Demo) -> str:
     user = await call.user()
     await call.agent()
     await asyncio.sleep(random.uniform(0.5, 3.0))  # the avatar takes a moment to start
-    avatar, _ = await call.avatar()
+    avatar = await avatar_joins(call)
     await asyncio.sleep(random.uniform(8, 20))
     await user.leave()
     await asyncio.sleep(random.uniform(0.2, 1.0))
@@ -90,7 +106,7 @@ async def avatar_never_joins(call: CallDriver, demo: Demo) -> str:
 async def avatar_removed(call: CallDriver, demo: Demo) -> str:
     await call.user()
     await call.agent()
-    await call.avatar()
+    await avatar_joins(call)
     await asyncio.sleep(random.uniform(4, 8))
     await demo.lkapi.room.remove_participant(
         api.RoomParticipantIdentity(room=call.room, identity=AVATAR_IDENTITY))
@@ -113,7 +129,7 @@ async def backend_startup_failure(call: CallDriver, demo: Demo) -> str:
 async def tts_dies(call: CallDriver, demo: Demo) -> str:
     user = await call.user()
     agent = await call.agent()
-    await call.avatar()
+    await avatar_joins(call)
     session = AgentSession()
     reporter = instrument(session, agent.room, url=demo.sidecar_url, api_key=DEV_KEY,
                           api_secret=DEV_SECRET)
@@ -178,6 +194,19 @@ async def simulate(server: Server, demo: Demo, at_once: int) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def send_every_kind(sidecar_url: str) -> None:
+    """Once the sidecar has run SIMULATED.length seconds, one signed call of each kind
+    (`avatar-monitor simulate`), so the status page shows every verdict."""
+    await asyncio.sleep(SIMULATED.length + 5)
+    try:
+        made = await send(sidecar_url, DEV_KEY, DEV_SECRET, SIMULATED)
+    except (OSError, RuntimeError) as exc:
+        print(f"  simulated calls: not sent: {exc}", flush=True)
+        return
+    for call in made:
+        print(f"  {call.name}: simulated, expect {call.expected}", flush=True)
+
+
 def relay_app(target: str) -> web.Application:
     """GET requests (metrics, health, status page, /v1/calls) answered from the sidecar inside
     the namespace."""
@@ -205,7 +234,8 @@ async def main(args: argparse.Namespace, host_socket: socket.socket, workdir: Pa
     lk_port = free_port()
     sidecar = Sidecar(workdir / "sidecar", DEV_KEY, DEV_SECRET, avatar_join_timeout=JOIN_TIMEOUT,
                       extra_args=["--public-status", "--livekit-url", f"ws://127.0.0.1:{lk_port}",
-                                  "--observe-interval", "5"])
+                                  "--observe-interval", "5",
+                                  "--unattended-after", str(UNATTENDED_AFTER)])
     sidecar.start()
     lk = LiveKitServer(binary, workdir / "livekit", DEV_KEY, DEV_SECRET,
                        webhook_urls=[sidecar.webhook_url], development=True, port=lk_port)
@@ -220,8 +250,12 @@ async def main(args: argparse.Namespace, host_socket: socket.socket, workdir: Pa
         print(f"livekit-server {lk.url} (keys {DEV_KEY}/{DEV_SECRET}) runs in the demo's own "
               "network namespace. Ctrl-C stops everything.\nSimulated calls:", flush=True)
         server = Server(lk.url, DEV_KEY, DEV_SECRET)
-        async with api.LiveKitAPI(lk.http_url, DEV_KEY, DEV_SECRET) as lkapi:
-            await simulate(server, Demo(lkapi, sidecar.url), args.calls_at_once)
+        every_kind = asyncio.create_task(send_every_kind(sidecar.url))
+        try:
+            async with api.LiveKitAPI(lk.http_url, DEV_KEY, DEV_SECRET) as lkapi:
+                await simulate(server, Demo(lkapi, sidecar.url), args.calls_at_once)
+        finally:
+            every_kind.cancel()
     finally:
         await runner.cleanup()
         lk.stop()

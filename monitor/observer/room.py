@@ -391,11 +391,10 @@ class RoomObserver(CallListener):
         if message is None:
             return
         sender = packet.participant
-        if sender is None and watch.room is not None and not message.avatar_only:
+        if sender is None and watch.room is not None:
             # No sender: a server SDK's, or a participant the room does not hold (see
-            # monitor.observer.senders). Resolved off the event loop's critical path. What only
-            # the avatar may say must come from a named sender (an avatar publishes tracks, so
-            # livekit-server announces it at once).
+            # monitor.observer.senders; an avatar that says bot_ready right after joining is
+            # one). Resolved off the event loop's critical path.
             self._resolve_sender(watch, message, set(watch.room.remote_participants))
             return
         if sender is None or not _is_agent(sender):  # only the voice agent and the avatar report
@@ -433,7 +432,14 @@ class RoomObserver(CallListener):
                                   held: set[str], at: float) -> None:
         outcome, candidates = await senders.unattributed(held, at)
         self._metrics.late_senders.labels(outcome.value).inc()
-        if outcome is Resolved.AGENT:
+        if outcome is Resolved.AGENT and message.avatar_only \
+                and not self._avatar_among(watch, candidates):
+            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            _refusals.warning("not_avatar", "%s message on %s in room %r refused: no sender "
+                              "named, and the call's avatar is not among those who could have "
+                              "sent it (%s)", message.type, message.topic, watch.name,
+                              ", ".join(map(repr, candidates)))
+        elif outcome is Resolved.AGENT:
             log.info("data message on %s in room %r with no sender named: taken, from %s",
                      message.topic, watch.name, ", ".join(map(repr, candidates)))
             self._take(watch, message)
@@ -442,6 +448,16 @@ class RoomObserver(CallListener):
                          f"have sent it is an agent ({', '.join(map(repr, candidates))})")
         else:
             self._refuse(watch, message, "no sender: not a participant's (a server SDK's)")
+
+    def _avatar_among(self, watch: _Watch, identities: list[str]) -> bool:
+        """Whether the call's avatar (or the one taking over) is one of these identities."""
+        call = self._tracker.call(watch.sid)
+        if call is None:
+            return False
+        avatars = {call.avatar_identity}
+        if call.next_avatar is not None:
+            avatars.add(call.next_avatar.identity)
+        return any(identity in avatars for identity in identities)
 
     def _refuse(self, watch: _Watch, message: ParsedMessage, why: str) -> None:
         self._metrics.data_refused.labels(message.topic, "forbidden").inc()

@@ -224,3 +224,18 @@ async def test_only_the_calls_avatar_is_taken(call: CallDriver, metrics: Metrics
     await avatar.leave()
     await metrics.wait_all(expect("avatar_departures_total", 1, cause="unknown"),
                            expect("avatar_timeouts_total", 0, timeout="idle"))
+
+
+async def test_bot_ready_said_as_the_avatar_joins_a_watched_room_counts(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    """The observer already watches the call; the avatar joins, publishes and says bot_ready at
+    once, before livekit-server has told the observer of it: the packet comes with no sender,
+    is resolved to the call's avatar, and counts."""
+    await call.user()
+    await call.agent()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1))
+    avatar, _ = await call.avatar()
+    await send(avatar, AVATAR_TOPIC, {"type": "bot_ready"})
+    await metrics.wait_all(expect(READY, 1), messages("lemonslice-avatar", "bot_ready", 1),
+                           refused("lemonslice-avatar", "forbidden", 0),
+                           refused("lemonslice-avatar", "not_avatar", 0), timeout=15)
