@@ -346,6 +346,15 @@ async def test_avatar_idle_timeout(server: Server, room_service: api.LiveKitAPI,
                                    verdict: Verdict) -> None:
     """The avatar leaves after 5 s without speech; the sidecar times the silence from the
     agent's lk.agent.state."""
+    await avatar_idles_out(server, room_service, worker, provider, room_name, metrics,
+                           verdict)
+
+
+async def avatar_idles_out(server: Server, room_service: api.LiveKitAPI, worker: AgentWorker,
+                           provider: AvatarProvider, room_name: str, metrics: MetricsClient,
+                           verdict: Verdict, *also: Expect) -> None:
+    """After one exchange the avatar idles out (5 s): an idle_timeout departure; then the user
+    hangs up. `also`: more values expected once the call has ended."""
     provider.idle_timeout = 5.0
     user = await start_call(server, room_service, worker, room_name, metrics)
     await converse(user, metrics)
@@ -356,7 +365,7 @@ async def test_avatar_idle_timeout(server: Server, room_service: api.LiveKitAPI,
     await user.hang_up()
     snapshot = await all_left(metrics, 3)
     assert disconnects(snapshot) == EVERYONE_LEFT
-    await metrics.wait_all(*ended())
+    await metrics.wait_all(*ended(), *also)
     assert_verdict(await verdict(room_name), "failed", "idle_timeout", "idle_timeout")
 
 
@@ -474,18 +483,8 @@ async def test_without_the_observer_the_avatar_says_its_idle_timeout(
     """The avatar idles out after 5 s and says so before leaving. The sidecar's own idle timeout
     is 60 s (5 s of silence is not near it), so the departure is the avatar's word, which only
     the voice agent heard and forwarded."""
-    provider.idle_timeout = 5.0
-    user = await start_call(server, room_service, worker, room_name, metrics)
-    await converse(user, metrics)
-    snapshot = await all_left(metrics, 1)
-    assert disconnects(snapshot) == {("avatar", "client_initiated"): 1}
-    await metrics.wait_all(*departures("idle_timeout"),
-                           expect("avatar_timeouts_total", 1, timeout="idle"))
-    await user.hang_up()
-    snapshot = await all_left(metrics, 3)
-    assert disconnects(snapshot) == EVERYONE_LEFT
-    await metrics.wait_all(*ended(), avatar_said("idle_timeout", 0))
-    assert_verdict(await verdict(room_name), "failed", "idle_timeout", "idle_timeout")
+    await avatar_idles_out(server, room_service, worker, provider, room_name, metrics,
+                           verdict, avatar_said("idle_timeout", 0))
 
 
 async def test_the_avatars_word_and_the_agents_state_by_both_paths_count_once(
