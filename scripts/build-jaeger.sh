@@ -8,16 +8,5 @@
 # on 2 cores (the binary is ~120 MB).
 # Prints the path of the binary on stdout.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
-mod_dir="$here/tools/jaeger"
-version="$(awk '$1 == "github.com/jaegertracing/jaeger" {print $2; exit}' "$mod_dir/go.mod")"
-[ -n "$version" ] || { echo "no jaeger pin in $mod_dir/go.mod" >&2; exit 1; }
-cache="${AVATAR_MONITOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/avatar-monitor}"
-bin="$cache/jaeger-$version"
-if [ ! -x "$bin" ]; then
-    mkdir -p "$cache"
-    echo "building jaeger $version into $bin (first run only)" >&2
-    (cd "$mod_dir" && GOFLAGS=-mod=mod go build -o "$bin.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) >&2
-    mv "$bin.tmp" "$bin"
-fi
-echo "$bin"
+source "$(dirname "$0")/go-tool.sh"
+build_go_tool jaeger github.com/jaegertracing/jaeger github.com/jaegertracing/jaeger/cmd/jaeger

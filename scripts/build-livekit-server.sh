@@ -6,16 +6,6 @@
 # replace directives (LiveKit's pion forks, v1.13.6 and later) cannot be built from the module proxy.
 # Prints the path of the binary on stdout.
 set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
-mod_dir="$here/tools/livekit-server"
-version="$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/livekit/livekit-server") {print $(i + 1); exit}}' "$mod_dir/go.mod")"
-[ -n "$version" ] || { echo "no livekit-server pin in $mod_dir/go.mod" >&2; exit 1; }
-cache="${AVATAR_MONITOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/avatar-monitor}"
-bin="$cache/livekit-server-$version"
-if [ ! -x "$bin" ]; then
-    mkdir -p "$cache"
-    echo "building livekit-server $version into $bin (first run only)" >&2
-    (cd "$mod_dir" && GOFLAGS=-mod=mod go build -o "$bin.tmp" github.com/livekit/livekit-server/cmd/server) >&2
-    mv "$bin.tmp" "$bin"
-fi
-echo "$bin"
+source "$(dirname "$0")/go-tool.sh"
+build_go_tool livekit-server github.com/livekit/livekit-server \
+    github.com/livekit/livekit-server/cmd/server
