@@ -45,7 +45,7 @@ VOLUME /var/lib/avatar-monitor
 EXPOSE 9465
 # Liveness: /healthz fails when the deadline loop stops or stalls. Readiness (/readyz: key pair,
 # LiveKit reachable, startup reconciliation done) is for orchestrators that have it (Kubernetes
-# readinessProbe); see README "Health".
+# readinessProbe); see the README's "Health".
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['AVATAR_MONITOR_PORT'] + '/healthz', timeout=2)"]
 
