@@ -122,12 +122,12 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         from monitor.sinks.span_export import otlp_exporter
 
         span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
-    records = CallRecords(config.recent_calls)
     if span_exporter is not None:
         provider, call_tracer = _tracing(config, span_exporter, metrics)
         listeners.append(call_tracer)  # before records: a record notes its call's trace id
         metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
-        records.trace_ids = call_tracer.trace_id
+    records = CallRecords(config.recent_calls,
+                          call_tracer.trace_id if call_tracer is not None else lambda sid: 0)
     lengths = RepeatedLengths(clock, spread=settings.length_spread)
     bill = AvatarBill(clock)
     registry.register(bill)

@@ -212,10 +212,11 @@ class CallRecord:
 class CallRecords(CallListener):
     """Live records by room sid, and the most recent finished ones."""
 
-    def __init__(self, recent: int = 1000) -> None:
+    def __init__(self, recent: int = 1000,
+                 trace_ids: Callable[[str], int] = lambda sid: 0) -> None:
         self.recent = recent
-        # Room sid -> the live call's trace id (0: none); set when traces are sent.
-        self.trace_ids: Callable[[str], int] = lambda sid: 0
+        # Room sid -> the live call's trace id (0: none, as when no traces are sent).
+        self.trace_ids = trace_ids
         self.live: dict[str, CallRecord] = {}
         self.finished: OrderedDict[str, CallRecord] = OrderedDict()  # sid -> record, oldest first
 

@@ -452,6 +452,21 @@ def avatar_said(kind: str, value: float) -> Expect:
     return expect("avatar_data_messages_total", value, topic="lemonslice-avatar", type=kind)
 
 
+async def one_ready_reply_then_hang_up(user: Frontend, metrics: MetricsClient,
+                                       *also: Expect) -> Snapshot:
+    """One exchange, then the user hangs up and everyone leaves: one ready latency, one first
+    speech and one reply measured, whichever paths reported them (and `also`)."""
+    await converse(user, metrics)
+    await user.hang_up()
+    snapshot = await all_left(metrics)
+    assert disconnects(snapshot) == EVERYONE_LEFT
+    return await metrics.wait_all(
+        *ended(), *departures("user_hangup"), *one_reply_measured(),
+        expect("avatar_ready_latency_seconds_count", 1),
+        expect("avatar_time_to_first_speech_seconds_count", 1),
+        expect("avatar_pipeline_closed_total", 1, reason="participant_disconnected"), *also)
+
+
 @pytest.mark.sidecar_alone
 async def test_without_the_observer_the_agent_reports_what_it_would_read(
         server: Server, room_service: api.LiveKitAPI, worker: AgentWorker, room_name: str,
@@ -460,16 +475,8 @@ async def test_without_the_observer_the_agent_reports_what_it_would_read(
     (the ready latency) and the agent's state (the first speech), each counted once."""
     user = await start_call(server, room_service, worker, room_name, metrics)
     await metrics.wait_all(expect("avatar_ready_latency_seconds_count", 1), timeout=CALL_TIMEOUT)
-    await converse(user, metrics)
-    await user.hang_up()
-    snapshot = await all_left(metrics)
-    assert disconnects(snapshot) == EVERYONE_LEFT
-    snapshot = await metrics.wait_all(
-        *ended(), *departures("user_hangup"), *one_reply_measured(),
-        expect("avatar_ready_latency_seconds_count", 1),
-        expect("avatar_time_to_first_speech_seconds_count", 1),
-        expect("avatar_pipeline_closed_total", 1, reason="participant_disconnected"),
-        avatar_said("bot_ready", 0))  # nobody read the data channel
+    snapshot = await one_ready_reply_then_hang_up(
+        user, metrics, avatar_said("bot_ready", 0))  # nobody read the data channel
     assert reported(snapshot, "duplicate") == {"data_channel": 0, "agent_session": 0, "http": 0}
     assert reported(snapshot, "applied")["data_channel"] == 0
     assert_verdict(await verdict(room_name), "healthy", "healthy", "user_hangup")
@@ -495,16 +502,7 @@ async def test_the_avatars_word_and_the_agents_state_by_both_paths_count_once(
     two copies, one is applied and the other a duplicate."""
     user = await start_call(server, room_service, worker, room_name, metrics,
                             Plan(data_channel=False))
-    await converse(user, metrics)
-    await user.hang_up()
-    snapshot = await all_left(metrics)
-    assert disconnects(snapshot) == EVERYONE_LEFT
-    snapshot = await metrics.wait_all(
-        *ended(), *departures("user_hangup"), *one_reply_measured(),
-        expect("avatar_ready_latency_seconds_count", 1),
-        expect("avatar_time_to_first_speech_seconds_count", 1),
-        avatar_said("bot_ready", 1),
-        expect("avatar_pipeline_closed_total", 1, reason="participant_disconnected"))
+    snapshot = await one_ready_reply_then_hang_up(user, metrics, avatar_said("bot_ready", 1))
     applied, duplicates = reported(snapshot, "applied"), reported(snapshot, "duplicate")
     # the data channel carried only the avatar's own bot_ready: applied, or the HTTP copy's
     # duplicate; the reply's latencies came by HTTP and by livekit-agents' broadcast
