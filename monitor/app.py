@@ -35,6 +35,7 @@ from monitor.sinks.call_record import CallRecordLog
 from monitor.sinks.finished import Consumer, FinishedCalls
 from monitor.sinks.history import History, HistoryMetrics
 from monitor.sinks.metrics import Metrics
+from monitor.sinks.observer_gauges import ObserverGauges
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess
@@ -111,21 +112,24 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     by default measured from webhooks (ServerClock)."""
     settings = config.settings()
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
     server_clock = ServerClock()
     if clock is None:
         clock = server_clock.now
-    metrics.server_clock_offset.set_function(server_clock.offset)
-    listeners: list[CallListener] = [metrics]
     provider = call_tracer = None
     if span_exporter is None and config.otlp_endpoint:
         from monitor.sinks.span_export import otlp_exporter
 
         span_exporter = otlp_exporter(config.otlp_endpoint, config.otlp_protocol)
     if span_exporter is not None:
-        provider, call_tracer = _tracing(config, span_exporter, metrics)
+        provider, call_tracer = _tracing(config)
+    # Exemplars name the call's trace.
+    metrics = Metrics(registry, call_tracer.trace_id if call_tracer is not None else None,
+                      server_clock.offset)
+    if provider is not None and span_exporter is not None:
+        _export_spans(provider, span_exporter, metrics)
+    listeners: list[CallListener] = [metrics]
+    if call_tracer is not None:
         listeners.append(call_tracer)  # before records: a record notes its call's trace id
-        metrics.trace_ids = call_tracer.trace_id  # exemplars name the call's trace
     records = CallRecords(config.recent_calls,
                           call_tracer.trace_id if call_tracer is not None else lambda sid: 0)
     lengths = RepeatedLengths(clock, spread=settings.length_spread)
@@ -177,13 +181,9 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
 
         observer = RoomObserver(settings.observer, tracker, metrics, bridge, clock)
         tracker.add_listener(observer)
+    registry.register(ObserverGauges(observer))
     registry.register(CallStateCollector(tracker))
     registry.register(RepeatedLengthCollector(lengths))
-    verifier = WebhookVerifier(config.api_key, config.api_secret)
-    intake = WebhookIntake(verifier, tracker, metrics, config.max_body_bytes, clock,
-                           server_clock, shard)
-    event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
-                               metrics, config.max_body_bytes, clock, shard, config.shard_url)
     reconciler = None
     if settings.reconciler is not None:
         from monitor.observer.reconcile import Reconciler
@@ -191,8 +191,13 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
         r = settings.reconciler
         reconciler = Reconciler(r.url, r.api_key, r.api_secret, tracker, metrics, clock,
                                 server_clock, r.interval, r.shard)
-        intake.ready = reconciler.startup_done
-        intake.on_dropped_upstream = reconciler.request
+    verifier = WebhookVerifier(config.api_key, config.api_secret)
+    intake = WebhookIntake(
+        verifier, tracker, metrics, config.max_body_bytes, clock, server_clock, shard,
+        ready=reconciler.startup_done if reconciler is not None else None,
+        on_dropped_upstream=reconciler.request if reconciler is not None else None)
+    event_intake = EventIntake(TokenAccess.create(config.api_key, config.api_secret), bridge,
+                               metrics, config.max_body_bytes, clock, shard, config.shard_url)
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
                    clock, server_clock, provider, observer, reconciler, Health(), alive,
                    history, finished, logger_provider)
@@ -208,18 +213,22 @@ def _log_provider(config: Config, exporter: LogRecordExporter) -> LoggerProvider
     return provider
 
 
-def _tracing(config: Config, exporter: SpanExporter, metrics: Metrics
-             ) -> tuple[TracerProvider, CallTracer]:
+def _tracing(config: Config) -> tuple[TracerProvider, CallTracer]:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    from monitor.sinks.span_export import BoundedSpanProcessor
     from monitor.sinks.traces import CallTracer
 
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: config.service_name}))
+    return provider, CallTracer(provider.get_tracer("avatar-monitor"))
+
+
+def _export_spans(provider: TracerProvider, exporter: SpanExporter, metrics: Metrics) -> None:
+    """The provider's spans go to the exporter, counted (exported, dropped) by the metrics."""
+    from monitor.sinks.span_export import BoundedSpanProcessor
+
     provider.add_span_processor(
         BoundedSpanProcessor(exporter, metrics.span_dropped, metrics.span_exported))
-    return provider, CallTracer(provider.get_tracer("avatar-monitor"))
 
 
 def create_app(config: Config, clock: Callable[[], float] | None = None,

@@ -10,7 +10,6 @@ import sys
 from typing import NoReturn
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import ConfigError, add_serve_arguments, config_from_args
@@ -132,9 +131,4 @@ def _docs(document: str) -> str:
         from monitor.diagnosis.verdicts import verdicts_markdown
 
         return verdicts_markdown()
-    from monitor.app import build_monitor
-    from monitor.config import Config
-
-    monitor = build_monitor(Config("docs", "docs"))
-    registry: CollectorRegistry = monitor.registry
-    return metrics_markdown(registry)
+    return metrics_markdown()

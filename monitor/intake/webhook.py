@@ -42,7 +42,9 @@ class WebhookIntake:
 
     def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: Metrics,
                  max_body_bytes: int, clock: Callable[[], float] = time.time,
-                 server_clock: ServerClock | None = None, shard: Shard = EVERY_ROOM) -> None:
+                 server_clock: ServerClock | None = None, shard: Shard = EVERY_ROOM,
+                 ready: asyncio.Event | None = None,
+                 on_dropped_upstream: Callable[[], None] | None = None) -> None:
         self._verifier = verifier
         self._tracker = tracker
         self._metrics = metrics
@@ -52,8 +54,8 @@ class WebhookIntake:
         self._warn = RateLimitedLog(log)
         self._server_clock = server_clock
         self._shard = shard
-        self.ready: asyncio.Event | None = None  # the startup reconciliation, when configured
-        self.on_dropped_upstream: Callable[[], None] | None = None
+        self.ready = ready  # the startup reconciliation, when configured
+        self.on_dropped_upstream = on_dropped_upstream  # asks for a RoomService listing
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -83,7 +85,7 @@ class WebhookIntake:
         self._metrics.webhook_received(event.name)
         self._observe_clock(event)
         if event.num_dropped > 0:
-            self._metrics.webhooks_dropped_upstream.inc(event.num_dropped)
+            self._metrics.webhooks_dropped_upstream(event.num_dropped)
             if self.on_dropped_upstream is not None:
                 self.on_dropped_upstream()
         if event.name not in KNOWN_EVENTS:

@@ -95,14 +95,14 @@ class Reconciler:
             self._wake.clear()
             try:
                 await self.reconcile()
-                self._metrics.reconcile_runs.labels("ok").inc()
+                self._metrics.reconcile_run(ok=True)
                 self.startup_done.set()
                 delay = self._interval
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the server may be down: try again
                 self.last_error = str(exc)[:200] or type(exc).__name__
-                self._metrics.reconcile_runs.labels("failed").inc()
+                self._metrics.reconcile_run(ok=False)
                 log.warning("reconciling with LiveKit failed: %s", self.last_error)
                 delay = min(self._interval, delay * 2) if not self.startup_done.is_set() \
                     else self._interval
@@ -134,13 +134,13 @@ class Reconciler:
             if call.room_sid not in live and call.tracked_at < asked_at and \
                     in_shard(call.room_name, *self._shard):
                 tracker.room_gone(call.room_sid, now)
-                self._metrics.reconciliations.labels("room_gone").inc()
+                self._metrics.listing_applied("room_gone")
         seen: dict[tuple[str, str], Participant] = {}
         for room, present in zip(rooms, listings, strict=True):
             created = (room.creation_time_ms / 1000) or float(room.creation_time) or None
             gone = self._gone(room.sid, present)
             for action in tracker.reconcile(room.sid, room.name, created, present, gone, now):
-                self._metrics.reconciliations.labels(action).inc()
+                self._metrics.listing_applied(action)
             seen.update(((room.sid, p.sid), p) for p in present)
         self._seen = seen
         self.last_success, self.last_error = asked_at, ""

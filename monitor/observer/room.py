@@ -48,7 +48,7 @@ from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
 from monitor.reports.session_stream import decode, event_type, read_bounded
 from monitor.reports.signals import ParsedMessage, parse_message
 from monitor.shard import in_shard
-from monitor.sinks.metrics import SPEECH_SOURCES, Metrics
+from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.observer")
 
@@ -108,16 +108,17 @@ class RoomObserver(CallListener):
         self._api: api.LiveKitAPI | None = None
         # Connects finishing after a cancel, and closes under way: kept until done.
         self._stragglers: set[asyncio.Future[None]] = set()
-        metrics.observer_rooms.set_function(
-            lambda: sum(watch.connected for watch in self._watches.values()))
-        for source in SPEECH_SOURCES:
-            metrics.observer_speech_source.labels(source).set_function(
-                functools.partial(self._watching_speech_from, source == "agent_state"))
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _watching_speech_from(self, agent_state: bool) -> int:
-        """Rooms watched now whose speech comes from the agent's state (or from audio)."""
+    def connected_rooms(self) -> int:
+        """Rooms the observer is connected to now."""
+        return sum(watch.connected for watch in self._watches.values())
+
+    def rooms_with_speech_from(self, source: str) -> int:
+        """Rooms watched now whose speech comes from the agent's state (source agent_state)
+        or from the avatar's audio (audio)."""
+        agent_state = source == "agent_state"
         return sum(w.connected and w.speech_from_agent is agent_state
                    for w in self._watches.values())
 
@@ -169,14 +170,14 @@ class RoomObserver(CallListener):
         if sid in self._watches or not name or not self._mine(name):
             return
         if len(self._watches) >= self.settings.max_rooms:
-            self._metrics.observer_skipped.labels("limit").inc()
+            self._metrics.observer_skipped("limit")
             return
         watch = _Watch(name, sid)
         watch.senders = RoomSenders(self._clock, functools.partial(self._list_senders, watch))
         watch.dry = DryAudioProbe(
             self._clock, functools.partial(self._avatar_audio, watch),
             functools.partial(self._dry_audio, watch),
-            lambda outcome: self._metrics.audio_probes.labels(outcome).inc())
+            self._metrics.audio_probe)
         self._watches[sid] = watch
         watch.task = asyncio.get_running_loop().create_task(self._keep_watching(watch))
 
@@ -205,7 +206,7 @@ class RoomObserver(CallListener):
         attempt = 0
         while not watch.closing:
             if attempt:
-                self._metrics.observer_reconnects.inc()
+                self._metrics.observer_reconnected()
                 delay = min(self.settings.max_backoff, 0.5 * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             # Joining a room that does not exist would create it (a new sid, room_started sent
@@ -240,7 +241,7 @@ class RoomObserver(CallListener):
         return False
 
     def _gone(self, watch: _Watch) -> None:
-        self._metrics.observer_skipped.labels("gone").inc()
+        self._metrics.observer_skipped("gone")
         self._watches.pop(watch.sid, None)
         watch.closing = True
         self._tracker.room_gone(watch.sid, self._clock())
@@ -402,7 +403,7 @@ class RoomObserver(CallListener):
             self._refuse(watch, message, f"the sender {name!r} is not an agent participant")
             return
         if message.avatar_only and not self._is_calls_avatar(watch, sender):
-            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            self._metrics.data_refused(message.topic, "not_avatar")
             _refusals.warning("not_avatar", "%s message on %s in room %r refused: the sender "
                               "%r is not the call's avatar", message.type, packet.topic,
                               watch.name, sender.identity)
@@ -416,7 +417,7 @@ class RoomObserver(CallListener):
 
     def _resolve_sender(self, watch: _Watch, message: ParsedMessage, held: set[str]) -> None:
         if len(watch.unattributed) >= MAX_UNATTRIBUTED or watch.senders is None:
-            self._metrics.late_senders.labels(Resolved.DROPPED.value).inc()
+            self._metrics.late_sender(Resolved.DROPPED.value)
             self._refuse(watch, message, f"no sender, and {MAX_UNATTRIBUTED} messages already "
                          "wait for theirs")
             return
@@ -431,10 +432,10 @@ class RoomObserver(CallListener):
     async def _take_if_from_agent(self, watch: _Watch, senders: RoomSenders, message: ParsedMessage,
                                   held: set[str], at: float) -> None:
         outcome, candidates = await senders.unattributed(held, at)
-        self._metrics.late_senders.labels(outcome.value).inc()
+        self._metrics.late_sender(outcome.value)
         if outcome is Resolved.AGENT and message.avatar_only \
                 and not self._avatar_among(watch, candidates):
-            self._metrics.data_refused.labels(message.topic, "not_avatar").inc()
+            self._metrics.data_refused(message.topic, "not_avatar")
             _refusals.warning("not_avatar", "%s message on %s in room %r refused: no sender "
                               "named, and the call's avatar is not among those who could have "
                               "sent it (%s)", message.type, message.topic, watch.name,
@@ -460,7 +461,7 @@ class RoomObserver(CallListener):
         return any(identity in avatars for identity in identities)
 
     def _refuse(self, watch: _Watch, message: ParsedMessage, why: str) -> None:
-        self._metrics.data_refused.labels(message.topic, "forbidden").inc()
+        self._metrics.data_refused(message.topic, "forbidden")
         _refusals.warning("forbidden", "data message on %s in room %r refused: %s",
                           message.topic, watch.name, why)
 
@@ -502,12 +503,12 @@ class RoomObserver(CallListener):
             kind = await watch.senders.kind_by_identity(sender, held)
             outcome = (Resolved.UNKNOWN if kind is None
                        else Resolved.AGENT if kind == AGENT else Resolved.NOT_AGENT)
-            self._metrics.late_senders.labels(outcome.value).inc()
+            self._metrics.late_sender(outcome.value)
             if kind == AGENT:
                 log.info("%s stream in room %r from %r, whom the room did not hold yet: taken",
                          SESSION_TOPIC, watch.name, sender)
         if kind != AGENT:
-            self._metrics.data_refused.labels(SESSION_LABEL, "forbidden").inc()
+            self._metrics.data_refused(SESSION_LABEL, "forbidden")
             _refusals.warning("forbidden", "%s stream refused: %r is not an agent participant "
                               "(%s)", SESSION_TOPIC, sender, kind or "not in the room")
             return
@@ -538,7 +539,7 @@ class RoomObserver(CallListener):
             watch.dry.track_gone()
         label = disconnect_reason_name(reason)
         if not watch.closing:
-            self._metrics.observer_disconnects.labels(label).inc()
+            self._metrics.observer_disconnected(label)
             log.info("observer left room %s: %s", watch.name, label)
         lost.set()
 

@@ -113,7 +113,7 @@ class BackendBridge:
             return []
         for event, _ in waiting.events:
             self._count(event)
-            self._metrics.bridge_events.labels("buffer", "applied").inc()
+            self._metrics.bridge_event("buffer", "applied")
         return [(event.signal, at) for event, at in waiting.events]
 
     def drop_waiting(self, call: Call) -> None:
@@ -139,18 +139,18 @@ class BackendBridge:
             waiting = self._waiting[key] = _Waiting(now, [])
         if len(waiting.events) >= self.settings.pending_per_room:
             waiting.events.pop(0)
-            self._metrics.bridge_events.labels("buffer", "expired").inc()
+            self._metrics.bridge_event("buffer", "expired")
         waiting.events.append((event, at))
 
     def _drop(self, key: tuple[str, str]) -> None:
         """The call never appeared: its events expire, and count as nothing else."""
         waiting = self._waiting.pop(key)
-        self._metrics.bridge_events.labels("buffer", "expired").inc(len(waiting.events))
+        self._metrics.bridge_event("buffer", "expired", len(waiting.events))
         log.debug("no call for room %s (sid %s): %d reported events expired",
                   key[0], key[1], len(waiting.events))
 
     def _outcome(self, source: str, outcome: str) -> str:
-        self._metrics.bridge_events.labels(source, outcome).inc()
+        self._metrics.bridge_event(source, outcome)
         return outcome
 
 

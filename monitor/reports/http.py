@@ -90,7 +90,7 @@ class EventIntake:
         """421: another replica owns the room; its shard, and its URL with --shard-url (the
         agent's Reporter posts there once)."""
         owner = self._shard.owner(room)
-        self._metrics.bridge_rejected.labels("foreign_shard").inc()
+        self._metrics.bridge_rejected("foreign_shard")
         self._warn.warning("foreign_shard", "event for room of shard %d refused by shard %s",
                            owner, self._shard)
         fields: dict[str, str | int] = {"shard": owner}
@@ -108,6 +108,6 @@ class EventIntake:
         return reply
 
     def _reject(self, status: int, reason: str, detail: str) -> web.Response:
-        self._metrics.bridge_rejected.labels(reason).inc()
+        self._metrics.bridge_rejected(reason)
         self._warn.warning(reason, "event rejected: %s (%s)", reason, detail)
         return error_reply(status, reason, detail)

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
+from monitor.sinks.metric_table import SPECS
 
 
 class AvatarBill(CallListener, Collector):
@@ -45,15 +46,11 @@ class AvatarBill(CallListener, Collector):
 
     def _families(self, now: float | None) -> list[Metric]:
         alone = [max(now - since, 0.0) for since in self._alone.values()] if now else []
-        seconds = CounterMetricFamily(
-            "avatar_unattended_seconds",
-            "Seconds avatars spent in a room with no user (before the first came, after the "
-            "last left), server time; grows while an avatar waits.")
-        now_alone = GaugeMetricFamily(
-            "avatar_unattended_now", "Avatars in a room with no user right now.")
-        longest = GaugeMetricFamily(
-            "avatar_unattended_longest_seconds",
-            "How long the avatar alone the longest right now has been alone (0: none).")
+        seconds = CounterMetricFamily(SPECS["unattended_seconds"].name,
+                                      SPECS["unattended_seconds"].help)
+        now_alone = GaugeMetricFamily(SPECS["unattended_now"].name, SPECS["unattended_now"].help)
+        longest = GaugeMetricFamily(SPECS["unattended_longest"].name,
+                                    SPECS["unattended_longest"].help)
         if now is not None:
             seconds.add_metric([], self._counted + sum(alone))
             now_alone.add_metric([], len(alone))

@@ -9,6 +9,7 @@ from prometheus_client.registry import Collector
 
 from monitor.calls.model import CallState
 from monitor.calls.tracker import CallTracker
+from monitor.sinks.metric_table import SPECS
 
 
 class CallStateCollector(Collector):
@@ -26,12 +27,10 @@ class CallStateCollector(Collector):
 
     @staticmethod
     def _families(tracker: CallTracker | None = None) -> list[Metric]:
-        in_progress = GaugeMetricFamily(
-            "avatar_calls_in_progress", "Calls now ringing (waiting for the avatar) or active.",
-            labels=["state"])
-        tracked = GaugeMetricFamily(
-            "avatar_monitor_calls_tracked",
-            "Calls held in memory, including pending, failed and lingering ended ones.")
+        in_progress_spec, tracked_spec = SPECS["calls_in_progress"], SPECS["calls_tracked"]
+        in_progress = GaugeMetricFamily(in_progress_spec.name, in_progress_spec.help,
+                                        labels=in_progress_spec.labels)
+        tracked = GaugeMetricFamily(tracked_spec.name, tracked_spec.help)
         if tracker is not None:
             counts = tracker.counts
             in_progress.add_metric(["ringing"], counts[CallState.RINGING])

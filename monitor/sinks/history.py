@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.diagnosis.verdicts import STATUSES, Finding, Verdict
 from monitor.logs import RateLimitedLog
+from monitor.sinks.metric_table import SPECS, instrument
 from monitor.sinks.records import CallRecord, ParticipantRecord
 
 log = logging.getLogger("monitor.history")
@@ -39,7 +40,6 @@ BATCH_MAX = 500  # rows per transaction
 # call is on disk within about this much of its linger's end.
 BATCH_WAIT = 0.2
 PRUNE_INTERVAL = 60.0  # seconds between pruning by age
-DROP_REASONS = ("queue_full", "write_failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -139,20 +139,9 @@ class HistoryMetrics:
     """Finished calls written, dropped (queue full, write failed) and kept."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.written = Counter(
-            "avatar_monitor_history_written",
-            "Finished calls written to the history (--history).", registry=registry)
-        self.dropped = Counter(
-            "avatar_monitor_history_dropped",
-            "Finished calls the history did not keep: its queue was full, or the write failed "
-            "(disk full, file unwritable or corrupt, history unusable).",
-            ["reason"], registry=registry)
-        for reason in DROP_REASONS:
-            self.dropped.labels(reason)
-        self.kept = Gauge(
-            "avatar_monitor_history_calls",
-            "Finished calls in the history file (as of the last write or pruning).",
-            registry=registry)
+        self.written = cast(Counter, instrument(SPECS["history_written"], registry))
+        self.dropped = cast(Counter, instrument(SPECS["history_dropped"], registry))
+        self.kept = cast(Gauge, instrument(SPECS["history_calls"], registry))
 
 
 class History:

@@ -1,15 +1,26 @@
-"""The metrics reference (docs/metrics.md), generated from a registry."""
+"""The metrics reference (docs/metrics.md), generated from the metrics table."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import GC_COLLECTOR, PROCESS_COLLECTOR
 from prometheus_client.core import Metric
 
+from monitor.sinks.metric_table import METRICS
 
-def metrics_markdown(registry: CollectorRegistry) -> str:
-    """The metrics reference (docs/metrics.md), generated from a registry."""
+
+def metrics_markdown() -> str:
+    """The metrics reference: every family of the table, and the standard process_* and
+    python_gc_* families prometheus-client adds."""
+    # Sorted by family name (a counter's without its _total).
+    rows: list[tuple[str, str, str, Iterable[tuple[str, Sequence[str]]], str]] = [
+        (spec.name, spec.exported_name, spec.kind, spec.label_values().items(), spec.help)
+        for spec in METRICS]
+    for family in (*PROCESS_COLLECTOR.collect(), *GC_COLLECTOR.collect()):
+        name = family.name + ("_total" if family.type == "counter" else "")
+        rows.append((family.name, name, family.type, list(_label_values(family)),
+                     family.documentation))
     lines = [
         "# Metrics",
         "",
@@ -19,12 +30,9 @@ def metrics_markdown(registry: CollectorRegistry) -> str:
         "| name | type | labels | help |",
         "|---|---|---|---|",
     ]
-    for family in sorted(registry.collect(), key=lambda f: f.name):
-        name = family.name + ("_total" if family.type == "counter" else "")
-        labels = ", ".join(
-            f"`{label}` = {', '.join(values)}" for label, values in _label_values(family)
-        )
-        lines.append(f"| `{name}` | {family.type} | {labels} | {family.documentation} |")
+    for _, name, kind, label_values, help_text in sorted(rows, key=lambda row: row[0]):
+        labels = ", ".join(f"`{label}` = {', '.join(values)}" for label, values in label_values)
+        lines.append(f"| `{name}` | {kind} | {labels} | {help_text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -34,5 +42,4 @@ def _label_values(family: Metric) -> Iterator[tuple[str, list[str]]]:
         for label, value in sample.labels.items():
             if label != "le" and value not in values.setdefault(label, []):
                 values[label].append(value)
-    for label, seen in values.items():
-        yield label, seen
+    yield from values.items()

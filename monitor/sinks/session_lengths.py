@@ -26,8 +26,9 @@ from monitor.calls.departures import HEALTHY, SESSION_ONLY, USER_SIDE, Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
 from monitor.limits import TIMEOUT_TOLERANCE
+from monitor.sinks.metric_table import REPEAT_WINDOW_SECONDS, SPECS
 
-WINDOW_SECONDS = 3600.0  # departures considered: the last hour, by server time
+WINDOW_SECONDS = REPEAT_WINDOW_SECONDS
 MIN_CALLS = 3  # "several avatars"
 MIN_SECONDS = 30.0  # shorter sessions are crashes at start, not limits
 BACKGROUND_SECONDS = 30.0  # lengths this close either side give the local density
@@ -156,15 +157,9 @@ class RepeatedLengthCollector(Collector):
 
     @staticmethod
     def _families(top: Repeat | None) -> list[Metric]:
-        hours = f"{WINDOW_SECONDS / 3600:g} h"
-        length = GaugeMetricFamily(
-            "avatar_repeated_session_length_seconds",
-            f"Session length at which most avatars left in the last {hours}, other than by a "
-            "hang-up or the configured session timeout, when several did within seconds of it "
-            "(a limit nobody configured); 0 when none repeats.",
-            value=top.length if top else 0.0)
-        calls = GaugeMetricFamily(
-            "avatar_repeated_session_length_calls",
-            "Calls that ended at avatar_repeated_session_length_seconds; 0 when none repeats.",
-            value=top.calls if top else 0)
+        length_spec, calls_spec = SPECS["repeated_length"], SPECS["repeated_length_calls"]
+        length = GaugeMetricFamily(length_spec.name, length_spec.help,
+                                   value=top.length if top else 0.0)
+        calls = GaugeMetricFamily(calls_spec.name, calls_spec.help,
+                                  value=top.calls if top else 0)
         return [length, calls]

@@ -1,7 +1,7 @@
 """Every metric and label value that dashboards and rules use is one the sidecar exports.
 
-Checked twice: against the metric contract of the issue (below), and against docs/metrics.md,
-which the sidecar generates from its registry.
+Checked twice: against the metrics table (monitor/sinks/metric_table.py, the contract below),
+and against docs/metrics.md, which is generated from it.
 """
 
 from __future__ import annotations
@@ -12,88 +12,17 @@ from prometheus_client.utils import floatToGoString
 
 from dashboards.promql import metric_names
 from dashboards.slo import ALL_RECORDINGS as RECORDINGS
-from monitor.sinks.metrics import JOIN_LATENCY_BUCKETS
+from monitor.sinks.metric_table import JOIN_LATENCY_BUCKETS, METRICS
 from tests.dashboards.exprs import ROOT, base_name, dashboard_exprs, rule_exprs, selectors
 
-# name -> {label: allowed values}; None means any value (an open set).
+# name -> {label: allowed values}; None means any value (an open set). From the metrics table,
+# and prometheus-client's standard process families.
 CONTRACT: dict[str, dict[str, set[str] | None]] = {
-    "avatar_calls_started_total": {},
-    "avatar_calls_in_progress": {"state": {"ringing", "active"}},
-    "avatar_join_latency_seconds": {},
-    "avatar_startup_failures_total": {"cause": {"join_timeout", "message"}},
-    "avatar_calls_abandoned_total": {},
-    "avatar_time_to_first_track_seconds": {"kind": {"audio", "video"}},
-    "avatar_session_duration_seconds": {},
-    "avatar_disconnects_total": {"role": {"avatar", "agent", "user", "other"}, "reason": None},
-    "avatar_departures_total": {
-        "cause": {
-            "user_hangup",
-            "session_timeout",
-            "removed",
-            "server",
-            "network",
-            "unknown",
-            "idle_timeout",
-            "pipeline_error",
-            "agent_lost",
-            "user_network",
-            "replaced",
-        }
-    },
-    "avatar_timeouts_total": {"timeout": {"join", "idle", "session"}},
-    "avatar_unattended_seconds_total": {},
-    "avatar_unattended_now": {},
-    "avatar_unattended_longest_seconds": {},
-    "avatar_monitor_webhooks_total": {"event": None},
-    "avatar_monitor_webhooks_rejected_total": {
-        "reason": {"unauthorized", "malformed", "too_large", "duplicate"}
-    },
-    "avatar_monitor_calls_evicted_total": {},
-    # Added by the room observer, after the first contract.
-    "avatar_pipeline_errors_total": {
-        "component": {"stt", "llm", "tts", "realtime", "avatar", "other"},
-        "recoverable": {"true", "false"},
-    },
-    "avatar_time_to_first_speech_seconds": {},
-    "avatar_monitor_observer_rooms": {},
-    "avatar_monitor_observer_disconnects_total": {"reason": None},
-    "avatar_monitor_observer_reconnects_total": {},
-    "avatar_monitor_observer_rooms_skipped_total": {"reason": {"limit"}},
-    "avatar_monitor_observer_speech_source": {"source": {"agent_state", "audio"}},
-    # Reports refused because their sender is not an agent of the room.
-    "avatar_monitor_data_messages_refused_total": {
-        "topic": {"lemonslice", "lemonslice-avatar", "avatar-monitor", "agent-session"},
-        "reason": {"forbidden", "not_avatar"}},
-    # Exporter hygiene: the build and the standard process families.
-    "avatar_monitor_build_info": {"version": None},
+    **{spec.exported_name if spec.kind != "histogram" else spec.name: {
+        label: None if label in spec.open_labels else set(values)
+        for label, values in spec.label_values().items()} for spec in METRICS},
     "process_cpu_seconds_total": {},
     "process_resident_memory_bytes": {},
-    # Limits nobody configured (monitor/sinks/session_lengths.py).
-    "avatar_repeated_session_length_seconds": {},
-    "avatar_repeated_session_length_calls": {},
-    # Added by tracing.
-    "avatar_monitor_spans_exported_total": {},
-    "avatar_monitor_spans_dropped_total": {"reason": {"queue_full", "export_failed"}},
-    # Added by the backend bridge (issue 7 names them).
-    "avatar_pipeline_closed_total": {
-        "reason": {"error", "job_shutdown", "participant_disconnected", "user_initiated",
-                   "task_completed", "other"},
-    },
-    "avatar_agent_latency_seconds": {"stage": {"llm_ttft", "tts_ttfb", "end_of_turn", "e2e",
-                                               "avatar_playback", "avatar_join",
-                                               "avatar_first_push", "avatar_last_push"}},
-    # Added with the avatar's own messages (topic lemonslice): bot_ready.
-    "avatar_ready_latency_seconds": {},
-    "avatar_monitor_reported_events_total": {
-        "source": {"data_channel", "agent_session", "http", "buffer"},
-        "outcome": {"applied", "buffered", "duplicate", "expired"},
-    },
-    "avatar_monitor_reported_events_rejected_total": {
-        "reason": {"unauthorized", "forbidden", "malformed", "too_large"},
-    },
-    # The avatar's media stopping mid-call ("audio cuts out").
-    "avatar_media_interruptions_total": {"kind": {"audio", "video"}},
-    "avatar_media_interruption_seconds": {"kind": {"audio", "video"}},
 }
 NOT_EXPORTED = {"up"}  # Prometheus' own series
 
