@@ -1,6 +1,6 @@
 # The two commands: `make run` starts the sidecar with embedded defaults, `make test` runs every test.
 # While working: `make unit` (the tests that need no root, livekit-server or Prometheus) and
-# `make lint` (ruff, mypy, the rules lint).
+# `make lint` (ruff, mypy, the import-cycle check, the rules lint).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -50,8 +50,9 @@ unit: deps
 	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS) $(DEPLOY_TESTS))
 
 lint: deps lint-rules
-	$(BIN)/ruff check monitor agent tests benchmarks dashboards
+	$(BIN)/ruff check monitor agent tests benchmarks dashboards scripts/import_cycles.py
 	$(BIN)/mypy
+	$(BIN)/python scripts/import_cycles.py  # no import cycle in monitor, modules or packages
 
 # `make test-repeat N=3`: the whole suite N times in a row; a flaky test fails one of the runs.
 N ?= 3

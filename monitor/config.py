@@ -17,6 +17,7 @@ from monitor.limits import (
     JOIN_TIMEOUT,
     MAX_CALLS,
     OBSERVE_MAX_ROOMS,
+    OTLP_PROTOCOLS,
     READY_IDENTITIES,
     READY_PROVIDERS,
     SESSION_TIMEOUT,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_HISTORY = "data/avatar-monitor.sqlite3"  # under the working directory
 LOG_LEVELS = ("debug", "info", "warning", "error")
-OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass(frozen=True, slots=True)

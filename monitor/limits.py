@@ -22,3 +22,4 @@ READY_PROVIDERS = ("lemonslice",)
 MAX_CALLS = 50_000  # calls tracked at once (the oldest are evicted beyond)
 OBSERVE_MAX_ROOMS = 200  # rooms the observer watches at once
 TOKEN_LEEWAY = 60.0  # seconds of clock skew allowed on a token's exp, nbf and iat
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")  # the OTLP transports spans and logs can take

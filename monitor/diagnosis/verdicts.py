@@ -15,8 +15,12 @@ from monitor.diagnosis.sections import CONNECT, PIPELINE, ROOM_ERRORS, STARTUP, 
 from monitor.limits import IDLE_TIMEOUT, JOIN_TIMEOUT, SESSION_TIMEOUT, UNATTENDED_AFTER
 from monitor.sinks.records import CallRecord, ParticipantRecord, utc_clock
 
+# The verdict's own types, importable from here too.
+from monitor.verdict import STATUSES as STATUSES
+from monitor.verdict import Finding as Finding
+from monitor.verdict import Verdict as Verdict
+
 FAILED, WARNING = "failed", "warning"
-STATUSES = ("failed", "warning", "healthy", "in_progress")
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,22 +51,6 @@ class Rule:
     section: str
     evidence: Evidence
     next_step: str
-
-
-@dataclass(slots=True, frozen=True)
-class Finding:
-    rule: str
-    severity: str
-    section: str
-    evidence: str
-    next_step: str
-
-
-@dataclass(slots=True, frozen=True)
-class Verdict:
-    status: str  # one of STATUSES
-    name: str  # the first finding's rule, or healthy / in_progress
-    findings: tuple[Finding, ...]
 
 
 def _startup_message(r: CallRecord, t: Thresholds, now: float) -> str | None:

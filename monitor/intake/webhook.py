@@ -17,12 +17,12 @@ from aiohttp import web
 
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
+from monitor.intake.counts import WebhookCounts
 from monitor.intake.dedup import RecentIds
 from monitor.intake.events import KNOWN_EVENTS, Event, MalformedEvent, parse_event
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
 from monitor.shard import EVERY_ROOM, Shard
-from monitor.sinks.metrics import Metrics
 from monitor.web.access import bearer_token
 from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
@@ -40,7 +40,7 @@ _FOREIGN_BODY = b'{"status":"foreign_shard"}'
 class WebhookIntake:
     """The POST /webhook handler."""
 
-    def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: Metrics,
+    def __init__(self, verifier: WebhookVerifier, tracker: CallTracker, metrics: WebhookCounts,
                  max_body_bytes: int, clock: Callable[[], float] = time.time,
                  server_clock: ServerClock | None = None, shard: Shard = EVERY_ROOM,
                  ready: asyncio.Event | None = None,

@@ -24,8 +24,8 @@ from livekit import api
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.intake.events import Participant, avatar_provider, kind_name, on_behalf_of
+from monitor.observer.counts import ListingCounts
 from monitor.shard import in_shard
-from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.reconcile")
 
@@ -49,7 +49,7 @@ class Reconciler:
     """Lists LiveKit's rooms and participants and reconciles the tracker with them."""
 
     def __init__(self, url: str, api_key: str, api_secret: str, tracker: CallTracker,
-                 metrics: Metrics, clock: Callable[[], float], server_clock: ServerClock,
+                 metrics: ListingCounts, clock: Callable[[], float], server_clock: ServerClock,
                  interval: float, shard: tuple[int, int] = (0, 1)) -> None:
         self._url, self._key, self._secret = url, api_key, api_secret
         self._http_url = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)

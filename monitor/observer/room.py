@@ -38,6 +38,7 @@ from monitor.calls.tracker import CallTracker
 from monitor.intake.events import Participant, disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
+from monitor.observer.counts import ObserverCounts
 from monitor.observer.dry_audio import DryAudioProbe
 from monitor.observer.rtc_logging import quiet_ignored_streams
 from monitor.observer.rtc_roles import participant_of
@@ -48,7 +49,6 @@ from monitor.reports.session_stream import TOPIC as SESSION_TOPIC
 from monitor.reports.session_stream import decode, event_type, read_bounded
 from monitor.reports.signals import ParsedMessage, parse_message
 from monitor.shard import in_shard
-from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.observer")
 
@@ -96,7 +96,7 @@ class _Watch:
 class RoomObserver(CallListener):
     """Watches the rooms of tracked calls; a CallListener so calls start and stop its watches."""
 
-    def __init__(self, settings: ObserverSettings, tracker: CallTracker, metrics: Metrics,
+    def __init__(self, settings: ObserverSettings, tracker: CallTracker, metrics: ObserverCounts,
                  bridge: BackendBridge, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._tracker = tracker

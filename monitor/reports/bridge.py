@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from monitor.calls.model import Call, CallState
 from monitor.calls.tracker import CallTracker
 from monitor.intake.dedup import RecentIds
+from monitor.reports.counts import ReportCounts
 from monitor.reports.signals import ReportedEvent, Signal, StartupFailureMessage
-from monitor.sinks.metrics import Metrics
 
 log = logging.getLogger("monitor.bridge")
 
@@ -47,7 +47,7 @@ class _Waiting:
 class BackendBridge:
     """Accepts reported events, deduplicates them, counts them and applies them to calls."""
 
-    def __init__(self, tracker: CallTracker, metrics: Metrics,
+    def __init__(self, tracker: CallTracker, metrics: ReportCounts,
                  settings: BridgeSettings = BridgeSettings()) -> None:
         self._tracker = tracker
         self._metrics = metrics

@@ -19,9 +19,9 @@ from aiohttp import web
 from monitor.intake.strict_json import NotAccepted, loads
 from monitor.logs import RateLimitedLog
 from monitor.reports.bridge import BackendBridge
+from monitor.reports.counts import ReportCounts
 from monitor.reports.signals import MAX_MESSAGE_BYTES, BadEvent, parse_report
 from monitor.shard import EVERY_ROOM, Shard, url_of
-from monitor.sinks.metrics import Metrics
 from monitor.web.access import Denied, TokenAccess
 from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
@@ -34,7 +34,7 @@ MAX_ROOM_NAME_CHARS = 256
 class EventIntake:
     """The POST /v1/events handler."""
 
-    def __init__(self, access: TokenAccess, bridge: BackendBridge, metrics: Metrics,
+    def __init__(self, access: TokenAccess, bridge: BackendBridge, metrics: ReportCounts,
                  max_body_bytes: int, clock: Callable[[], float] = time.time,
                  shard: Shard = EVERY_ROOM, shard_url: str = "") -> None:
         self._access = access

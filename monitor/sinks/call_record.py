@@ -9,8 +9,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from monitor.diagnosis.verdicts import Verdict
 from monitor.sinks.records import CallRecord
+from monitor.verdict import Verdict
 
 if TYPE_CHECKING:
     from opentelemetry._logs import Logger

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
-from monitor.diagnosis.verdicts import Verdict
 from monitor.sinks.records import CallRecord, CallRecords
+from monitor.verdict import Verdict
 
 log = logging.getLogger("monitor.finished")
 

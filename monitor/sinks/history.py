@@ -26,10 +26,10 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from monitor.diagnosis.verdicts import STATUSES, Finding, Verdict
 from monitor.logs import RateLimitedLog
 from monitor.sinks.metric_table import SPECS, instrument
 from monitor.sinks.records import CallRecord, ParticipantRecord
+from monitor.verdict import STATUSES, Finding, Verdict
 
 log = logging.getLogger("monitor.history")
 

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Literal
+from typing import Literal, get_args
 
 from avatar_monitor_agent.roles import Role
 from avatar_monitor_agent.schema import (
@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.calls.departures import Departure
 from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS
+from monitor.observer.counts import ObserverSkip, ReconcileAction
 from monitor.reports.signals import SESSION_TOPIC_LABEL, SESSION_TYPES, TOPIC_LABELS
 from monitor.web.server import ENDPOINT_NAMES
 
@@ -62,10 +63,8 @@ TRACK_KINDS = ("audio", "video")
 SPAN_DROP_REASONS = ("queue_full", "export_failed")
 WEBHOOK_EVENTS = (*sorted(KNOWN_EVENTS), "other")
 POOR_QUALITIES = ("poor", "lost")
-ObserverSkip = Literal["limit", "gone"]
-OBSERVER_SKIP_REASONS: tuple[ObserverSkip, ...] = ("limit", "gone")
-ReconcileAction = Literal["call_recovered", "join", "leave", "room_gone"]
-RECONCILE_ACTIONS: tuple[ReconcileAction, ...] = ("call_recovered", "join", "leave", "room_gone")
+OBSERVER_SKIP_REASONS = get_args(ObserverSkip)
+RECONCILE_ACTIONS = get_args(ReconcileAction)
 RECONCILE_OUTCOMES = ("ok", "failed")
 SPEECH_SOURCES = ("agent_state", "audio")  # where the room observer takes avatar speech from
 # The room observer's probes of the avatar's audio while the agent speaks
@@ -84,7 +83,6 @@ BRIDGE_REJECTIONS = ("unauthorized", "forbidden", "foreign_room", "foreign_shard
 # Data messages on the topics read that are refused: forbidden, the sender is not an agent
 # participant of the room; not_avatar, an agent that is not the call's avatar sent what only the
 # avatar may (anything on its topic `lemonslice`, bot_ready).
-DataRefusal = Literal["forbidden", "not_avatar"]
 AVATAR_TOPIC_LABELS = ("lemonslice", "lemonslice-avatar")  # where not_avatar can happen
 # Stages of avatar_agent_latency_seconds: the voice agent's, then the avatar's own `metric`.
 ALL_LATENCY_STAGES = (*LATENCY_STAGES, *AVATAR_STAGES.values())

@@ -23,6 +23,7 @@ from monitor.calls.departures import Departure
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
 from monitor.intake.events import DISCONNECT_REASONS, Participant
+from monitor.observer.counts import DataRefusal, ObserverSkip, ReconcileAction
 from monitor.reports.signals import (
     AgentLatency,
     AvatarError,
@@ -31,15 +32,7 @@ from monitor.reports.signals import (
     SessionClosed,
     Signal,
 )
-from monitor.sinks.metric_table import (
-    METRICS,
-    WEBHOOK_EVENTS,
-    DataRefusal,
-    ObserverSkip,
-    ReconcileAction,
-    instrument,
-    version,
-)
+from monitor.sinks.metric_table import METRICS, WEBHOOK_EVENTS, instrument, version
 
 # `_created` series double the output for no use in dashboards or alerts.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client

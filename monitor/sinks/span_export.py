@@ -16,7 +16,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from monitor.config import OTLP_PROTOCOLS
+from monitor.limits import OTLP_PROTOCOLS
 
 log = logging.getLogger("monitor.span_export")
 
