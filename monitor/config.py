@@ -1,13 +1,14 @@
-"""Configuration: flags, their environment variables and defaults, validated at start, and the
-settings of every component that Config makes (`Config.settings()`); monitor/app.py wires them."""
+"""Configuration: one dataclass, Config, whose fields carry their flag, environment variable and
+help (`option`), so that adding an option is one edit; validated at start. `Config.settings()`
+makes every component's settings from it; monitor/app.py wires them."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY
 
@@ -33,48 +34,211 @@ if TYPE_CHECKING:
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_HISTORY = "data/avatar-monitor.sqlite3"  # under the working directory
 LOG_LEVELS = ("debug", "info", "warning", "error")
+T = TypeVar("T")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _positive(int)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be 1..65535, got {text}")
+    return int(value)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard, shards = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/3, got {text!r}") from None
+    if shards < 1 or not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r}")
+    return shard, shards
+
+
+def _names(given: list[str] | None, env: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable flag's values, else its comma-separated environment variable, else the
+    default; empty values are dropped (so '' means none)."""
+    values = given if given is not None else _env(env, ",".join(default)).split(",")
+    return tuple(value.strip() for value in values if value.strip())
+
+
+SECONDS, COUNT = _positive(float), _positive(int)
+Style = Literal["value", "names", "switch", "negated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """How a Config field is set from the command line and the environment. Styles: value
+    (`--field-name X`), names (repeatable, or comma-separated in the environment), switch
+    (`--field-name` turns it on, env=1), negated (`--no-field-name` turns it off, env=0)."""
+
+    help: str
+    parse: Callable[[str], Any] = str
+    env: str = ""  # default AVATAR_MONITOR_FIELD_NAME
+    flag: str = ""  # default --field-name
+    style: Style = "value"
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    shown: Callable[[Any], str] = str  # the default as the text `parse` reads back
+    cli_default: str | None = None  # the command line's default, where it is not Config's
+    default_note: str = ""  # said after the default, inside the parenthesis
+    note: str = ""  # said after the parenthesis
+
+    def add_to(self, parser: argparse.ArgumentParser, name: str, default: Any) -> None:
+        env = self.env or "AVATAR_MONITOR_" + name.upper()
+        if self.style == "switch":
+            parser.add_argument(
+                self.flag or "--" + name.replace("_", "-"), action="store_true",
+                default=_env(env, "") not in ("", "0", "false"),
+                help=f"{self.help} (env {env}=1){self.note}")
+        elif self.style == "negated":
+            parser.add_argument(
+                self.flag or "--no-" + name.replace("_", "-"), dest=name, action="store_false",
+                default=_env(env, "1") not in ("0", "false", "off"),
+                help=f"{self.help} (env {env}=0){self.note}")
+        elif self.style == "names":
+            parser.add_argument(
+                self.flag or "--" + name.replace("_", "-"), action="append", dest=name,
+                metavar=self.metavar,
+                help=f"{self.help} (env {env}, comma-separated; default "
+                     f"{','.join(default)}){self.note}")
+        else:
+            if self.cli_default is not None:
+                default = self.cli_default
+            shown = "%(default)s" if default != "" else "empty"
+            parser.add_argument(
+                self.flag or "--" + name.replace("_", "-"), type=self.parse,
+                default=_env(env, self.shown(default)), metavar=self.metavar,
+                choices=self.choices,
+                help=f"{self.help} (env {env}; default {shown}{self.default_note}){self.note}")
+
+    def value(self, given: Any, name: str, default: Any) -> Any:
+        """The field's value from the parsed command line (and the environment)."""
+        if self.style == "names":
+            return _names(given, self.env or "AVATAR_MONITOR_" + name.upper(), default)
+        return given
+
+
+def option(default: T, help: str, parse: Callable[[str], Any] = str, **how: Any) -> T:
+    """A Config field set by a flag and an environment variable (see Flag)."""
+    return field(default=default, metadata={"flag": Flag(help, parse, **how)})
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    # The key pair livekit-server signs webhooks with: LIVEKIT_API_KEY, LIVEKIT_API_SECRET.
     api_key: str
     api_secret: str
-    host: str = "0.0.0.0"
-    port: int = 9465
-    avatar_identities: tuple[str, ...] = (DEFAULT_AVATAR_IDENTITY,)
+    host: str = option("0.0.0.0", "address to listen on")
+    port: int = option(9465, "port to listen on", _port)
+    avatar_identities: tuple[str, ...] = option(
+        (DEFAULT_AVATAR_IDENTITY,),
+        "identity of the avatar participant, a glob; repeat for several", style="names",
+        flag="--avatar-identity", env="AVATAR_MONITOR_AVATAR_IDENTITY", metavar="GLOB",
+        note=". AGENT participants with lk.publish_on_behalf are avatars too")
     # Avatars that announce readiness (bot_ready): identity globs, lk.avatar_provider values.
-    ready_identities: tuple[str, ...] = READY_IDENTITIES
-    ready_providers: tuple[str, ...] = READY_PROVIDERS
-    avatar_join_timeout: float = JOIN_TIMEOUT
-    idle_timeout: float = IDLE_TIMEOUT
-    session_timeout: float = SESSION_TIMEOUT
-    timeout_tolerance: float = TIMEOUT_TOLERANCE
-    unattended_after: float = UNATTENDED_AFTER
-    interruption_grace: float = INTERRUPTION_GRACE
-    max_calls: int = MAX_CALLS
-    max_body_bytes: int = 1 << 20
-    log_level: str = "info"
-    log_json: bool = False
-    livekit_url: str = ""
-    observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
-    observe_max_rooms: int = OBSERVE_MAX_ROOMS
-    shard: tuple[int, int] = (0, 1)
-    shard_url: str = ""
-    observe_interval: float = 30.0
-    otlp_endpoint: str = ""
-    otlp_protocol: str = "http/protobuf"
-    service_name: str = "avatar-monitor"
-    recent_calls: int = 1000
-    public_status: bool = False
-    state_file: str = ""
+    ready_identities: tuple[str, ...] = option(
+        READY_IDENTITIES,
+        "identity of an avatar that says bot_ready once its video is visible, a glob; repeat "
+        "for several, '' for none", style="names", flag="--ready-identity",
+        env="AVATAR_MONITOR_READY_IDENTITY", metavar="GLOB",
+        note=". Such an avatar that never says it is a black screen")
+    ready_providers: tuple[str, ...] = option(
+        READY_PROVIDERS,
+        "lk.avatar_provider attribute of avatars that say bot_ready; repeat for several, '' "
+        "for none", style="names", flag="--ready-provider", env="AVATAR_MONITOR_READY_PROVIDER",
+        metavar="NAME")
+    avatar_join_timeout: float = option(
+        JOIN_TIMEOUT,
+        "seconds a user may wait for the avatar before the call counts as a startup failure",
+        SECONDS)
+    idle_timeout: float = option(IDLE_TIMEOUT, "the avatar's idle timeout in seconds", SECONDS)
+    session_timeout: float = option(SESSION_TIMEOUT,
+                                    "the avatar's session (GPU) timeout in seconds", SECONDS)
+    timeout_tolerance: float = option(
+        TIMEOUT_TOLERANCE,
+        "seconds within which a session length or silence counts as hitting a timeout", SECONDS)
+    unattended_after: float = option(
+        UNATTENDED_AFTER, "seconds an avatar may stay in a room with no user (a billed "
+        "session nobody sees) before its call gets a warning", SECONDS)
+    interruption_grace: float = option(
+        INTERRUPTION_GRACE,
+        "seconds the avatar's audio or video may be unpublished or muted mid-call before it "
+        "counts as an interruption", SECONDS)
+    max_calls: int = option(
+        MAX_CALLS, "calls tracked at once; beyond it the oldest are evicted and counted", COUNT)
+    max_body_bytes: int = option(1 << 20, "largest webhook body accepted; larger ones get 413",
+                                 COUNT)
+    log_level: str = option("info", "log level", choices=LOG_LEVELS)
+    livekit_url: str = option(
+        "", "LiveKit server URL (ws://, wss://, http:// or https://) for the RoomService "
+        "reconciler and the room observer, a hidden participant in each call's room; both off "
+        "when empty", env="LIVEKIT_URL")
+    observe_max_rooms: int = option(
+        OBSERVE_MAX_ROOMS, "rooms observed at once; more are skipped and counted", COUNT)
+    shard: tuple[int, int] = option(
+        (0, 1), "observe only rooms whose name hashes to shard I of N, so N replicas split the "
+        "rooms", _shard, metavar="I/N", shown=lambda shard: f"{shard[0]}/{shard[1]}")
+    shard_url: str = option(
+        "", "the base URL of each shard's replica, with {shard} for its index "
+        "(e.g. http://avatar-monitor-{shard}.avatar-monitor:9465): a replica redirects a "
+        "call lookup for another shard's room there, and tells the agent's client where to "
+        "report")
+    observe_interval: float = option(
+        30.0, "seconds between RoomService room listings that find calls in progress", SECONDS)
+    otlp_endpoint: str = option(
+        "", "send one trace per call to this OTLP collector base URL, e.g. "
+        "http://127.0.0.1:4318; tracing is off when empty", env="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otlp_protocol: str = option("http/protobuf", "OTLP transport", choices=OTLP_PROTOCOLS,
+                                env="OTEL_EXPORTER_OTLP_PROTOCOL")
+    recent_calls: int = option(
+        1000, "finished calls kept for /v1/calls, the status page and diagnose (live calls "
+        "are always kept)", COUNT)
+    # The status page's links: a trace viewer's URL with {trace_id}, a dashboard's URL.
+    trace_url: str = option(
+        "", "the call page links the call's trace here: a URL with {trace_id} (32 hex "
+        "digits), e.g. http://jaeger:16686/trace/{trace_id}; needs --otlp-endpoint")
+    dashboard_url: str = option(
+        "", "the call page links this dashboard (e.g. a Grafana dashboard's URL), with from= "
+        "and to= (epoch milliseconds) around the call added")
+    state_file: str = option(
+        "", "file where the sidecar notes the server time it last ran, so that after a "
+        "restart or an outage what happened while none ran is counted once; off when empty")
     # Finished calls kept in SQLite (monitor/sinks/history.py); off when empty. The command
     # line's default is DEFAULT_HISTORY: tests and embedders get no file unless they ask.
-    history: str = ""
-    history_days: float = 14.0
-    history_max_calls: int = 100_000
-    # The status page's links: a trace viewer's URL with {trace_id}, a dashboard's URL.
-    trace_url: str = ""
-    dashboard_url: str = ""
+    history: str = option(
+        "", "SQLite file that keeps finished calls (record, verdict, timeline) across restarts "
+        "for /v1/calls, the status page and diagnose; '' turns it off", metavar="PATH",
+        cli_default=DEFAULT_HISTORY, default_note=", under the working directory")
+    history_days: float = option(14.0, "days finished calls are kept in the history", SECONDS)
+    history_max_calls: int = option(
+        100_000, "finished calls kept in the history at most; the oldest go first", COUNT)
+    public_status: bool = option(
+        False, "serve /v1/calls and the status page without a token; they show room names and "
+        "identities", style="switch")
+    observer: bool = option(  # with livekit_url: the room observer (the reconciler always runs)
+        True, "with --livekit-url, reconcile with RoomService but join no room",
+        style="negated")
+    log_json: bool = option(False, "log one JSON object per line", style="switch")
+    service_name: str = "avatar-monitor"  # OTEL_SERVICE_NAME
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -140,155 +304,17 @@ class Settings:
     reconciler: ReconcilerSettings | None  # None: no LiveKit URL, no reconciliation
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _port(text: str) -> int:
-    value = _positive(int)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be 1..65535, got {text}")
-    return int(value)
-
-
-def _shard(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
-    try:
-        shard, shards = int(index), int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/3, got {text!r}") from None
-    if shards < 1 or not 0 <= shard < shards:
-        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r}")
-    return shard, shards
-
-
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` flags. Each flag's environment variable sets its default."""
-    d = Config("", "")
-
-    def option(field: str, help: str, kind: Callable[[str], Any] = str, env: str = "",
-               **extra: Any) -> None:
-        """`--field-name`, defaulting to $env (AVATAR_MONITOR_FIELD_NAME) or Config's default."""
-        env = env or "AVATAR_MONITOR_" + field.upper()
-        default = getattr(d, field)
-        parser.add_argument(
-            "--" + field.replace("_", "-"), type=kind,
-            default=_env(env, default if isinstance(default, str) else str(default)),
-            help=f"{help} (env {env}; default {'%(default)s' if default != '' else 'empty'})",
-            **extra)
-
-    seconds, count = _positive(float), _positive(int)
-    option("host", "address to listen on")
-    option("port", "port to listen on", _port)
-    parser.add_argument(
-        "--avatar-identity", action="append", dest="avatar_identities", metavar="GLOB",
-        help="identity of the avatar participant, a glob; repeat for several (env "
-             "AVATAR_MONITOR_AVATAR_IDENTITY, comma-separated; default "
-             f"{DEFAULT_AVATAR_IDENTITY}). AGENT participants with lk.publish_on_behalf are "
-             "avatars too")
-    parser.add_argument(
-        "--ready-identity", action="append", dest="ready_identities", metavar="GLOB",
-        help="identity of an avatar that says bot_ready once its video is visible, a glob; "
-             "repeat for several, '' for none (env AVATAR_MONITOR_READY_IDENTITY, "
-             f"comma-separated; default {','.join(READY_IDENTITIES)}). Such an avatar that "
-             "never says it is a black screen")
-    parser.add_argument(
-        "--ready-provider", action="append", dest="ready_providers", metavar="NAME",
-        help="lk.avatar_provider attribute of avatars that say bot_ready; repeat for several, "
-             "'' for none (env AVATAR_MONITOR_READY_PROVIDER, comma-separated; default "
-             f"{','.join(READY_PROVIDERS)})")
-    option("avatar_join_timeout",
-           "seconds a user may wait for the avatar before the call counts as a startup failure",
-           seconds)
-    option("idle_timeout", "the avatar's idle timeout in seconds", seconds)
-    option("session_timeout", "the avatar's session (GPU) timeout in seconds", seconds)
-    option("timeout_tolerance",
-           "seconds within which a session length or silence counts as hitting a timeout",
-           seconds)
-    option("unattended_after", "seconds an avatar may stay in a room with no user (a billed "
-           "session nobody sees) before its call gets a warning", seconds)
-    option("interruption_grace",
-           "seconds the avatar's audio or video may be unpublished or muted mid-call before it "
-           "counts as an interruption", seconds)
-    option("max_calls", "calls tracked at once; beyond it the oldest are evicted and counted",
-           count)
-    option("max_body_bytes", "largest webhook body accepted; larger ones get 413", count)
-    option("log_level", "log level", choices=LOG_LEVELS)
-    option("livekit_url", "LiveKit server URL (ws://, wss://, http:// or https://) for the "
-           "RoomService reconciler and the room observer, a hidden participant in each call's "
-           "room; both off when empty",
-           env="LIVEKIT_URL")
-    option("observe_max_rooms", "rooms observed at once; more are skipped and counted", count)
-    parser.add_argument(
-        "--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
-        help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
-             "rooms (env AVATAR_MONITOR_SHARD; default %(default)s)")
-    option("shard_url", "the base URL of each shard's replica, with {shard} for its index "
-           "(e.g. http://avatar-monitor-{shard}.avatar-monitor:9465): a replica redirects a "
-           "call lookup for another shard's room there, and tells the agent's client where to "
-           "report")
-    option("observe_interval",
-           "seconds between RoomService room listings that find calls in progress", seconds)
-    option("otlp_endpoint", "send one trace per call to this OTLP collector base URL, e.g. "
-           "http://127.0.0.1:4318; tracing is off when empty", env="OTEL_EXPORTER_OTLP_ENDPOINT")
-    option("otlp_protocol", "OTLP transport", choices=OTLP_PROTOCOLS,
-           env="OTEL_EXPORTER_OTLP_PROTOCOL")
-    option("recent_calls", "finished calls kept for /v1/calls, the status page and diagnose "
-           "(live calls are always kept)", count)
-    option("trace_url", "the call page links the call's trace here: a URL with {trace_id} "
-           "(32 hex digits), e.g. http://jaeger:16686/trace/{trace_id}; needs --otlp-endpoint")
-    option("dashboard_url", "the call page links this dashboard (e.g. a Grafana dashboard's "
-           "URL), with from= and to= (epoch milliseconds) around the call added")
-    option("state_file", "file where the sidecar notes the server time it last ran, so that "
-           "after a restart or an outage what happened while none ran is counted once; off "
-           "when empty")
-    parser.add_argument(
-        "--history", default=_env("AVATAR_MONITOR_HISTORY", DEFAULT_HISTORY), metavar="PATH",
-        help="SQLite file that keeps finished calls (record, verdict, timeline) across restarts "
-             "for /v1/calls, the status page and diagnose; '' turns it off (env "
-             "AVATAR_MONITOR_HISTORY; default %(default)s, under the working directory)")
-    option("history_days", "days finished calls are kept in the history", _positive(float))
-    option("history_max_calls", "finished calls kept in the history at most; the oldest go "
-           "first", count)
-    parser.add_argument(
-        "--public-status", action="store_true",
-        default=_env("AVATAR_MONITOR_PUBLIC_STATUS", "") not in ("", "0", "false"),
-        help="serve /v1/calls and the status page without a token; they show room names and "
-             "identities (env AVATAR_MONITOR_PUBLIC_STATUS=1)")
-    parser.add_argument(
-        "--no-observer", dest="observer", action="store_false",
-        default=_env("AVATAR_MONITOR_OBSERVER", "1") not in ("0", "false", "off"),
-        help="with --livekit-url, reconcile with RoomService but join no room (env "
-             "AVATAR_MONITOR_OBSERVER=0)")
-    parser.add_argument(
-        "--log-json", action="store_true",
-        default=_env("AVATAR_MONITOR_LOG_JSON", "") not in ("", "0", "false"),
-        help="log one JSON object per line (env AVATAR_MONITOR_LOG_JSON=1)")
+    """The `serve` flags, one per Config field that has one. Each flag's environment variable
+    sets its default."""
+    for spec in fields(Config):
+        flag = spec.metadata.get("flag")
+        if isinstance(flag, Flag):
+            flag.add_to(parser, spec.name, spec.default)
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message is one line for the operator."""
-
-
-def _names(given: list[str] | None, env: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """A repeatable flag's values, else its comma-separated environment variable, else the
-    default; empty values are dropped (so '' means none)."""
-    values = given if given is not None else _env(env, ",".join(default)).split(",")
-    return tuple(value.strip() for value in values if value.strip())
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -297,17 +323,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     secret = os.environ.get("LIVEKIT_API_SECRET", "")
     if not key or not secret:
         raise ConfigError("LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set (the key pair "
-                     "livekit-server signs webhooks with)")
-    identities = args.avatar_identities or [
-        glob.strip() for glob in _env("AVATAR_MONITOR_AVATAR_IDENTITY",
-                                      DEFAULT_AVATAR_IDENTITY).split(",") if glob.strip()
-    ]
-    if not identities:
+                          "livekit-server signs webhooks with)")
+    values = {spec.name: spec.metadata["flag"].value(getattr(args, spec.name), spec.name,
+                                                     spec.default)
+              for spec in fields(Config) if isinstance(spec.metadata.get("flag"), Flag)}
+    if not values["avatar_identities"]:
         raise ConfigError("--avatar-identity must not be empty")
-    ready_identities = _names(args.ready_identities, "AVATAR_MONITOR_READY_IDENTITY",
-                              READY_IDENTITIES)
-    ready_providers = _names(args.ready_providers, "AVATAR_MONITOR_READY_PROVIDER",
-                             READY_PROVIDERS)
     if args.livekit_url and not args.livekit_url.startswith(("ws://", "wss://", "http://",
                                                              "https://")):
         raise ConfigError("--livekit-url must be a ws://, wss://, http:// or https:// URL")
@@ -322,39 +343,5 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--dashboard-url must be an http:// or https:// URL")
     if args.log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
-    return Config(
-        api_key=key,
-        api_secret=secret,
-        host=args.host,
-        port=args.port,
-        avatar_identities=tuple(identities),
-        ready_identities=ready_identities,
-        ready_providers=ready_providers,
-        avatar_join_timeout=args.avatar_join_timeout,
-        idle_timeout=args.idle_timeout,
-        session_timeout=args.session_timeout,
-        timeout_tolerance=args.timeout_tolerance,
-        unattended_after=args.unattended_after,
-        interruption_grace=args.interruption_grace,
-        max_calls=args.max_calls,
-        max_body_bytes=args.max_body_bytes,
-        log_level=args.log_level,
-        log_json=args.log_json,
-        livekit_url=args.livekit_url,
-        observer=args.observer,
-        observe_max_rooms=args.observe_max_rooms,
-        shard=args.shard,
-        shard_url=args.shard_url,
-        observe_interval=args.observe_interval,
-        otlp_endpoint=args.otlp_endpoint,
-        otlp_protocol=args.otlp_protocol,
-        service_name=_env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor",
-        recent_calls=args.recent_calls,
-        public_status=args.public_status,
-        state_file=args.state_file,
-        history=args.history,
-        history_days=args.history_days,
-        history_max_calls=args.history_max_calls,
-        trace_url=args.trace_url,
-        dashboard_url=args.dashboard_url,
-    )
+    service_name = _env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor"
+    return Config(api_key=key, api_secret=secret, service_name=service_name, **values)

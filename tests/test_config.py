@@ -3,11 +3,21 @@ name for it."""
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import fields
+
 import pytest
 
 from monitor.calls.core import TrackerSettings
 from monitor.cli import build_parser
-from monitor.config import Config, ConfigError, ReconcilerSettings, config_from_args
+from monitor.config import (
+    Config,
+    ConfigError,
+    Flag,
+    ReconcilerSettings,
+    add_serve_arguments,
+    config_from_args,
+)
 from monitor.diagnosis.verdicts import Thresholds
 from monitor.observer.room import ObserverSettings
 from tests.webhooks import KEY, SECRET
@@ -87,3 +97,39 @@ def test_the_pages_links_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AVATAR_MONITOR_TRACE_URL")
     with pytest.raises(ConfigError, match="--dashboard-url"):
         config_from_args(build_parser().parse_args(["serve", "--dashboard-url", "grafana"]))
+
+
+def test_every_option_is_a_flag_with_its_environment_variable() -> None:
+    """Config's fields are the flags: each one with an option has its flag and variable in
+    `serve --help`; only the key pair and the service name come from the environment alone."""
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    without = []
+    for spec in fields(Config):
+        flag = spec.metadata.get("flag")
+        if not isinstance(flag, Flag):
+            without.append(spec.name)
+            continue
+        name = flag.flag or ("--no-" if flag.style == "negated" else "--") + spec.name.replace(
+            "_", "-")
+        env = flag.env or "AVATAR_MONITOR_" + spec.name.upper()
+        assert name in text and env in text.replace("- ", "-"), spec.name
+    assert without == ["api_key", "api_secret", "service_name"]
+
+
+def test_an_environment_variable_sets_its_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    monkeypatch.setenv("AVATAR_MONITOR_SHARD", "2/4")
+    monkeypatch.setenv("AVATAR_MONITOR_HISTORY_DAYS", "3")
+    monkeypatch.setenv("AVATAR_MONITOR_OBSERVER", "0")
+    monkeypatch.setenv("AVATAR_MONITOR_PUBLIC_STATUS", "1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("AVATAR_MONITOR_AVATAR_IDENTITY", "a-*, b-*")
+    config = config_from_args(build_parser().parse_args(["serve", "--history-days", "5"]))
+    assert (config.shard, config.history_days, config.observer, config.public_status,
+            config.otlp_protocol, config.avatar_identities) == (
+        (2, 4), 5.0, False, True, "grpc", ("a-*", "b-*"))
+    assert config.history == "data/avatar-monitor.sqlite3"
+    assert Config(KEY, SECRET).history == ""
