@@ -135,3 +135,17 @@ def test_the_readme_names_only_metrics_of_the_table() -> None:
     assert set(listed) == set(causes)
     for prefix in re.findall(r"`(avatar_monitor)_\*`", section):
         assert any(spec.name.startswith(prefix) for spec in METRICS)
+
+
+def test_every_instrument_an_intent_method_names_is_in_the_table() -> None:
+    """Metrics' intent methods name instruments by their table key: each key is the table's,
+    of the right kind, and each of Metrics' instruments is counted somewhere."""
+    source = (ROOT / "monitor" / "sinks" / "metrics.py").read_text()
+    named = set(re.findall(r'self\._(count|histogram)\("(\w+)"', source))
+    named |= {("count", key) for key in re.findall(r'self\._counters\["(\w+)"\]', source)}
+    named |= {("gauge", key) for key in re.findall(r'self\._gauges\["(\w+)"\]', source)}
+    kinds = {"count": "counter", "histogram": "histogram", "gauge": "gauge"}
+    for method, key in named:
+        assert key in SPECS and SPECS[key].kind == kinds[method], key
+        assert SPECS[key].owner == "metrics", key
+    assert {key for _, key in named} == {spec.attr for spec in METRICS if spec.owner == "metrics"}
