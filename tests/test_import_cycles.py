@@ -7,7 +7,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "import_cycles.py"
+SCRIPT = next(p for p in Path(__file__).resolve().parents
+              if (p / "pyproject.toml").exists()) / "scripts" / "import_cycles.py"
 
 
 def checker() -> ModuleType:

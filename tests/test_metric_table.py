@@ -15,7 +15,8 @@ from monitor.config import Config
 from monitor.sinks.metric_table import METRICS, SPECS
 from monitor.sinks.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository: the first parent with pyproject.toml (wherever this file moves in tests/).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 STANDARD = ("process_", "python_gc_")  # prometheus-client's own families
 
 
