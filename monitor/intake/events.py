@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from avatar_monitor_agent.roles import ATTRIBUTE_AVATAR_PROVIDER as AVATAR_PROVIDER
@@ -20,6 +19,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
+from monitor.calls.inputs import Event, Participant
 from monitor.intake import strict_json
 from monitor.intake.webhook_schema import certainly_accepted
 
@@ -76,39 +76,6 @@ def disconnect_reason_name(value: int) -> str:
 
 class MalformedEvent(Exception):
     """The body is not a LiveKit WebhookEvent; the message is a short reason."""
-
-
-# Not frozen: frozen slotted dataclasses are five times slower to build, on the hot path.
-@dataclass(slots=True)
-class Participant:
-    """A participant as a webhook describes it. Times are unix seconds from the server."""
-
-    sid: str
-    identity: str
-    kind: str  # ParticipantInfo.Kind name: STANDARD, AGENT, SIP, EGRESS, ...
-    joined_at: float | None
-    disconnect_reason: str  # DisconnectReason in lower case, "unknown_reason" when absent
-    publishes_on_behalf: bool
-    hidden: bool = False  # a hidden participant (a recorder, an observer): never a caller
-    on_behalf_of: str = ""  # for an avatar: the identity of the agent it publishes for
-    avatar_provider: str = ""  # lk.avatar_provider, when set (LiveKit's inference avatars)
-
-
-@dataclass(slots=True)
-class Event:
-    """One webhook, with server timestamps (unix seconds)."""
-
-    name: str
-    id: str
-    created_at: float
-    room_sid: str
-    room_name: str
-    room_created_at: float | None
-    participant: Participant | None
-    track_kind: str | None  # audio, video, data
-    track_published_at: float | None
-    num_dropped: int = 0  # webhooks livekit-server dropped for this URL before this one
-    room_end_reason: str | None = None  # room_finished: api_delete, idle_timeout, ... or None
 
 
 def parse_event(body: bytes) -> Event:

@@ -21,9 +21,10 @@ from collections.abc import Callable
 import aiohttp
 from livekit import api
 
+from monitor.calls.inputs import Participant
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.intake.events import Participant, avatar_provider, kind_name, on_behalf_of
+from monitor.intake.events import avatar_provider, kind_name, on_behalf_of
 from monitor.shard import in_shard
 from monitor.sinks.metrics import Metrics
 

@@ -32,10 +32,11 @@ from avatar_monitor_agent.participants import kind_name
 from avatar_monitor_agent.roles import Role
 from livekit import api, rtc
 
+from monitor.calls.inputs import Participant
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState
 from monitor.calls.tracker import CallTracker
-from monitor.intake.events import Participant, disconnect_reason_name
+from monitor.intake.events import disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
 from monitor.observer.dry_audio import DryAudioProbe

@@ -7,7 +7,7 @@ from avatar_monitor_agent.participants import kind_name
 from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF
 from livekit import rtc
 
-from monitor.intake.events import Participant
+from monitor.calls.inputs import Participant
 
 
 def participant_of(p: rtc.Participant) -> Participant:
