@@ -10,16 +10,20 @@ exactly protobuf JSON for `WebhookEvent`, as livekit-api reads it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from avatar_monitor_agent.roles import ATTRIBUTE_AVATAR_PROVIDER as AVATAR_PROVIDER
-from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF as PUBLISH_ON_BEHALF
 from google.protobuf.json_format import MessageToDict, ParseDict
-from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
+from livekit.protocol.models import DisconnectReason, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
 from monitor.calls.inputs import Event, Participant
+from monitor.calls.participants import (
+    KIND_BY_NAME,
+    KIND_BY_NUMBER,
+    UNKNOWN_KIND,
+    avatar_provider,
+    on_behalf_of,
+)
 from monitor.intake import strict_json
 from monitor.intake.webhook_schema import certainly_accepted
 
@@ -32,10 +36,6 @@ KNOWN_EVENTS = frozenset(
     }
 )
 
-_KIND_BY_NAME = {name: name for name, _ in ParticipantInfo.Kind.items()}
-_KIND_NAME = {number: name for name, number in ParticipantInfo.Kind.items()}
-# A participant kind this version does not know: neither a user nor an agent (Role.OTHER).
-UNKNOWN_KIND = "UNKNOWN"
 _REASON_NAME = {number: name.lower() for name, number in DisconnectReason.items()}
 _REASON_BY_NAME = {name: name.lower() for name, _ in DisconnectReason.items()}
 _TRACK_NAME = {number: name.lower() for name, number in TrackType.items()}
@@ -50,23 +50,6 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 # Closed label sets, used by metrics.
 DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
-
-
-def kind_name(value: int) -> str:
-    """A ParticipantInfo.Kind number as its name; UNKNOWN_KIND for one this version lacks."""
-    return _KIND_NAME.get(value, UNKNOWN_KIND)
-
-
-def on_behalf_of(attributes: Mapping[str, Any]) -> str:
-    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters."""
-    value = attributes.get(PUBLISH_ON_BEHALF)
-    return value[:256] if type(value) is str else ""
-
-
-def avatar_provider(attributes: Mapping[str, Any]) -> str:
-    """The avatar's provider (lk.avatar_provider), cut to 64 characters."""
-    value = attributes.get(AVATAR_PROVIDER)
-    return value[:64] if type(value) is str else ""
 
 
 def disconnect_reason_name(value: int) -> str:
@@ -176,7 +159,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         participant = Participant(
             sid=_str(participant_doc, "sid"),
             identity=_str(participant_doc, "identity"),
-            kind=_enum(participant_doc, "kind", _KIND_BY_NAME, _KIND_NAME, "STANDARD",
+            kind=_enum(participant_doc, "kind", KIND_BY_NAME, KIND_BY_NUMBER, "STANDARD",
                        UNKNOWN_KIND),
             joined_at=_seconds(participant_doc, "joinedAt", "joinedAtMs"),
             disconnect_reason=_enum(participant_doc, "disconnectReason", _REASON_BY_NAME,
