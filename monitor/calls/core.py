@@ -78,7 +78,7 @@ class ReadyAnnouncers:
 
 
 class WaitingReports(Protocol):
-    """Reports held for calls not started yet (BackendBridge)."""
+    """Reports held for calls not started yet (monitor.reports.pending.PendingReports)."""
 
     def take_waiting(self, call: Call) -> list[tuple[Signal, float]]: ...
     def drop_waiting(self, call: Call) -> None: ...

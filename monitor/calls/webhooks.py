@@ -139,7 +139,12 @@ class WebhookApplier:
         if call.state is not CallState.PENDING:
             self._book.attended(call, participant.joined_at or event.created_at)
             return
-        call.started_at = participant.joined_at or event.created_at
+        self._start(call, participant.joined_at or event.created_at, now, blind)
+
+    def _start(self, call: Call, at: float, now: float, blind: bool) -> None:
+        """The call's first user joined at `at`: it rings, or is active with its avatar there,
+        or failed with its startup failure already reported."""
+        call.started_at = at
         if blind:
             # Counted as started by the previous process; whether the avatar joined then is
             # unknown (no listing says), so no join timeout or abandon can be counted.
@@ -156,16 +161,19 @@ class WebhookApplier:
                 # from the room's creation time.
                 origin = call.room_created_at or call.avatar_joined_at
             self._book.activate(call, call.avatar_joined_at - origin)
-            return
-        if call.startup_failure_counted:
+        elif call.startup_failure_counted:
             # A startup failure reported before the call started, applied just above while
             # the call was still pending.
             self._book.set_state(call, CallState.FAILED)
-            return
+        else:
+            self._ring(call, at, now)
+
+    def _ring(self, call: Call, started_at: float, now: float) -> None:
+        """The call rings until the avatar joins or its join deadline passes."""
         self._book.set_state(call, CallState.RINGING)
         if call.avatar_unknown:
             return  # no deadline: the avatar may have joined before this process started
-        call.deadline = call.started_at + self._book.settings.join_timeout
+        call.deadline = started_at + self._book.settings.join_timeout
         # A join delivered after its deadline (a retried webhook) is followed at once by the
         # room's next events, its leave perhaps: they decide before the deadline fires.
         fire_at = max(call.deadline, now + LATE_JOIN_GRACE)
