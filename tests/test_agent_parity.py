@@ -14,18 +14,11 @@ from livekit import rtc
 
 from monitor.app import build_monitor
 from monitor.calls.departures import AVATAR_WORD_WINDOW
+from monitor.calls.inputs import AgentState, AvatarError, AvatarReady
 from monitor.config import Config
 from monitor.intake.events import parse_event
 from monitor.observer.room import ObserverSettings, RoomObserver, _Watch
-from monitor.reports.signals import (
-    MAX_ID_CHARS,
-    AgentState,
-    AvatarError,
-    AvatarReady,
-    BadEvent,
-    ReportedEvent,
-    parse_report,
-)
+from monitor.reports.signals import MAX_ID_CHARS, BadEvent, ReportedEvent, parse_report
 from tests.webhooks import Room, avatar, encode, user
 
 AVATAR_SID = "PA_avatar"

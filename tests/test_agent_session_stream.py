@@ -13,8 +13,8 @@ from livekit.agents import AgentSession, APIError, llm, stt, tts
 from livekit.agents.voice.events import ConversationItemAddedEvent, ErrorEvent
 from livekit.protocol.agent_pb import agent_session as pb
 
+from monitor.calls.inputs import AgentLatency, PipelineError
 from monitor.reports.session_stream import Undecodable, decode
-from monitor.reports.signals import AgentLatency, PipelineError
 
 
 def wire(event: pb.AgentSessionEvent) -> bytes:

@@ -23,7 +23,8 @@ from livekit.agents.voice.events import (
     ErrorEvent,
 )
 
-from monitor.reports.signals import AvatarReady, ReportedEvent
+from monitor.calls.inputs import AvatarReady
+from monitor.reports.signals import ReportedEvent
 from tests.conftest import RunningMonitor
 from tests.webhooks import KEY, SECRET, Room, access_token, avatar, user
 

@@ -20,13 +20,13 @@ T0 = 1_000_000.0
 class Billed:
     """A tracker with the bill listening, and the server's clock in the test's hands."""
 
-    def __init__(self) -> None:
+    def __init__(self, started_at: float = 0.0) -> None:
         self.now = T0
         self.bill = AvatarBill(lambda: self.now)
         self.registry = CollectorRegistry()
         self.registry.register(self.bill)
         self.tracker = CallTracker(RoleClassifier(["lemonslice-avatar-agent"]),
-                                   TrackerSettings(), [self.bill])
+                                   TrackerSettings(), [self.bill], lambda: started_at)
         self.room = Room(created_at=T0)
 
     def at(self, t: float, *events: webhook.WebhookEvent) -> None:
@@ -77,8 +77,7 @@ def test_a_returning_user_ends_the_stay_alone() -> None:
 def test_a_call_rebuilt_after_a_restart_bills_from_when_this_process_counts() -> None:
     """A listing after a restart shows an avatar alone since before the start: the previous
     process billed the time up to then."""
-    b = Billed()
-    b.tracker.started_at = lambda: T0 + 100
+    b = Billed(started_at=T0 + 100)
     listed = parse_event(encode(b.room.joined(avatar(T0 + 1)))).participant
     assert listed is not None
     b.now = T0 + 120

@@ -6,16 +6,11 @@ from __future__ import annotations
 import time
 
 from monitor.app import build_monitor
+from monitor.calls.inputs import AgentLatency, PipelineError, SessionClosed, StartupFailureMessage
 from monitor.config import Config
 from monitor.intake.events import parse_event as parse_webhook
-from monitor.reports.bridge import BridgeSettings
-from monitor.reports.signals import (
-    AgentLatency,
-    PipelineError,
-    ReportedEvent,
-    SessionClosed,
-    StartupFailureMessage,
-)
+from monitor.reports.pending import BridgeSettings
+from monitor.reports.signals import ReportedEvent
 from tests.webhooks import Room, avatar, encode, user
 
 
@@ -105,7 +100,7 @@ def test_a_waiting_event_applies_only_to_the_call_with_its_room_and_sid() -> Non
     assert b.bridge.waiting_events == 2
     assert b.value("avatar_startup_failures_total", cause="message") == 0
     assert b.value("avatar_pipeline_errors_total", component="llm", recoverable="false") == 0
-    b.bridge.expire(b.now + b.bridge.settings.pending_seconds + 1)
+    b.bridge.expire(b.now + b.bridge.pending.settings.pending_seconds + 1)
     assert b.outcomes("buffer")["expired"] == 2
     assert b.value("avatar_startup_failures_total", cause="message") == 0
 
@@ -137,9 +132,9 @@ def test_events_for_a_call_that_never_appears_expire_uncounted() -> None:
     b = Bridge()
     b.report(StartupFailureMessage(), room="never-seen", sid="RM_never")
     b.report(PipelineError("stt", True), room="never-seen", sid="RM_never")
-    b.bridge.expire(b.now + b.bridge.settings.pending_seconds - 1)
+    b.bridge.expire(b.now + b.bridge.pending.settings.pending_seconds - 1)
     assert b.bridge.waiting_events == 2
-    b.bridge.expire(b.now + b.bridge.settings.pending_seconds + 1)
+    b.bridge.expire(b.now + b.bridge.pending.settings.pending_seconds + 1)
     assert b.bridge.waiting_events == 0
     assert b.outcomes("buffer")["expired"] == 2
     assert b.value("avatar_startup_failures_total", cause="message") == 0
@@ -148,7 +143,7 @@ def test_events_for_a_call_that_never_appears_expire_uncounted() -> None:
 
 def test_the_waiting_room_is_bounded() -> None:
     b = Bridge()
-    b.bridge.settings = BridgeSettings(pending_rooms=3, pending_per_room=2)
+    b.bridge.pending.settings = BridgeSettings(pending_rooms=3, pending_per_room=2)
     for room in range(5):
         for _ in range(4):
             b.report(StartupFailureMessage(), room=f"room-{room}", sid=f"RM_{room}")

@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 from livekit.protocol import models, webhook
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from monitor.calls.inputs import AgentLatency, AvatarReady, PipelineError
 from monitor.diagnosis.page import duration
 from monitor.diagnosis.timeline import MOMENTS, offset
 from monitor.diagnosis.verdicts import RULE_BY_NAME
-from monitor.reports.signals import AgentLatency, AvatarReady, PipelineError, ReportedEvent
+from monitor.reports.signals import ReportedEvent
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, agent, avatar, user
 

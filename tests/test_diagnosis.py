@@ -12,16 +12,16 @@ from livekit.protocol import models
 
 from monitor.calls.core import LATE_JOIN_GRACE
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
-from monitor.diagnosis.page import STYLE
-from monitor.diagnosis.verdicts import RULES
-from monitor.reports.signals import (
+from monitor.calls.inputs import (
     AvatarError,
     AvatarIdleTimeout,
     AvatarReady,
     PipelineError,
-    ReportedEvent,
     StartupFailureMessage,
 )
+from monitor.diagnosis.page import STYLE
+from monitor.diagnosis.verdicts import RULES
+from monitor.reports.signals import ReportedEvent
 from monitor.sinks.records import MAX_ENTRIES, CallRecords, utc_clock
 from monitor.web.access import SESSION_COOKIE
 from monitor.web.server import style_hash

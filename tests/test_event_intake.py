@@ -92,7 +92,8 @@ async def test_invented_rooms_expire_and_count_as_nothing(sidecar: RunningMonito
     no_sid = {"v": 1, "type": "startup_failure", "room": "invented-x"}
     assert await post(sidecar, no_sid, f"Bearer {token('invented-x')}") == (
         202, {"status": "unmatched"})
-    sidecar.monitor.bridge.expire(time.time() + sidecar.monitor.bridge.settings.pending_seconds)
+    pending = sidecar.monitor.bridge.pending
+    sidecar.monitor.bridge.expire(time.time() + pending.settings.pending_seconds)
     assert await sidecar.value("avatar_monitor_reported_events_total", source="buffer",
                                outcome="expired") == 20
     assert await sidecar.value("avatar_startup_failures_total", cause="message") == 0

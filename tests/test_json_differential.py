@@ -17,6 +17,7 @@ from livekit import api
 from livekit.protocol import models
 from livekit.protocol.webhook import WebhookEvent
 
+from monitor.calls import inputs
 from monitor.intake import events, strict_json
 from monitor.intake.events import MalformedEvent, parse_event
 from tests.webhooks import KEY, SECRET, Room, avatar, encode, sign, user
@@ -182,7 +183,7 @@ def _seconds(millis: int, seconds: int) -> float | None:
     return (millis / 1000.0) or float(seconds) or None
 
 
-def by_reference(body: bytes) -> events.Event:
+def by_reference(body: bytes) -> inputs.Event:
     """The Event read from livekit-api's own WebhookEvent for the body, field by field, with
     no code shared with parse_event."""
     text = body.decode("utf-8", "surrogatepass")
@@ -192,7 +193,7 @@ def by_reference(body: bytes) -> events.Event:
         p = m.participant
         behalf = p.attributes.get("lk.publish_on_behalf", "")[:256]
         reason = _name(models.DisconnectReason, p.disconnect_reason, "UNKNOWN_REASON")
-        participant = events.Participant(
+        participant = inputs.Participant(
             sid=p.sid, identity=p.identity,
             kind=_name(models.ParticipantInfo.Kind, p.kind, "UNKNOWN") or "",
             joined_at=_seconds(p.joined_at_ms, p.joined_at),
@@ -203,7 +204,7 @@ def by_reference(body: bytes) -> events.Event:
         track_kind = (_name(models.TrackType, m.track.type, None) or "").lower() or None
         track_published_at = (m.track.version.unix_micro / 1e6) or None
     end = _name(models.RoomEndReason, m.room_end_reason, None)
-    return events.Event(
+    return inputs.Event(
         name=m.event, id=m.id, created_at=float(m.created_at), room_sid=m.room.sid,
         room_name=m.room.name,
         room_created_at=_seconds(m.room.creation_time_ms, m.room.creation_time),

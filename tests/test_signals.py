@@ -9,20 +9,19 @@ import pytest
 
 from monitor.app import build_monitor
 from monitor.calls.core import ROOM_GONE_GRACE
-from monitor.config import Config
-from monitor.intake.events import parse_event
-from monitor.reports.signals import (
+from monitor.calls.inputs import (
     AgentLatency,
     AvatarError,
     AvatarIdleTimeout,
     AvatarLatency,
     AvatarReady,
     PipelineError,
-    ReportedEvent,
     SessionClosed,
     StartupFailureMessage,
-    parse_message,
 )
+from monitor.config import Config
+from monitor.intake.events import parse_event
+from monitor.reports.signals import ReportedEvent, parse_message
 from tests.webhooks import Room, avatar, encode, user
 
 

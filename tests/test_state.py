@@ -9,11 +9,7 @@ from livekit.protocol import models, webhook
 
 from monitor.calls.core import TrackerSettings
 from monitor.calls.departures import AGENT_HANGUP_WINDOW, CONNECTION_TIMEOUT_DELAY
-from monitor.calls.listener import CallListener
-from monitor.calls.model import CallState
-from monitor.calls.tracker import CallTracker
-from monitor.intake.events import parse_event
-from monitor.reports.signals import (
+from monitor.calls.inputs import (
     AvatarError,
     AvatarIdleTimeout,
     AvatarLatency,
@@ -21,6 +17,10 @@ from monitor.reports.signals import (
     PipelineError,
     SessionClosed,
 )
+from monitor.calls.listener import CallListener
+from monitor.calls.model import CallState
+from monitor.calls.tracker import CallTracker
+from monitor.intake.events import parse_event
 from tests.webhooks import Room, agent, avatar, encode, participant, user
 
 R = models.DisconnectReason
@@ -258,7 +258,7 @@ class AgentCall:
         self.at(t, self.room.left(who, T0 + t, reason))
 
     def session_closed(self, reason: str, t: float) -> None:
-        self.tracker.signal(self.room.sid, SessionClosed(reason), T0 + t)
+        self.tracker.signal(self.room.sid, SessionClosed(reason), T0 + t, T0 + t)
 
     def departures(self) -> list[str]:
         return [seen[1] for seen in self.recorder.seen if seen[0] == "avatar_left"]
@@ -340,7 +340,7 @@ def test_removed_avatar_that_names_its_agent_waits_for_it() -> None:
     apply(tracker, room.joined(caller), room.joined(face), now=T0 + 1)
     apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
     assert [s for s in recorder.seen if s[0] == "avatar_left"] == []
-    tracker.signal(room.sid, SessionClosed("task_completed"), T0 + 61)
+    tracker.signal(room.sid, SessionClosed("task_completed"), T0 + 61, T0 + 61)
     assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["agent_hangup"]
 
 
@@ -517,8 +517,9 @@ def test_a_second_avatar_that_leaves_first_changes_nothing() -> None:
 
 def test_bot_ready_is_timed_from_the_call_start_once() -> None:
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 3.25)
-    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 9)  # said again: the first counts
+    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 3.25, T0 + 3.25)
+    # said again: the first counts
+    call.tracker.signal(call.room.sid, AvatarReady(), T0 + 9, T0 + 9)
     assert [s for s in call.recorder.seen if s[0] == "avatar_ready"] == [("avatar_ready", 3.25)]
     live = call.tracker.call(call.room.sid)
     assert live is not None and live.avatar_ready_at == T0 + 3.25
@@ -541,7 +542,7 @@ def test_which_avatars_announce_readiness() -> None:
 
 def test_the_avatar_saying_idle_timeout_names_the_departure() -> None:
     call = AgentCall()  # not observed: no silence is measured, the avatar's word is enough
-    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60, T0 + 60)
     call.left(call.face, 61, R.CONNECTION_TIMEOUT)
     assert call.departures() == ["idle_timeout"]
     assert ("avatar_said", "idle_timeout") in call.recorder.seen
@@ -551,7 +552,7 @@ def test_idle_timeout_said_after_the_user_hung_up_is_the_users_hangup() -> None:
     """The user left first; an avatar left alone in the room then times out: a hang-up."""
     call = AgentCall()
     call.left(call.caller, 40)
-    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 100)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 100, T0 + 100)
     call.left(call.face, 101)
     assert call.departures() == ["user_hangup"]
 
@@ -559,7 +560,7 @@ def test_idle_timeout_said_after_the_user_hung_up_is_the_users_hangup() -> None:
 def test_idle_timeout_said_then_the_user_leaves_first_is_still_an_idle_timeout() -> None:
     """The frontend leaves on the avatar's idle_timeout, before the avatar's own leave."""
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60, T0 + 60)
     call.left(call.caller, 60.2)
     call.left(call.face, 61)
     assert call.departures() == ["idle_timeout"]
@@ -567,9 +568,9 @@ def test_idle_timeout_said_then_the_user_leaves_first_is_still_an_idle_timeout()
 
 def test_a_fatal_avatar_error_is_an_unrecoverable_pipeline_error() -> None:
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 10)
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 10, T0 + 10)
     call.tracker.signal(call.room.sid, AvatarError("video_generation_error", fatal=True),
-                        T0 + 50)
+                        T0 + 50, T0 + 50)
     call.left(call.face, 52)
     assert [s[1] for s in call.recorder.seen if s[0] == "pipeline_error"] == [
         PipelineError("avatar", True), PipelineError("avatar", False)]
@@ -580,7 +581,7 @@ def test_a_fatal_avatar_error_is_an_unrecoverable_pipeline_error() -> None:
 
 def test_a_recoverable_avatar_error_does_not_name_the_departure() -> None:
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 50)
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=False), T0 + 50, T0 + 50)
     call.left(call.face, 52)
     assert call.departures() == ["unknown"]
 
@@ -588,15 +589,16 @@ def test_a_recoverable_avatar_error_does_not_name_the_departure() -> None:
 def test_a_fatal_error_before_the_idle_timeout_is_the_cause() -> None:
     """A dead pipeline makes the avatar idle: the error is the root cause."""
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarError("error", fatal=True), T0 + 50)
-    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60)
+    call.tracker.signal(call.room.sid, AvatarError("error", fatal=True), T0 + 50, T0 + 50)
+    call.tracker.signal(call.room.sid, AvatarIdleTimeout(), T0 + 60, T0 + 60)
     call.left(call.face, 61)
     assert call.departures() == ["pipeline_error"]
 
 
 def test_avatar_latencies_are_agent_latency_stages() -> None:
     call = AgentCall()
-    call.tracker.signal(call.room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 9)
+    call.tracker.signal(call.room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 9,
+                        T0 + 9)
     assert ("agent_latency", (("avatar_first_push", 0.8),)) in call.recorder.seen
 
 
@@ -605,8 +607,8 @@ def test_the_avatars_word_is_not_a_voice_agent_seen() -> None:
     tracker, recorder = make()
     room, caller, face = Room(created_at=T0), user(T0), avatar(T0 + 1, on_behalf_of="")
     apply(tracker, room.joined(caller), room.joined(face), now=T0 + 1)
-    tracker.signal(room.sid, AvatarReady(), T0 + 2)
-    tracker.signal(room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 3)
-    tracker.signal(room.sid, AvatarError("error", fatal=False), T0 + 4)
+    tracker.signal(room.sid, AvatarReady(), T0 + 2, T0 + 2)
+    tracker.signal(room.sid, AvatarLatency((("avatar_first_push", 0.8),)), T0 + 3, T0 + 3)
+    tracker.signal(room.sid, AvatarError("error", fatal=False), T0 + 4, T0 + 4)
     apply(tracker, room.left(face, T0 + 60, R.PARTICIPANT_REMOVED), now=T0 + 60)
     assert [s[1] for s in recorder.seen if s[0] == "avatar_left"] == ["removed"]

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
-from monitor.reports.signals import AvatarIdleTimeout, AvatarReady, ReportedEvent
+from monitor.calls.inputs import AvatarIdleTimeout, AvatarReady
+from monitor.reports.signals import ReportedEvent
 from monitor.sinks.span_export import BoundedSpanProcessor
 from tests.conftest import RunningMonitor, StartMonitor
 from tests.webhooks import Room, avatar, user

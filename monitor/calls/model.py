@@ -107,7 +107,7 @@ class HeldDeparture:
     reason: str
     session_seconds: float
     at: float  # server time of the leave
-    left: float  # the leave on this machine's clock (see CallTracker._avatar_left)
+    left: float  # the leave on this machine's clock (see WebhookApplier._avatar_left)
 
 
 @dataclass(slots=True)

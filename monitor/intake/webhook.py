@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from monitor.calls.inputs import Event
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.intake.dedup import RecentIds
-from monitor.intake.events import KNOWN_EVENTS, Event, MalformedEvent, parse_event
+from monitor.intake.events import KNOWN_EVENTS, MalformedEvent, parse_event
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
 from monitor.shard import EVERY_ROOM, Shard

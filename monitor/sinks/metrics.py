@@ -30,20 +30,19 @@ from prometheus_client import (
 )
 
 from monitor.calls.departures import Departure
-from monitor.calls.listener import CallListener
-from monitor.calls.model import Call
-from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS, Participant
-from monitor.reports.signals import (
-    SESSION_TOPIC_LABEL,
-    SESSION_TYPES,
-    TOPIC_LABELS,
+from monitor.calls.inputs import (
     AgentLatency,
     AvatarError,
     AvatarLatency,
+    Participant,
     PipelineError,
     SessionClosed,
     Signal,
 )
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call
+from monitor.intake.events import DISCONNECT_REASONS, KNOWN_EVENTS
+from monitor.reports.signals import SESSION_TOPIC_LABEL, SESSION_TYPES, TOPIC_LABELS
 from monitor.web.server import ENDPOINT_NAMES
 
 # `_created` series double the output for no use in dashboards or alerts.

@@ -19,10 +19,9 @@ from typing import Any
 from avatar_monitor_agent.roles import Role
 
 from monitor.calls.departures import SESSION_ONLY, Departure
+from monitor.calls.inputs import AgentLatency, Event, Participant, PipelineError
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, silence_seconds
-from monitor.intake.events import Event, Participant
-from monitor.reports.signals import AgentLatency, PipelineError
 
 MAX_ENTRIES = 48
 MAX_PARTICIPANTS = 16
