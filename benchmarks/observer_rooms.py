@@ -52,6 +52,7 @@ from tests.e2e.livekit_server import (  # noqa: E402
 from tests.e2e.metrics import Snapshot  # noqa: E402
 from tests.e2e.netns import NetnsError, private_network  # noqa: E402
 from tests.e2e.sidecar import Sidecar  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 STEPS = (10, 50, 100, 200)
 QUICK_STEPS = (10, 50)
@@ -364,7 +365,7 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
     stops: list[tuple[str, Callable[[], object]]] = []
     try:
         try:
-            livekit_port = procs.free_port()
+            livekit_port = free_port()
             sidecar = Sidecar(workdir / "sidecar", "APIbench", secrets.token_urlsafe(32),
                               extra_args=["--livekit-url", f"ws://127.0.0.1:{livekit_port}",
                                           "--observe-max-rooms", str(max(options.steps) + 50),

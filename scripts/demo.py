@@ -44,9 +44,9 @@ from monitor.simulate import Timing, send  # noqa: E402
 from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
 from tests.e2e.netns import NetnsError, private_network  # noqa: E402
 from tests.e2e.participants import AVATAR_IDENTITY, Participant, Server  # noqa: E402
-from tests.e2e.procs import free_port  # noqa: E402
 from tests.e2e.scenario import CallDriver  # noqa: E402
 from tests.e2e.sidecar import Sidecar  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 DEV_KEY, DEV_SECRET = "devkey", "secret"
 JOIN_TIMEOUT = 15.0

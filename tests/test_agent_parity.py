@@ -26,7 +26,7 @@ from monitor.reports.signals import (
     ReportedEvent,
     parse_report,
 )
-from tests.webhooks import Room, avatar, encode, user
+from tests.support.webhooks import Room, avatar, encode, user
 
 AVATAR_SID = "PA_avatar"
 

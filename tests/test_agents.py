@@ -24,8 +24,8 @@ from livekit.agents.voice.events import (
 )
 
 from monitor.reports.signals import AvatarReady, ReportedEvent
-from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET, Room, access_token, avatar, user
+from tests.support.served import RunningMonitor
+from tests.support.webhooks import KEY, SECRET, Room, access_token, avatar, user
 
 CALL = Room(name="call-agents")
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, encode, sign, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, encode, sign, user
 
 
 def good_event() -> tuple[bytes, dict[str, str]]:

@@ -16,7 +16,7 @@ from monitor.reports.signals import (
     SessionClosed,
     StartupFailureMessage,
 )
-from tests.webhooks import Room, avatar, encode, user
+from tests.support.webhooks import Room, avatar, encode, user
 
 
 class Bridge:

@@ -15,8 +15,8 @@ from monitor.diagnosis.page import duration
 from monitor.diagnosis.timeline import MOMENTS, offset
 from monitor.diagnosis.verdicts import RULE_BY_NAME
 from monitor.reports.signals import AgentLatency, AvatarReady, PipelineError, ReportedEvent
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, agent, avatar, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, agent, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO

@@ -10,7 +10,7 @@ from monitor.calls.core import TrackerSettings
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import parse_event
 from monitor.sinks.records import CallRecord, CallRecords, entry_text, listed
-from tests.webhooks import Room, agent, avatar, encode, user
+from tests.support.webhooks import Room, agent, avatar, encode, user
 
 R = models.DisconnectReason
 T0 = 1_000_000.0

@@ -8,9 +8,9 @@ import pytest
 from livekit.protocol import models
 
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.scrape import value
-from tests.webhooks import Room, agent, avatar, user
+from tests.support.scrape import value
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, agent, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO

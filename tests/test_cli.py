@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from tests.webhooks import KEY, SECRET
+from tests.support.ports import free_port
+from tests.support.webhooks import KEY, SECRET
 
 FLAGS = ("--host", "--port", "--avatar-identity", "--avatar-join-timeout", "--idle-timeout",
          "--session-timeout", "--timeout-tolerance", "--max-calls", "--max-body-bytes",
@@ -52,12 +52,6 @@ def test_wrong_value_fails_with_one_line(args: tuple[str, ...], env: dict[str, s
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_starts_and_warns_about_dev_keys() -> None:

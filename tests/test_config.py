@@ -10,7 +10,7 @@ from monitor.cli import build_parser
 from monitor.config import Config, ConfigError, ReconcilerSettings, config_from_args
 from monitor.diagnosis.verdicts import Thresholds
 from monitor.observer.room import ObserverSettings
-from tests.webhooks import KEY, SECRET
+from tests.support.webhooks import KEY, SECRET
 
 URL = "ws://livekit.test:7880"
 

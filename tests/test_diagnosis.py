@@ -25,8 +25,8 @@ from monitor.reports.signals import (
 from monitor.sinks.records import MAX_ENTRIES, CallRecords, utc_clock
 from monitor.web.access import SESSION_COOKIE
 from monitor.web.server import style_hash
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, access_token, agent, avatar, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, access_token, agent, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -644,7 +644,7 @@ def test_memory_per_kept_record_is_bounded() -> None:
     from monitor.app import build_monitor
     from monitor.config import Config
     from monitor.intake.events import parse_event
-    from tests.webhooks import encode
+    from tests.support.webhooks import encode
 
     monitor, calls = build_monitor(Config("k", "s", recent_calls=300)), 300
     t = time.time() - 1000

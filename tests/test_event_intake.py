@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.conftest import RunningMonitor
-from tests.webhooks import KEY, SECRET, Room, access_token, agent_token, join_token, user
+from tests.support.served import RunningMonitor
+from tests.support.webhooks import KEY, SECRET, Room, access_token, agent_token, join_token, user
 
 ROOM = "call-events"
 CALL = Room(name=ROOM)

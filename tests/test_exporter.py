@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.sinks.call_gauges import CallStateCollector
 from monitor.sinks.session_lengths import RepeatedLengthCollector
-from tests.conftest import RunningMonitor
+from tests.support.served import RunningMonitor
 
 
 async def test_build_info_names_the_installed_version(sidecar: RunningMonitor) -> None:

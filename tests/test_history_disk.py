@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from monitor.simulate import send
-from tests.conftest import StartMonitor
-from tests.webhooks import KEY, SECRET, access_token
+from tests.support.served import StartMonitor
+from tests.support.webhooks import KEY, SECRET, access_token
 
 ROUNDS = 12  # 8 calls each: far more than 256 KiB holds
 

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from monitor.web import server as http_server
-from tests.conftest import RunningMonitor, StartMonitor
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, user
 from tests.test_event_intake import GOOD, start_call, token
-from tests.webhooks import Room, user
 
 MARK = b"BODY-CONTENT-"
 
@@ -137,7 +137,7 @@ async def test_a_failing_handler_is_a_counted_500_and_the_next_request_works(
 
 async def test_a_huge_created_at_is_malformed_not_a_500(sidecar: RunningMonitor) -> None:
     """A signed body whose createdAt has 4,000 digits: livekit-api refuses it, so do we."""
-    from tests.webhooks import encode, sign
+    from tests.support.webhooks import encode, sign
 
     body = encode(Room().joined(user(time.time())))
     body = body.replace(b'"createdAt": "', b'"createdAt": "' + b"1" * 4000, 1)

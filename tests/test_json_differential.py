@@ -19,7 +19,7 @@ from livekit.protocol.webhook import WebhookEvent
 
 from monitor.intake import events, strict_json
 from monitor.intake.events import MalformedEvent, parse_event
-from tests.webhooks import KEY, SECRET, Room, avatar, encode, sign, user
+from tests.support.webhooks import KEY, SECRET, Room, avatar, encode, sign, user
 
 BODY = encode(Room().joined(user(time.time()))).decode()
 

@@ -13,7 +13,7 @@ from monitor.config import Config
 from monitor.diagnosis.verdicts import Thresholds, diagnose
 from monitor.intake.events import parse_event
 from monitor.sinks.records import CallRecord
-from tests.webhooks import Room, avatar, encode, user
+from tests.support.webhooks import Room, avatar, encode, user
 
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
 R = models.DisconnectReason

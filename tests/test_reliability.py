@@ -9,8 +9,8 @@ import time
 import pytest
 
 from monitor.clock import ServerClock
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, agent, avatar, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, agent, avatar, user
 
 
 class FakeTime:

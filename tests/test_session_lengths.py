@@ -20,7 +20,7 @@ from monitor.sinks.session_lengths import (
     find_repeats,
     poisson_tail,
 )
-from tests.conftest import StartMonitor
+from tests.support.served import StartMonitor
 from tests.test_diagnosis import Call
 
 NETWORK, UNKNOWN = Departure.NETWORK, Departure.UNKNOWN

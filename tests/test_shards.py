@@ -10,8 +10,8 @@ from types import SimpleNamespace
 from avatar_monitor_agent import Reporter
 
 from monitor.shard import Shard, in_shard
-from tests.conftest import StartMonitor
-from tests.webhooks import KEY, SECRET, Room, access_token, agent_token, avatar, user
+from tests.support.served import StartMonitor
+from tests.support.webhooks import KEY, SECRET, Room, access_token, agent_token, avatar, user
 
 SHARD_URL = "http://avatar-monitor-{shard}.avatar-monitor:9465"
 

@@ -23,7 +23,7 @@ from monitor.reports.signals import (
     StartupFailureMessage,
     parse_message,
 )
-from tests.webhooks import Room, avatar, encode, user
+from tests.support.webhooks import Room, avatar, encode, user
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import pytest
 
 from monitor.cli import main
 from monitor.simulate import SCENARIOS, send
-from tests.conftest import StartMonitor
-from tests.webhooks import KEY, SECRET, access_token
+from tests.support.served import StartMonitor
+from tests.support.webhooks import KEY, SECRET, access_token
 
 
 async def test_every_simulated_call_gets_its_verdict(start_monitor: StartMonitor) -> None:

@@ -21,7 +21,7 @@ from monitor.reports.signals import (
     PipelineError,
     SessionClosed,
 )
-from tests.webhooks import Room, agent, avatar, encode, participant, user
+from tests.support.webhooks import Room, agent, avatar, encode, participant, user
 
 R = models.DisconnectReason
 

@@ -23,8 +23,8 @@ from opentelemetry.trace import StatusCode
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
 from monitor.reports.signals import AvatarIdleTimeout, AvatarReady, ReportedEvent
 from monitor.sinks.span_export import BoundedSpanProcessor
-from tests.conftest import RunningMonitor, StartMonitor
-from tests.webhooks import Room, avatar, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, avatar, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO

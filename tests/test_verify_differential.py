@@ -15,7 +15,7 @@ import pytest
 from livekit import api
 
 from monitor.intake.verify import Unauthorized, WebhookVerifier
-from tests.webhooks import KEY, SECRET, Room, encode, sign, user
+from tests.support.webhooks import KEY, SECRET, Room, encode, sign, user
 
 BODY = encode(Room().joined(user(time.time())))
 

@@ -19,7 +19,8 @@ from tests.e2e.netns import NetnsError, private_network
 from tests.e2e.participants import Server
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
-from tests.webhooks import access_token
+from tests.support.ports import free_port
+from tests.support.webhooks import access_token
 
 LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 
@@ -80,7 +81,7 @@ def api_keys() -> tuple[str, str]:
 @pytest.fixture
 def livekit_port() -> int:
     """Chosen before anything starts, so the sidecar's observer can be pointed at the server."""
-    return procs.free_port()
+    return free_port()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e import procs
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-livekit-server.sh"
@@ -50,9 +51,9 @@ class LiveKitServer:
     departure_timeout: int = 3
     empty_timeout: int = 10
     development: bool = False  # livekit-server's dev mode: no warning for short secrets
-    port: int = field(default_factory=procs.free_port)
-    rtc_tcp_port: int = field(default_factory=procs.free_port)
-    rtc_udp_port: int = field(default_factory=lambda: procs.free_port(socket.SOCK_DGRAM))
+    port: int = field(default_factory=free_port)
+    rtc_tcp_port: int = field(default_factory=free_port)
+    rtc_udp_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,8 +119,8 @@ class LiveKitServer:
             except RuntimeError as exc:
                 if attempt == attempts or "address already in use" not in str(exc):
                     raise
-                self.rtc_tcp_port = procs.free_port()
-                self.rtc_udp_port = procs.free_port(socket.SOCK_DGRAM)
+                self.rtc_tcp_port = free_port()
+                self.rtc_udp_port = free_port(socket.SOCK_DGRAM)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e import procs
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ class Sidecar:
     python: str = sys.executable
     prefix: list[str] = field(default_factory=list)  # e.g. faketime, to skew its clock
     env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=procs.free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property

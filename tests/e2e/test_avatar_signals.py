@@ -16,7 +16,7 @@ from tests.e2e.participants import Participant
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
 from tests.e2e.test_observer import EVENTS, LEMONSLICE, send
-from tests.webhooks import access_token
+from tests.support.webhooks import access_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.livekit_access]
 

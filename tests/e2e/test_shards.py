@@ -18,7 +18,7 @@ from tests.e2e.metrics import MetricsClient, Snapshot, poll_until
 from tests.e2e.participants import Server
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
-from tests.webhooks import access_token
+from tests.support.webhooks import access_token
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import pytest
 
 from monitor.web.server import SHUTDOWN_SECONDS
 from tests.e2e.sidecar import Sidecar
-from tests.webhooks import agent_token
+from tests.support.webhooks import agent_token
 
 pytestmark = pytest.mark.e2e
 # Finishing the stalled request (SHUTDOWN_SECONDS), cancelling it (at most as long again), and

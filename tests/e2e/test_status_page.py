@@ -25,7 +25,7 @@ from tests.e2e.metrics import MetricsClient, expect, poll_until
 from tests.e2e.participants import AVATAR_IDENTITY, Participant
 from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
-from tests.webhooks import Room, access_token, agent, avatar, signed, user
+from tests.support.webhooks import Room, access_token, agent, avatar, signed, user
 
 pytestmark = pytest.mark.e2e
 
