@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from monitor.logs import JsonFormatter
 from monitor.sinks.call_record import EVENT_NAME
+from tests.support.calls import Call, abandoned, network
 from tests.support.served import StartMonitor
 from tests.support.webhooks import user
-from tests.test_diagnosis import Call, abandoned, network
 
 LINGER = 10.0
 DOC = Path(__file__).resolve().parents[1] / "docs" / "call-record.md"

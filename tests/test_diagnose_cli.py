@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.calls import Call, get, healthy, network
 from tests.support.served import RunningMonitor, StartMonitor
 from tests.support.webhooks import KEY, SECRET, Room, avatar, user
-from tests.test_diagnosis import Call, get, healthy, network
 
 
 async def diagnose(*args: str, secret: str = SECRET, color: bool = False, columns: int = 400

@@ -9,22 +9,14 @@ import time
 
 import pytest
 
+from tests.support.agent_reports import CALL, GOOD, ROOM, start_call, token
 from tests.support.served import RunningMonitor
-from tests.support.webhooks import KEY, SECRET, Room, access_token, agent_token, join_token, user
+from tests.support.webhooks import Room, access_token, join_token
 
-ROOM = "call-events"
-CALL = Room(name=ROOM)
-GOOD = {"v": 1, "type": "pipeline_error", "component": "tts", "recoverable": False,
-        "room": ROOM, "room_sid": CALL.sid}
 # The avatar's word forwarded by the voice agent, and the agent's state
 SAID = {"v": 1, "type": "avatar_message", "topic": "lemonslice", "avatar": "avatar-1",
         "message": {"type": "error", "fatal": True}, "room": ROOM, "room_sid": CALL.sid}
 STATE = {"v": 1, "type": "agent_state", "state": "speaking", "room": ROOM, "room_sid": CALL.sid}
-
-
-def token(room: str | None = ROOM, key: str = KEY, secret: str = SECRET,
-          ttl: datetime.timedelta = datetime.timedelta(minutes=5)) -> str:
-    return agent_token(room, key, secret, ttl)
 
 
 async def post(sidecar: RunningMonitor, body: bytes | dict, auth: str | None = None
@@ -38,10 +30,6 @@ async def post(sidecar: RunningMonitor, body: bytes | dict, auth: str | None = N
 
 async def rejected(sidecar: RunningMonitor, reason: str) -> float | None:
     return await sidecar.value("avatar_monitor_reported_events_rejected_total", reason=reason)
-
-
-async def start_call(sidecar: RunningMonitor, room: Room = CALL) -> None:
-    assert (await sidecar.send(room.joined(user(time.time() - 1))))[0] == 200
 
 
 async def errors(sidecar: RunningMonitor) -> float | None:

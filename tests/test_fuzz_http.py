@@ -12,9 +12,9 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.agent_reports import GOOD, start_call, token
 from tests.support.served import RunningMonitor
 from tests.support.webhooks import Room, encode, sign, user
-from tests.test_event_intake import GOOD, start_call, token
 
 EXAMPLES = 300
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,

@@ -20,9 +20,9 @@ from monitor.diagnosis.api import encode_cursor
 from monitor.diagnosis.verdicts import Finding, Verdict
 from monitor.sinks.history import History, HistoryFilter, HistoryMetrics, decode, encode
 from monitor.sinks.records import CallRecord, ParticipantRecord
+from tests.support.calls import Call, abandoned, get, healthy, in_progress, network
 from tests.support.served import RunningMonitor, StartMonitor
 from tests.support.webhooks import Room, avatar, user
-from tests.test_diagnosis import Call, abandoned, get, healthy, in_progress, network
 
 LINGER = 10.0
 

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from monitor.web import server as http_server
+from tests.support.agent_reports import GOOD, start_call, token
 from tests.support.served import RunningMonitor, StartMonitor
 from tests.support.webhooks import Room, user
-from tests.test_event_intake import GOOD, start_call, token
 
 MARK = b"BODY-CONTENT-"
 

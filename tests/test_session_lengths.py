@@ -20,8 +20,8 @@ from monitor.sinks.session_lengths import (
     find_repeats,
     poisson_tail,
 )
+from tests.support.calls import Call
 from tests.support.served import StartMonitor
-from tests.test_diagnosis import Call
 
 NETWORK, UNKNOWN = Departure.NETWORK, Departure.UNKNOWN
 NATURAL: dict[str, Callable[[random.Random], float]] = {

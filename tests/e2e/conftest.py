@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +13,7 @@ import pytest
 from livekit import api
 
 from tests.e2e import procs
+from tests.e2e.harness import LOGS, Verdict, register_log
 from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
 from tests.e2e.metrics import MetricsClient, poll_until
 from tests.e2e.netns import NetnsError, private_network
@@ -21,8 +22,6 @@ from tests.e2e.scenario import CallDriver
 from tests.e2e.sidecar import Sidecar
 from tests.support.ports import free_port
 from tests.support.webhooks import access_token
-
-LOGS = pytest.StashKey[list[tuple[str, Path]]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,10 +46,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.failed:
         for name, path in item.stash.get(LOGS, []):
             report.sections.append((f"{name} log ({path})", procs.tail(path)))
-
-
-def _register_log(request: pytest.FixtureRequest, name: str, path: Path) -> None:
-    request.node.stash.setdefault(LOGS, []).append((name, path))
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +94,7 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str,
     prefix = request.node.get_closest_marker("sidecar_prefix")
     proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=[*sidecar_base_args, *extra],
                    prefix=[str(a) for a in prefix.args] if prefix else [])
-    _register_log(request, "avatar-monitor", proc.log_path)
+    register_log(request, "avatar-monitor", proc.log_path)
     proc.start()
     yield proc
     proc.stop()
@@ -120,7 +115,7 @@ def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: 
     server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
                            webhook_urls=[sidecar.webhook_url], port=livekit_port,
                            departure_timeout=departure_timeout)
-    _register_log(request, "livekit-server", server.log_path)
+    register_log(request, "livekit-server", server.log_path)
     server.start()
     yield server
     server.stop()
@@ -159,9 +154,6 @@ async def call(server: Server, room_name: str) -> AsyncIterator[CallDriver]:
     driver = CallDriver(server, room_name)
     yield driver
     await driver.close()
-
-
-Verdict = Callable[[str], Awaitable[dict]]
 
 
 @pytest.fixture

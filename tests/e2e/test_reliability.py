@@ -17,8 +17,7 @@ import aiohttp
 import pytest
 from livekit import api
 
-from tests.e2e.conftest import Verdict
-from tests.e2e.conftest import _register_log as register_log
+from tests.e2e.harness import Verdict, register_log
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect, poll_until
 from tests.e2e.participants import Participant, Server

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from monitor.shard import Shard
-from tests.e2e.conftest import LOGS
+from tests.e2e.harness import LOGS
 from tests.e2e.livekit_server import LiveKitServer
 from tests.e2e.metrics import MetricsClient, Snapshot, poll_until
 from tests.e2e.participants import Server

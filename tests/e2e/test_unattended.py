@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Verdict
+from tests.e2e.harness import Verdict
 from tests.e2e.metrics import MetricsClient, expect
 from tests.e2e.participants import AVATAR_IDENTITY
 from tests.e2e.scenario import CallDriver
