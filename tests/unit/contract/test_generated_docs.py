@@ -9,7 +9,7 @@ from monitor.config import Config
 from monitor.diagnosis.verdicts import RULES, verdicts_markdown
 from monitor.sinks.metrics_doc import metrics_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_metrics_doc_matches_registry() -> None:

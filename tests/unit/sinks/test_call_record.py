@@ -21,7 +21,7 @@ from tests.support.served import StartMonitor
 from tests.support.webhooks import user
 
 LINGER = 10.0
-DOC = Path(__file__).resolve().parents[1] / "docs" / "call-record.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "call-record.md"
 KEYS = {"schema", "room", "sid", "start", "end", "duration_seconds", "state", "verdict", "status",
         "findings", "evidence", "departure", "join_latency_seconds", "startup_failure",
         "pipeline_errors", "participants", "trace_id"}
