@@ -1,9 +1,11 @@
-"""Fixtures: an avatar-monitor app served over real HTTP on loopback, one per test."""
+"""Fixtures: an avatar-monitor app served over real HTTP on loopback, one per test; and the
+suites' markers, given by directory."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,6 +18,22 @@ from monitor.config import Config
 from monitor.web.server import server_options
 from tests.support.served import RunningMonitor, StartMonitor
 from tests.support.webhooks import KEY, SECRET
+
+TESTS = Path(__file__).resolve().parent
+# The directories under tests/ whose tests are marked with the directory's name (the markers are
+# registered in pyproject.toml)
+SUITES = frozenset({"e2e", "alerts", "deploy"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test of a suite that needs more than Python by the directory it is in."""
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS):
+            suite = path.relative_to(TESTS).parts[0]
+            if suite in SUITES:
+                item.add_marker(suite)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from tests.support.webhooks import access_token
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: end-to-end against a real livekit-server")
     config.addinivalue_line(
         "markers", "sidecar_args(*args): extra `avatar-monitor serve` arguments for the test")
     config.addinivalue_line(
