@@ -45,7 +45,7 @@ from monitor.limits import (
 )
 from monitor.reports.signals import Signal
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 # Users remembered per call (to tell who hung up, to ignore reordered joins); more are untracked.

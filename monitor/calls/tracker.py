@@ -40,7 +40,7 @@ from monitor.calls.model import Call, CallState, HeldDeparture, NextAvatar
 from monitor.calls.observed import ObservedCalls
 from monitor.intake.events import Event, Participant
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 
 _TRACK_BIT = {"audio": 1, "video": 2}
 

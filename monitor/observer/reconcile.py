@@ -27,7 +27,7 @@ from monitor.intake.events import Participant, avatar_provider, kind_name, on_be
 from monitor.shard import in_shard
 from monitor.sinks.metrics import Metrics
 
-log = logging.getLogger("monitor.reconcile")
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0
 CONCURRENT_LISTINGS = 8

@@ -24,7 +24,7 @@ from monitor.intake.dedup import RecentIds
 from monitor.reports.signals import ReportedEvent, Signal, StartupFailureMessage
 from monitor.sinks.metrics import Metrics
 
-log = logging.getLogger("monitor.bridge")
+log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000
 # The sender's clock is trusted when it is this close to ours; otherwise arrival time is used.

@@ -32,12 +32,12 @@ HOSTILE = 'user "1"\n<b>[red]\x1b[31m'
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The call-record log lines as --log-json writes them."""
     formatter = JsonFormatter()
-    return [formatter.format(r) for r in caplog.records if r.name == "monitor.call_record"]
+    return [formatter.format(r) for r in caplog.records if r.name == "monitor.sinks.call_record"]
 
 
 async def test_one_json_line_per_call_once_its_linger_is_over(
         start_monitor: StartMonitor, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "monitor.call_record")
+    caplog.set_level(logging.INFO, "monitor.sinks.call_record")
     sidecar = await start_monitor(log_json=True)
     call = Call(sidecar, float(int(time.time()) - 100))
     call.caller = user(call.t, identity=HOSTILE)
@@ -70,7 +70,7 @@ async def test_one_json_line_per_call_once_its_linger_is_over(
 
 async def test_no_line_without_log_json(start_monitor: StartMonitor,
                                         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "monitor.call_record")
+    caplog.set_level(logging.INFO, "monitor.sinks.call_record")
     sidecar = await start_monitor()
     await network(Call(sidecar, float(int(time.time()) - 100)))
     sidecar.monitor.tracker.expire(time.time() + LINGER + 1)
@@ -79,7 +79,7 @@ async def test_no_line_without_log_json(start_monitor: StartMonitor,
 
 async def test_the_record_names_the_calls_trace(start_monitor: StartMonitor,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "monitor.call_record")
+    caplog.set_level(logging.INFO, "monitor.sinks.call_record")
     spans = InMemorySpanExporter()
     sidecar = await start_monitor(span_exporter=spans, log_json=True)
     await network(Call(sidecar, float(int(time.time()) - 100)))

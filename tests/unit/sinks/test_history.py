@@ -171,7 +171,7 @@ async def test_a_full_disk_counts_failed_writes_and_reads_go_on(
     failed = registry.get_sample_value("avatar_monitor_history_dropped_total",
                                        {"reason": "write_failed"}) or 0
     assert failed > 0 and written_ + failed == 200
-    errors = [r for r in caplog.records if r.name == "monitor.history"]
+    errors = [r for r in caplog.records if r.name == "monitor.sinks.history"]
     assert errors and "full" in errors[0].getMessage()
     assert len(errors) <= 2  # rate-limited: not one line per batch
     store, _, _ = history(tmp_path / "h.sqlite3")

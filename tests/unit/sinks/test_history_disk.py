@@ -59,7 +59,7 @@ async def test_a_full_disk_loses_no_count_and_no_call_in_memory(
         await asyncio.sleep(0.1)
     written, failed = await settled()
     assert failed > 0 and written + failed == len(sent), (written, failed)
-    errors = [r for r in caplog.records if r.name == "monitor.history"]
+    errors = [r for r in caplog.records if r.name == "monitor.sinks.history"]
     assert errors and "full" in errors[0].getMessage(), [r.getMessage() for r in errors]
     # nothing lost in memory: every call is served with its verdict (the failed calls of a kind
     # all end at the same session length, which the sidecar rightly calls repeated_length)
