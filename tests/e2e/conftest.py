@@ -1,5 +1,5 @@
 """End-to-end fixtures: a real livekit-server and the sidecar under test, in a private network
-namespace (see tests/e2e/netns.py), with their logs attached to any failing test's report."""
+namespace (see tests/support/netns.py), with their logs attached to any failing test's report."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import aiohttp
 import pytest
 from livekit import api
 
-from tests.e2e import procs
 from tests.e2e.harness import LOGS, Verdict, register_log
-from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
-from tests.e2e.metrics import MetricsClient, poll_until
-from tests.e2e.netns import NetnsError, private_network
-from tests.e2e.participants import Server
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support import procs
+from tests.support.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
+from tests.support.metrics import MetricsClient, poll_until
+from tests.support.netns import NetnsError, private_network
+from tests.support.participants import Server
 from tests.support.ports import free_port
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 from tests.support.webhooks import access_token
 
 

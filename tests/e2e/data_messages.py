@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.participants import Participant
+from tests.support.participants import Participant
 
 LEMONSLICE, EVENTS = "lemonslice/message", "avatar-monitor/events"
 

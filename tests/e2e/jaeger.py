@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e import procs
+from tests.support import procs
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ import pytest
 
 from tests.e2e.data_messages import EVENTS, LEMONSLICE, send
 from tests.e2e.harness import Verdict
-from tests.e2e.metrics import Expect, MetricsClient, expect, poll_until
-from tests.e2e.participants import Participant
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support.metrics import Expect, MetricsClient, expect, poll_until
+from tests.support.participants import Participant
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 from tests.support.webhooks import access_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.livekit_access]

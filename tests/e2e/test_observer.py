@@ -16,11 +16,11 @@ from livekit import rtc
 
 from tests.e2e.data_messages import EVENTS, LEMONSLICE, send
 from tests.e2e.harness import Verdict
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import MetricsClient, Snapshot, expect
-from tests.e2e.participants import SAMPLE_RATE, Participant, Server, _tone_frame
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import MetricsClient, Snapshot, expect
+from tests.support.participants import SAMPLE_RATE, Participant, Server, _tone_frame
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 

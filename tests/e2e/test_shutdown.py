@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from monitor.web.server import SHUTDOWN_SECONDS
-from tests.e2e.sidecar import Sidecar
+from tests.support.sidecar import Sidecar
 from tests.support.webhooks import agent_token
 
 pytestmark = pytest.mark.e2e

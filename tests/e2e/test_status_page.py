@@ -21,10 +21,10 @@ import pytest
 
 from tests.e2e.harness import Verdict, register_log
 from tests.e2e.jaeger import Jaeger, JaegerUnavailable, jaeger_binary
-from tests.e2e.metrics import MetricsClient, expect, poll_until
-from tests.e2e.participants import AVATAR_IDENTITY, Participant
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support.metrics import MetricsClient, expect, poll_until
+from tests.support.participants import AVATAR_IDENTITY, Participant
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 from tests.support.webhooks import Room, access_token, agent, avatar, signed, user
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.e2e.participants import (
+from tests.support.participants import (
     AVATAR_IDENTITY,
     AvatarMedia,
     Participant,

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e import procs
+from tests.support import procs
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ class LiveKitServer:
                 "use_external_ip": False,
                 "node_ip": "127.0.0.1",
                 # pion skips loopback unless asked; our participants reach it from the
-                # namespace's veth address (see tests/e2e/netns.py).
+                # namespace's veth address (see tests/support/netns.py).
                 "enable_loopback_candidate": True,
                 # Handed to clients as their ICE servers: without it they get public STUN
                 # servers. No UDP socket listens there, and none is needed.
