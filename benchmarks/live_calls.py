@@ -31,7 +31,7 @@ from monitor.app import Monitor, build_monitor
 from monitor.calls.model import CallState
 from monitor.config import Config
 from monitor.intake.events import parse_event
-from tests.webhooks import KEY, SECRET
+from tests.support.webhooks import KEY, SECRET
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MAX_CALLS = 10_000_000

@@ -29,7 +29,7 @@ from monitor.config import Config
 from monitor.diagnosis.api import CallQuery, detail
 from monitor.intake.events import parse_event
 from monitor.reports.signals import ReportedEvent
-from tests.webhooks import KEY, SECRET, Room, avatar, encode, user
+from tests.support.webhooks import KEY, SECRET, Room, avatar, encode, user
 
 
 def timed(work: Callable[[], object], runs: int) -> tuple[float, float]:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from monitor.observer.room import RoomObserver
     from monitor.sinks.traces import CallTracer
 
-log = logging.getLogger("monitor.app")
+log = logging.getLogger(__name__)
 
 # How often passed join deadlines are checked: the precision of "recorded on time".
 DEADLINE_TICK_SECONDS = 0.2

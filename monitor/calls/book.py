@@ -27,7 +27,7 @@ from monitor.calls.listener import CallListener, Listeners
 from monitor.calls.model import Call, CallState, EndedRooms, MediaOff
 from monitor.calls.timers import Timers
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 

@@ -21,7 +21,7 @@ from monitor.calls.departures import (
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, silence_seconds
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 
 
 class CallEndings:

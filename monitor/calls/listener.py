@@ -13,7 +13,7 @@ from monitor.calls.departures import Departure
 from monitor.calls.inputs import AgentLatency, Event, Participant, PipelineError
 from monitor.calls.model import Call
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 

@@ -12,7 +12,7 @@ from monitor.calls.listener import CallListener
 from monitor.calls.model import CallState
 from monitor.calls.webhooks import WebhookApplier, next_avatar_sid
 
-log = logging.getLogger("monitor.state")
+log = logging.getLogger(__name__)
 
 
 class ListingApplier:

@@ -28,7 +28,7 @@ from monitor.web.access import bearer_token
 from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
 
-log = logging.getLogger("monitor.intake")
+log = logging.getLogger(__name__)
 
 DEDUP_CAPACITY = 100_000
 # After a restart, webhooks wait this long at most for the first RoomService listing, so a leave

@@ -28,7 +28,7 @@ from monitor.clock import ServerClock
 from monitor.shard import in_shard
 from monitor.sinks.metrics import Metrics
 
-log = logging.getLogger("monitor.reconcile")
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0
 CONCURRENT_LISTINGS = 8

@@ -50,7 +50,7 @@ from monitor.reports.signals import ParsedMessage, parse_message
 from monitor.shard import in_shard
 from monitor.sinks.metrics import SPEECH_SOURCES, Metrics
 
-log = logging.getLogger("monitor.observer")
+log = logging.getLogger(__name__)
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 MAX_SESSION_STREAMS = 16  # lk.agent.session streams read at once per room; more are dropped

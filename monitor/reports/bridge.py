@@ -23,7 +23,7 @@ from monitor.reports.pending import PendingReports, count_applied
 from monitor.reports.signals import ReportedEvent
 from monitor.sinks.metrics import Metrics
 
-log = logging.getLogger("monitor.bridge")
+log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000
 # The sender's clock is trusted when it is this close to ours; otherwise arrival time is used.

@@ -13,7 +13,7 @@ from monitor.calls.model import Call
 from monitor.reports.signals import ReportedEvent
 from monitor.sinks.metrics import Metrics
 
-log = logging.getLogger("monitor.bridge")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,7 +12,7 @@ from monitor.calls.model import Call
 from monitor.diagnosis.verdicts import Verdict
 from monitor.sinks.records import CallRecord, CallRecords
 
-log = logging.getLogger("monitor.finished")
+log = logging.getLogger(__name__)
 
 # What takes a finished call: its record, verdict and trace id (32 hex digits, or None).
 Consumer = Callable[[CallRecord, Verdict, str | None], None]

@@ -30,7 +30,7 @@ from monitor.diagnosis.verdicts import STATUSES, Finding, Verdict
 from monitor.logs import RateLimitedLog
 from monitor.sinks.records import CallRecord, ParticipantRecord
 
-log = logging.getLogger("monitor.history")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # of the JSON document; a reader ignores fields it does not know
 QUEUE_MAX = 10_000  # finished calls waiting for the writer; beyond, dropped and counted
