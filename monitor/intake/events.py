@@ -10,6 +10,7 @@ exactly protobuf JSON for `WebhookEvent`, as livekit-api reads it.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +59,10 @@ def kind_name(value: int) -> str:
 
 
 def on_behalf_of(attributes: Mapping[str, Any]) -> str:
-    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters."""
+    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters;
+    interned: the same few agents' names are kept by every live call."""
     value = attributes.get(PUBLISH_ON_BEHALF)
-    return value[:256] if type(value) is str else ""
+    return sys.intern(value[:256]) if type(value) is str else ""
 
 
 def avatar_provider(attributes: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -94,8 +94,10 @@ def encode(record: CallRecord, verdict: Verdict, trace_id: str | None = None
         value = getattr(record, name)
         if name == "participants":
             value = [[getattr(p, f) for f in _PARTICIPANT_FIELDS] for p in value]
-        elif isinstance(value, (list, dict)):
+        elif isinstance(value, list):
             value = value.copy()
+        elif isinstance(value, Mapping):
+            value = dict(value)
         values[name] = value
     return {
         "v": SCHEMA_VERSION,

@@ -12,8 +12,9 @@ import bisect
 import datetime
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from avatar_monitor_agent.roles import Role
@@ -116,6 +117,9 @@ def entry_clock(entry: tuple[Any, ...]) -> str:
     return utc_clock(entry[0], millis=not whole)
 
 
+NO_TRACKS: Mapping[str, float] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class ParticipantRecord:
     identity: str
@@ -145,7 +149,8 @@ class CallRecord:
     ready_at: float | None = None
     ready_latency: float | None = None
     idle_timeout_said_at: float | None = None
-    first_tracks: dict[str, float] = field(default_factory=dict)  # kind -> seconds after join
+    # Kind -> seconds after join; replaced, never changed in place, so records share the empty one.
+    first_tracks: Mapping[str, float] = field(default_factory=lambda: NO_TRACKS)
     first_speech: float | None = None  # seconds after join
     startup_failure: str | None = None  # cause: join_timeout, message
     startup_message: str | None = None
@@ -304,7 +309,7 @@ class CallRecords(CallListener):
     def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None and kind not in record.first_tracks:
-            record.first_tracks[kind] = delay
+            record.first_tracks = {**record.first_tracks, kind: delay}
             record.add(at, "track", kind, delay)
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
@@ -349,7 +354,7 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is not None:
             record.avatar_joined_at = at
-            record.first_tracks = {}
+            record.first_tracks = NO_TRACKS
             record.add(at, "avatar_session", call.avatar_identity or "")
 
     def avatar_alone(self, call: Call, since: float) -> None:
