@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.diagnosis.verdicts import STATUSES, Finding, Verdict
 from monitor.logs import RateLimitedLog
-from monitor.sinks.records import CallRecord, ParticipantRecord
+from monitor.sinks.records import RECORD_FIELDS, CallRecord, ParticipantRecord
 
 log = logging.getLogger("monitor.history")
 
@@ -80,7 +80,7 @@ class StoredCall:
     trace_id: str | None = None
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_FIELDS = RECORD_FIELDS
 _PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
 
 
