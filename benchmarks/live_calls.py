@@ -11,7 +11,8 @@ step it reports resident bytes per call (right after feeding, and after gc.colle
 `--metrics-at` calls the time of /metrics as its handler renders it (`CachedExposition`), and of
 `generate_latest(registry)`. Bytes per call are also taken with
 tracemalloc on a second tracker (what Python allocates, without allocator slack). Prints one
-line: JSON.
+line, JSON, last, after the summary table (benchmarks/summary.py): /metrics at 10,000 calls and
+the bytes per call at 10,000 and 100,000, with the CPU other processes used meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client.exposition import generate_latest
 
+from benchmarks import machine
+from benchmarks.summary import Figure, print_summary
 from benchmarks.traffic import live_call_bodies
 from monitor.app import Monitor, build_monitor
 from monitor.calls.model import CallState
@@ -125,13 +128,33 @@ def measure(steps: Sequence[int], metrics_at: int, metrics_runs: int) -> dict:
     return out
 
 
+def figures(out: dict) -> list[Figure]:
+    """The summary rows: /metrics at 10,000 calls, bytes per call at 10,000 and 100,000 (those
+    of the steps measured)."""
+    others_cpu = out.get("others_cpu")
+    rows = []
+    if "metrics" in out:
+        rows.append(Figure("metrics_median_10k", out["metrics"]["median_ms"], "ms", 2,
+                           "lower", others_cpu))
+    targets = {10_000: ("memory_per_call_10k", 1800), 100_000: ("memory_per_call_100k", 2048)}
+    for step in out["steps"]:
+        if step["calls"] in targets:
+            name, target = targets[step["calls"]]
+            rows.append(Figure(name, step["per_call"], "B", target, "lower", others_cpu))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--metrics-at", type=int, default=10_000)
     parser.add_argument("--metrics-runs", type=int, default=200)
     args = parser.parse_args()
-    print(json.dumps(measure(args.calls, args.metrics_at, args.metrics_runs)))
+    start = machine.snapshot()
+    out = measure(args.calls, args.metrics_at, args.metrics_runs)
+    out["others_cpu"] = machine.others(start, machine.snapshot())
+    print_summary("live_calls", figures(out))
+    print(json.dumps(out))  # the last line: benchmarks/webhook_intake.py reads it
 
 
 if __name__ == "__main__":
