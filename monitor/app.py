@@ -39,6 +39,7 @@ from monitor.sinks.metrics import Metrics
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess
+from monitor.web.exposition import CachedExposition
 from monitor.web.server import Handler, failure_middleware, security_headers
 
 if TYPE_CHECKING:
@@ -296,9 +297,11 @@ async def _stop_tracing(app: web.Application) -> None:
 
 
 def _metrics_handler(registry: CollectorRegistry) -> Handler:
+    exposition = CachedExposition(registry)
+
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = web.Response(body=encoder(registry))
+        response = web.Response(body=exposition.render(encoder))
         response.headers["Content-Type"] = content_type
         return response
 

@@ -11,6 +11,7 @@ CONNECTOR and BRIDGE differently from ParticipantInfo.Kind, so its kinds are mat
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,9 +46,10 @@ def rtc_kind_name(value: int) -> str:
 
 
 def on_behalf_of(attributes: Mapping[str, Any]) -> str:
-    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters."""
+    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters;
+    interned: the same few agents' names are kept by every live call."""
     value = attributes.get(ATTRIBUTE_PUBLISH_ON_BEHALF)
-    return value[:256] if type(value) is str else ""
+    return sys.intern(value[:256]) if type(value) is str else ""
 
 
 def avatar_provider(attributes: Mapping[str, Any]) -> str:

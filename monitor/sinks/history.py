@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.diagnosis.verdicts import STATUSES, Finding, Verdict
 from monitor.logs import RateLimitedLog
-from monitor.sinks.records import CallRecord, ParticipantRecord
+from monitor.sinks.records import RECORD_FIELDS, CallRecord, ParticipantRecord
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class StoredCall:
     trace_id: str | None = None
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_FIELDS = RECORD_FIELDS
 _PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
 
 
@@ -94,8 +94,10 @@ def encode(record: CallRecord, verdict: Verdict, trace_id: str | None = None
         value = getattr(record, name)
         if name == "participants":
             value = [[getattr(p, f) for f in _PARTICIPANT_FIELDS] for p in value]
-        elif isinstance(value, (list, dict)):
+        elif isinstance(value, list):
             value = value.copy()
+        elif isinstance(value, Mapping):
+            value = dict(value)
         values[name] = value
     return {
         "v": SCHEMA_VERSION,
