@@ -4,10 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Tests that start livekit-server (as root, in a network namespace), Prometheus or promtool.
-SERVER_TESTS := tests/e2e tests/alerts
-# Tests of the Helm chart (helm built from the Go module proxy) and of the image (buildah, root).
-DEPLOY_TESTS := tests/deploy
+# Suites by marker (tests/conftest.py marks them by directory): e2e (livekit-server as root, in a
+# network namespace), alerts (promtool, Prometheus, Alertmanager), deploy (the Helm chart with helm
+# built from the Go module proxy, the image with buildah as root). `make unit` runs all the others.
+UNIT_TESTS := not e2e and not alerts and not deploy
 
 .PHONY: run simulate test unit lint lint-rules test-repeat test-deps deps docs dashboards demo \
 	bench clean image
@@ -47,7 +47,7 @@ test: deps test-deps lint
 		$(BIN)/pytest
 
 unit: deps
-	$(BIN)/pytest -q $(addprefix --ignore=,$(SERVER_TESTS) $(DEPLOY_TESTS))
+	$(BIN)/pytest -q -m "$(UNIT_TESTS)"
 
 lint: deps lint-rules
 	$(BIN)/ruff check monitor agent tests benchmarks dashboards scripts/import_cycles.py

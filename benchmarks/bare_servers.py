@@ -13,7 +13,7 @@ import argparse
 from aiohttp import web
 from livekit.api import TokenVerifier, WebhookReceiver
 
-from tests.webhooks import KEY, SECRET
+from tests.support.webhooks import KEY, SECRET
 
 _OK = b'{"status":"ok"}'
 

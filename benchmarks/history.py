@@ -39,7 +39,7 @@ from monitor.intake.events import parse_event
 from monitor.intake.verify import WebhookVerifier
 from monitor.sinks.history import History, HistoryMetrics
 from monitor.sinks.records import MAX_ENTRIES, MAX_PARTICIPANTS, CallRecord, ParticipantRecord
-from tests.webhooks import KEY, SECRET
+from tests.support.webhooks import KEY, SECRET
 
 LINGER = 11.0
 FULL_CALLS = 5_000

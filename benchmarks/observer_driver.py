@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
-from tests.e2e.participants import (
+from tests.support.participants import (
     AVATAR_IDENTITY,
     HEIGHT,
     SAMPLE_RATE,

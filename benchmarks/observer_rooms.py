@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/observer_rooms.py [--quick] [--max-rooms N] [--video]
                                                   [--agent-state]
 
-Inside a private network namespace (tests/e2e/netns.py) it starts livekit-server, the sidecar
+Inside a private network namespace (tests/support/netns.py) it starts livekit-server, the sidecar
 (`avatar-monitor serve --livekit-url ...`, webhooks from the server) and a driver process
 (benchmarks/observer_driver.py) that opens call rooms: a user and an avatar publishing a tone
 (with --agent-state, also a voice agent whose lk.agent.state says when the avatar speaks: the
@@ -43,15 +43,16 @@ if str(REPO) not in sys.path:  # run as a script (make bench), not only with -m
     sys.path.insert(0, str(REPO))
 
 from benchmarks.machine import busy_seconds  # noqa: E402
-from tests.e2e import procs  # noqa: E402
-from tests.e2e.livekit_server import (  # noqa: E402
+from tests.support import procs  # noqa: E402
+from tests.support.livekit_server import (  # noqa: E402
     BinaryUnavailable,
     LiveKitServer,
     server_binary,
 )
-from tests.e2e.metrics import Snapshot  # noqa: E402
-from tests.e2e.netns import NetnsError, private_network  # noqa: E402
-from tests.e2e.sidecar import Sidecar  # noqa: E402
+from tests.support.metrics import Snapshot  # noqa: E402
+from tests.support.netns import NetnsError, private_network  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.sidecar import Sidecar  # noqa: E402
 
 STEPS = (10, 50, 100, 200)
 QUICK_STEPS = (10, 50)
@@ -364,7 +365,7 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
     stops: list[tuple[str, Callable[[], object]]] = []
     try:
         try:
-            livekit_port = procs.free_port()
+            livekit_port = free_port()
             sidecar = Sidecar(workdir / "sidecar", "APIbench", secrets.token_urlsafe(32),
                               extra_args=["--livekit-url", f"ws://127.0.0.1:{livekit_port}",
                                           "--observe-max-rooms", str(max(options.steps) + 50),

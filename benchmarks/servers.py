@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.load import pin
-from tests.webhooks import KEY, SECRET
+from tests.support.ports import free_port
+from tests.support.webhooks import KEY, SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -58,12 +58,6 @@ class Running:
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return response.read()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def command(name: str, port: int, workdir: Path, profile: Path | None = None) -> list[str]:

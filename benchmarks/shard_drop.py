@@ -22,7 +22,7 @@ from monitor.intake.dedup import RecentIds
 from monitor.intake.events import parse_event
 from monitor.intake.verify import WebhookVerifier
 from monitor.shard import Shard
-from tests.webhooks import KEY, SECRET, Room, signed, user
+from tests.support.webhooks import KEY, SECRET, Room, signed, user
 
 
 def bodies(count: int, shard: Shard, own: bool) -> list[tuple[bytes, str]]:

@@ -24,11 +24,12 @@ from prometheus_client.exposition import generate_latest
 
 from benchmarks.traffic import live_call_bodies
 from monitor.app import build_monitor
+from monitor.calls.inputs import PipelineError
 from monitor.config import Config
 from monitor.diagnosis.api import CallQuery, detail
 from monitor.intake.events import parse_event
-from monitor.reports.signals import PipelineError, ReportedEvent
-from tests.webhooks import KEY, SECRET, Room, avatar, encode, user
+from monitor.reports.signals import ReportedEvent
+from tests.support.webhooks import KEY, SECRET, Room, avatar, encode, user
 
 
 def timed(work: Callable[[], object], runs: int) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Signed webhook traffic, made once with the builders of tests/webhooks.py and replayed.
+"""Signed webhook traffic, made once with the builders of tests/support/webhooks.py and replayed.
 
 Each call is the sequence livekit-server sends for a healthy avatar call: user joined, avatar
 joined, audio and video track published by the avatar, user left, avatar left. Every event has
@@ -22,7 +22,7 @@ from pathlib import Path
 from livekit import api
 from livekit.protocol import models
 
-from tests import webhooks
+from tests.support import webhooks
 
 EVENTS_PER_CALL = 6
 TOKEN_TTL = datetime.timedelta(hours=1)

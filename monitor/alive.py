@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-log = logging.getLogger("monitor.alive")
+log = logging.getLogger(__name__)
 
 
 class AliveFile:

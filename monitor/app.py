@@ -28,6 +28,7 @@ from monitor.intake.webhook import WebhookIntake
 from monitor.logs import quiet_aiohttp_logs
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.http import EventIntake
+from monitor.reports.pending import PendingReports
 from monitor.shard import Shard
 from monitor.sinks.bill import AvatarBill
 from monitor.sinks.call_gauges import CallStateCollector
@@ -39,6 +40,7 @@ from monitor.sinks.observer_gauges import ObserverGauges
 from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess
+from monitor.web.exposition import CachedExposition
 from monitor.web.server import Handler, failure_middleware, security_headers
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from monitor.observer.room import RoomObserver
     from monitor.sinks.traces import CallTracer
 
-log = logging.getLogger("monitor.app")
+log = logging.getLogger(__name__)
 
 # How often passed join deadlines are checked: the precision of "recorded on time".
 DEADLINE_TICK_SECONDS = 0.2
@@ -159,22 +161,11 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     finished = FinishedCalls(records, status.verdict, consumers,
                              call_tracer.trace_id if call_tracer is not None else None)
     listeners += [records, finished, lengths, bill]
-    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners)
-    if clock is server_clock.now:
-        tracker.started_at = server_clock.started_at
-    else:
-        started = clock()
-        tracker.started_at = lambda: started
     alive = AliveFile(config.state_file) if config.state_file else None
-    last_ran = alive.read() if alive is not None else None
-    if last_ran is not None:
-        # What happened after the previous process last ran was counted by none: count it.
-        this_start = tracker.started_at
-        tracker.started_at = lambda: min(last_ran, this_start())
-        log.info("the previous process last ran %.1f s before this start",
-                 this_start() - last_ran)
-    bridge = BackendBridge(tracker, metrics)
-    tracker.reports = bridge
+    pending = PendingReports(metrics)
+    tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners,
+                          _counting_from(clock, server_clock, alive), pending)
+    bridge = BackendBridge(tracker, metrics, pending)
     observer = None
     if settings.observer is not None:
         from monitor.observer.room import RoomObserver
@@ -201,6 +192,22 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     return Monitor(config, registry, metrics, tracker, intake, bridge, event_intake, status,
                    clock, server_clock, provider, observer, reconciler, Health(), alive,
                    history, finished, logger_provider)
+
+
+def _counting_from(clock: Callable[[], float], server_clock: ServerClock,
+                   alive: AliveFile | None) -> Callable[[], float]:
+    """The server time from which this process counts calls: its start, or, with a state file,
+    when the previous process last ran if earlier (what happened after was counted by none)."""
+    if clock is server_clock.now:
+        this_start = server_clock.started_at
+    else:
+        started = clock()
+        this_start = lambda: started  # noqa: E731
+    last_ran = alive.read() if alive is not None else None
+    if last_ran is None:
+        return this_start
+    log.info("the previous process last ran %.1f s before this start", this_start() - last_ran)
+    return lambda: min(last_ran, this_start())
 
 
 def _log_provider(config: Config, exporter: LogRecordExporter) -> LoggerProvider:
@@ -299,9 +306,11 @@ async def _stop_tracing(app: web.Application) -> None:
 
 
 def _metrics_handler(registry: CollectorRegistry) -> Handler:
+    exposition = CachedExposition(registry)
+
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = web.Response(body=encoder(registry))
+        response = web.Response(body=exposition.render(encoder))
         response.headers["Content-Type"] = content_type
         return response
 

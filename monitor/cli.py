@@ -16,7 +16,7 @@ from monitor.config import ConfigError, add_serve_arguments, config_from_args
 from monitor.logs import configure_logging
 from monitor.sinks.metrics_doc import metrics_markdown
 
-log = logging.getLogger("monitor")
+log = logging.getLogger(__name__)
 
 
 class _OneLineErrors(argparse.ArgumentParser):

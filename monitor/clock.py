@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-log = logging.getLogger("monitor.clock")
+log = logging.getLogger(__name__)
 
 # Skew beyond this is logged as a warning: deadlines stay right, but the operator should know.
 WARN_OFFSET_SECONDS = 5.0

@@ -5,7 +5,7 @@ that never join (one with the backend's startup_failure message, from avatar_mon
 avatars, and a voice agent whose TTS dies (reported by avatar_monitor_agent).
 
 livekit-rtc sends media only over non-loopback interfaces, so the server, the sidecar and the
-calls run in a private network namespace (tests/e2e/netns.py; needs root). The sidecar's
+calls run in a private network namespace (tests/support/netns.py; needs root). The sidecar's
 /metrics, /healthz, status page and /v1/calls are relayed to 127.0.0.1:--port on the host, from a
 socket bound before entering the namespace.
 """
@@ -41,12 +41,12 @@ from livekit.agents import AgentSession, tts  # noqa: E402
 from livekit.agents.voice.events import ErrorEvent  # noqa: E402
 
 from monitor.simulate import Timing, send  # noqa: E402
-from tests.e2e.livekit_server import LiveKitServer, server_binary  # noqa: E402
-from tests.e2e.netns import NetnsError, private_network  # noqa: E402
-from tests.e2e.participants import AVATAR_IDENTITY, Participant, Server  # noqa: E402
-from tests.e2e.procs import free_port  # noqa: E402
-from tests.e2e.scenario import CallDriver  # noqa: E402
-from tests.e2e.sidecar import Sidecar  # noqa: E402
+from tests.support.livekit_server import LiveKitServer, server_binary  # noqa: E402
+from tests.support.netns import NetnsError, private_network  # noqa: E402
+from tests.support.participants import AVATAR_IDENTITY, Participant, Server  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.scenario import CallDriver  # noqa: E402
+from tests.support.sidecar import Sidecar  # noqa: E402
 
 DEV_KEY, DEV_SECRET = "devkey", "secret"
 JOIN_TIMEOUT = 15.0

@@ -13,7 +13,7 @@ from avatar_monitor_agent.reporter import STARTUP_FAILURE_MESSAGE, Reporter
 from avatar_monitor_agent.roles import DEFAULT_AVATAR_IDENTITY, Role, RoleClassifier
 from avatar_monitor_agent.schema import AVATAR_JOIN_TIMEOUT
 
-log = logging.getLogger("avatar_monitor_agent")
+log = logging.getLogger(__name__)
 
 
 async def wait_for_avatar(room: rtc.Room,

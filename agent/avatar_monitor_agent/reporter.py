@@ -23,7 +23,7 @@ from livekit import api, rtc
 
 from avatar_monitor_agent.schema import EVENTS_SCHEMA_VERSION, EVENTS_TOPIC, LEMONSLICE_TOPIC
 
-log = logging.getLogger("avatar_monitor_agent")
+log = logging.getLogger(__name__)
 
 STARTUP_FAILURE_MESSAGE = "Avatar failed to become active"
 HTTP_TIMEOUT_SECONDS = 5.0

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         MetricsCollectedEvent,
     )
 
-log = logging.getLogger("avatar_monitor_agent")
+log = logging.getLogger(__name__)
 
 
 def instrument(session: AgentSession[Any], room: rtc.Room, **reporter_options: Any) -> Reporter:

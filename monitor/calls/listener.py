@@ -1,13 +1,20 @@
-"""What the tracker tells its listeners (metrics, traces, records, the bridge, the observer)."""
+"""What the tracker tells its listeners (metrics, traces, records, the observer), and the
+listeners of one tracker."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Concatenate, ParamSpec
 
 from avatar_monitor_agent.roles import Role
 
 from monitor.calls.departures import Departure
+from monitor.calls.inputs import AgentLatency, Event, Participant, PipelineError
 from monitor.calls.model import Call
-from monitor.intake.events import Event, Participant
-from monitor.reports.signals import AgentLatency, PipelineError
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 class CallListener:
@@ -54,3 +61,39 @@ class CallListener:
     def media_interrupted(self, call: Call, kind: str, how: str, since: float) -> None: ...
     def media_interruption_ended(self, call: Call, kind: str, how: str, since: float,
                                  seconds: float, restored: bool) -> None: ...
+
+
+class Listeners:
+    """The listeners of one tracker, in order: tells those that override a transition what
+    changed; one that raises does not stop the others."""
+
+    def __init__(self, listeners: Iterable[CallListener]) -> None:
+        self._listeners = list(listeners)
+        # transition -> the listeners' methods that do something for it (built on first use)
+        self._sinks: dict[str, list[Callable[..., None]]] = {}
+
+    def add(self, listener: CallListener) -> None:
+        """Receive transitions from now on, after the listeners already there."""
+        self._listeners.append(listener)
+        self._sinks.clear()
+
+    def emit(self, transition: Callable[Concatenate[CallListener, P], None],
+             *args: P.args, **kwargs: P.kwargs) -> None:
+        """Tell the listeners that override `transition` (a CallListener method) what changed."""
+        name = transition.__name__
+        sinks = self._sinks.get(name)
+        if sinks is None:
+            sinks = self._sinks[name] = self._overriding(name)
+        for sink in sinks:
+            try:
+                sink(*args, **kwargs)
+            except Exception:  # one broken sink must not stop the others or the intake
+                log.exception("%s failed in %s", name,
+                              type(getattr(sink, "__self__", sink)).__name__)
+
+    def _overriding(self, transition: str) -> list[Callable[..., None]]:
+        """The bound methods of listeners that override the no-op for `transition`: calls to
+        the rest are skipped on the hot path."""
+        noop = getattr(CallListener, transition)
+        return [getattr(listener, transition) for listener in self._listeners
+                if getattr(type(listener), transition, noop) is not noop]

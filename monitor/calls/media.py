@@ -1,8 +1,8 @@
-"""The avatar's media stopping mid-call ("audio cuts out"): its audio or video unpublished
-(webhooks, the room observer) or muted (the room observer only: no webhook says so), or its
-audio dry: published and unmuted but silent while the voice agent says it speaks (the room
-observer's probe, monitor/observer/dry_audio.py; ended when heard again or the agent's turn
-ends).
+"""The avatar's media: its first tracks (their delay from its join), and its media stopping
+mid-call ("audio cuts out"): its audio or video unpublished (webhooks, the room observer) or
+muted (the room observer only: no webhook says so), or its audio dry: published and unmuted but
+silent while the voice agent says it speaks (the room observer's probe,
+monitor/observer/dry_audio.py; ended when heard again or the agent's turn ends).
 
 A kind that stays off longer than `TrackerSettings.interruption_grace` while the call is active
 is one interruption, counted once; it ends when the kind is published or unmuted again, or when
@@ -15,56 +15,86 @@ arrival, as for the avatar's leave.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
-
-from avatar_monitor_agent.roles import RoleClassifier
-
-from monitor.calls.core import CREATED_AT_PRECISION, TrackerCore, TrackerSettings
+from monitor.calls.book import CallBook
+from monitor.calls.core import CREATED_AT_PRECISION
+from monitor.calls.inputs import Event
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState, MediaOff
-from monitor.intake.events import Event
 
 MEDIA_KINDS = ("audio", "video")
+_TRACK_BIT = {"audio": 1, "video": 2}
 
 
-class MediaCalls(TrackerCore):
-    """Media interruptions from webhooks and the room observer."""
+class MediaApplier:
+    """The avatar's tracks from webhooks, and its media interruptions from webhooks and the room
+    observer."""
 
-    def __init__(self, roles: RoleClassifier, settings: TrackerSettings,
-                 listeners: Iterable[CallListener] = ()) -> None:
-        super().__init__(roles, settings, listeners)
-        # (local time the grace ends, room sid, kind, when it went off): checked by expire.
-        self._media_checks: list[tuple[float, str, str, float]] = []
+    def __init__(self, book: CallBook) -> None:
+        self._book = book
 
     def avatar_media(self, room_sid: str, avatar_sid: str, kind: str, on: bool, how: str,
                      at: float) -> None:
         """The room observer saw the avatar's `kind` stop (how: unpublished, muted, dry) or
         come back (published, unmuted, heard again), at `at` (this machine's clock)."""
-        call = self._calls.get(room_sid)
+        call = self._book.call(room_sid)
         if call is not None and call.avatar_sid == avatar_sid:
             self._media_changed(call, kind, on, how, at)
 
     def avatar_disconnected(self, room_sid: str, avatar_sid: str, at: float) -> None:
         """The room observer saw the avatar go: its media off since just before is its leave,
         not an interruption, even if the leave's webhook comes late."""
-        call = self._calls.get(room_sid)
+        call = self._book.call(room_sid)
         if call is None or call.avatar_sid != avatar_sid or call.media_off is None:
             return
         for kind, off in list(call.media_off.items()):
             if not off.counted:
-                self._end_media(call, kind, off, off.since, restored=False)
+                self._book.end_media(call, kind, off, off.since, restored=False)
 
-    def _track_unpublished(self, event: Event) -> None:
+    def track_published(self, event: Event, now: float) -> None:
         participant, kind = event.participant, event.track_kind or ""
-        call = self._calls.get(event.room_sid)
-        if participant is not None and call is not None and call.avatar_sid == participant.sid:
-            self._webhook_media(call, event, kind, on=False)
+        if participant is None or kind not in _TRACK_BIT:
+            return
+        call = self._book.call(event.room_sid)
+        if call is None:
+            return
+        published = event.track_published_at or event.created_at
+        waiting = call.next_avatar
+        if waiting is not None and waiting.sid == participant.sid:
+            waiting.tracks.setdefault(kind, published)  # counted if it takes over
+        elif call.avatar_sid == participant.sid:
+            self._webhook_media(call, event, kind, True, now)  # back after an interruption?
+            self.first_track(call, kind, published)
 
-    def _webhook_media(self, call: Call, event: Event, kind: str, on: bool) -> None:
+    def track_unpublished(self, event: Event, now: float) -> None:
+        participant, kind = event.participant, event.track_kind or ""
+        call = self._book.call(event.room_sid)
+        if participant is not None and call is not None and call.avatar_sid == participant.sid:
+            self._webhook_media(call, event, kind, False, now)
+
+    def first_track(self, call: Call, kind: str, published: float) -> None:
+        """The avatar's session published `kind` (server time): told once per session."""
+        bit = _TRACK_BIT[kind]
+        if call.tracks_seen & bit:
+            return
+        call.tracks_seen |= bit
+        joined = call.avatar_joined_at or published
+        delay = max(published - joined, 0.0)
+        self._book.emit(CallListener.first_track, call, kind, delay, joined + delay)
+
+    def check(self, now: float) -> None:
+        """Count the interruptions whose grace has passed."""
+        for _, sid, kind, since in self._book.media_checks.due(now):
+            call = self._book.call(sid)
+            if call is None or call.media_off is None or call.avatar_left:
+                continue
+            off = call.media_off.get(kind)
+            if off is not None and off.since == since:
+                self._book.count_media(call, kind, off, now)
+
+    def _webhook_media(self, call: Call, event: Event, kind: str, on: bool, now: float) -> None:
         """A track_published (on) or track_unpublished webhook for the avatar's `kind`."""
         at = (event.track_published_at if on else None) or event.created_at
-        local = min(max(self._now, at), at + CREATED_AT_PRECISION)
+        local = min(max(now, at), at + CREATED_AT_PRECISION)
         self._media_changed(call, kind, on, "unpublished", local)
 
     def _media_changed(self, call: Call, kind: str, on: bool, how: str, at: float) -> None:
@@ -73,21 +103,10 @@ class MediaCalls(TrackerCore):
         off = call.media_off.get(kind) if call.media_off is not None else None
         if on:  # a dry track heard again ends only that: not a mute or unpublish
             if off is not None and (how != "dry" or off.how == "dry"):
-                self._end_media(call, kind, off, at, restored=True)
+                self._book.end_media(call, kind, off, at, restored=True)
         elif off is None:  # already off (muted, then unpublished; told twice): the first holds
             if call.media_off is None:
                 call.media_off = {}
             call.media_off[kind] = MediaOff(at, how)
-            heapq.heappush(self._media_checks,
-                           (at + self.settings.interruption_grace, call.room_sid, kind, at))
-
-    def _check_media(self, now: float) -> None:
-        """Count the interruptions whose grace has passed."""
-        while self._media_checks and self._media_checks[0][0] <= now:
-            _, sid, kind, since = heapq.heappop(self._media_checks)
-            call = self._calls.get(sid)
-            if call is None or call.media_off is None or call.avatar_left:
-                continue
-            off = call.media_off.get(kind)
-            if off is not None and off.since == since:
-                self._count_media(call, kind, off, now)
+            grace_over = at + self._book.settings.interruption_grace
+            self._book.media_checks.add((grace_over, call.room_sid, kind, at))

@@ -10,16 +10,20 @@ exactly protobuf JSON for `WebhookEvent`, as livekit-api reads it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from avatar_monitor_agent.roles import ATTRIBUTE_AVATAR_PROVIDER as AVATAR_PROVIDER
-from avatar_monitor_agent.roles import ATTRIBUTE_PUBLISH_ON_BEHALF as PUBLISH_ON_BEHALF
 from google.protobuf.json_format import MessageToDict, ParseDict
-from livekit.protocol.models import DisconnectReason, ParticipantInfo, RoomEndReason, TrackType
+from livekit.protocol.models import DisconnectReason, RoomEndReason, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
+from monitor.calls.inputs import Event, Participant
+from monitor.calls.participants import (
+    KIND_BY_NAME,
+    KIND_BY_NUMBER,
+    UNKNOWN_KIND,
+    avatar_provider,
+    on_behalf_of,
+)
 from monitor.intake import strict_json
 from monitor.intake.webhook_schema import certainly_accepted
 
@@ -32,10 +36,6 @@ KNOWN_EVENTS = frozenset(
     }
 )
 
-_KIND_BY_NAME = {name: name for name, _ in ParticipantInfo.Kind.items()}
-_KIND_NAME = {number: name for name, number in ParticipantInfo.Kind.items()}
-# A participant kind this version does not know: neither a user nor an agent (Role.OTHER).
-UNKNOWN_KIND = "UNKNOWN"
 _REASON_NAME = {number: name.lower() for name, number in DisconnectReason.items()}
 _REASON_BY_NAME = {name: name.lower() for name, _ in DisconnectReason.items()}
 _TRACK_NAME = {number: name.lower() for name, number in TrackType.items()}
@@ -52,23 +52,6 @@ _INTEGER = re.compile(r"-?[0-9]+")
 DISCONNECT_REASONS = tuple(sorted(_REASON_NAME.values()))
 
 
-def kind_name(value: int) -> str:
-    """A ParticipantInfo.Kind number as its name; UNKNOWN_KIND for one this version lacks."""
-    return _KIND_NAME.get(value, UNKNOWN_KIND)
-
-
-def on_behalf_of(attributes: Mapping[str, Any]) -> str:
-    """Whom the participant publishes for (lk.publish_on_behalf), cut to 256 characters."""
-    value = attributes.get(PUBLISH_ON_BEHALF)
-    return value[:256] if type(value) is str else ""
-
-
-def avatar_provider(attributes: Mapping[str, Any]) -> str:
-    """The avatar's provider (lk.avatar_provider), cut to 64 characters."""
-    value = attributes.get(AVATAR_PROVIDER)
-    return value[:64] if type(value) is str else ""
-
-
 def disconnect_reason_name(value: int) -> str:
     """A DisconnectReason number as its lower-case label (livekit-rtc uses the same numbers)."""
     return _REASON_NAME.get(value, "unknown_reason")
@@ -76,39 +59,6 @@ def disconnect_reason_name(value: int) -> str:
 
 class MalformedEvent(Exception):
     """The body is not a LiveKit WebhookEvent; the message is a short reason."""
-
-
-# Not frozen: frozen slotted dataclasses are five times slower to build, on the hot path.
-@dataclass(slots=True)
-class Participant:
-    """A participant as a webhook describes it. Times are unix seconds from the server."""
-
-    sid: str
-    identity: str
-    kind: str  # ParticipantInfo.Kind name: STANDARD, AGENT, SIP, EGRESS, ...
-    joined_at: float | None
-    disconnect_reason: str  # DisconnectReason in lower case, "unknown_reason" when absent
-    publishes_on_behalf: bool
-    hidden: bool = False  # a hidden participant (a recorder, an observer): never a caller
-    on_behalf_of: str = ""  # for an avatar: the identity of the agent it publishes for
-    avatar_provider: str = ""  # lk.avatar_provider, when set (LiveKit's inference avatars)
-
-
-@dataclass(slots=True)
-class Event:
-    """One webhook, with server timestamps (unix seconds)."""
-
-    name: str
-    id: str
-    created_at: float
-    room_sid: str
-    room_name: str
-    room_created_at: float | None
-    participant: Participant | None
-    track_kind: str | None  # audio, video, data
-    track_published_at: float | None
-    num_dropped: int = 0  # webhooks livekit-server dropped for this URL before this one
-    room_end_reason: str | None = None  # room_finished: api_delete, idle_timeout, ... or None
 
 
 def parse_event(body: bytes) -> Event:
@@ -209,7 +159,7 @@ def _event_from_canonical(doc: dict[str, Any]) -> Event:
         participant = Participant(
             sid=_str(participant_doc, "sid"),
             identity=_str(participant_doc, "identity"),
-            kind=_enum(participant_doc, "kind", _KIND_BY_NAME, _KIND_NAME, "STANDARD",
+            kind=_enum(participant_doc, "kind", KIND_BY_NAME, KIND_BY_NUMBER, "STANDARD",
                        UNKNOWN_KIND),
             joined_at=_seconds(participant_doc, "joinedAt", "joinedAtMs"),
             disconnect_reason=_enum(participant_doc, "disconnectReason", _REASON_BY_NAME,

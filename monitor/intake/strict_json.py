@@ -5,7 +5,7 @@ mark), Python's `json` with duplicate keys refused, then every string encodable 
 surrogates) and every number representable in its field. `document` is that first step, once
 per body; monitor.intake.events takes a webhook on from there. `loads` reads a /v1/events body
 by the same rules, as protobuf reads any JSON object (a `Struct`: numbers are doubles);
-tests/test_json_differential.py holds both to the reference.
+tests/unit/intake/test_strict_json.py holds both to the reference.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ request, so tokens in the exact shape LiveKit mints (canonical base64url segment
 `{"alg":"HS256","typ":"JWT"}`, plain claims) are decided here with `hmac`; every other token goes
 to livekit-api's `TokenVerifier` and the body-hash check of `WebhookReceiver.receive`. A fast-path
 decision is only taken where the reference must decide the same way;
-tests/test_verify_differential.py checks that on every class of input.
+tests/unit/intake/test_verify.py checks that on every class of input.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from monitor.calls.inputs import Event
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
 from monitor.intake.counts import WebhookCounts
 from monitor.intake.dedup import RecentIds
-from monitor.intake.events import KNOWN_EVENTS, Event, MalformedEvent, parse_event
+from monitor.intake.events import KNOWN_EVENTS, MalformedEvent, parse_event
 from monitor.intake.verify import Unauthorized, WebhookVerifier
 from monitor.logs import RateLimitedLog
 from monitor.shard import EVERY_ROOM, Shard
@@ -27,7 +28,7 @@ from monitor.web.access import bearer_token
 from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
 
-log = logging.getLogger("monitor.intake")
+log = logging.getLogger(__name__)
 
 DEDUP_CAPACITY = 100_000
 # After a restart, webhooks wait this long at most for the first RoomService listing, so a leave

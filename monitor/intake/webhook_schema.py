@@ -8,7 +8,7 @@ from the message descriptors and answers True only when every known field holds 
 the plain form livekit-server writes (lowerCamelCase names, int64 as decimal strings or numbers,
 enums as names) and every other name is one protobuf skips. Anything else, valid or not,
 answers False: the caller asks protobuf itself. So a True is never wrong, and a False only
-costs time; tests/test_json_differential.py holds it to the parser.
+costs time; tests/unit/intake/test_strict_json.py holds it to the parser.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from enum import StrEnum
 
 from livekit import rtc
 
-log = logging.getLogger("monitor.observer")
+log = logging.getLogger(__name__)
 
 # The agent has said `speaking` this long before the avatar's audio is probed: far above the
 # measured 0.05-0.18 s from the state to the avatar's first sound, and above a hosted avatar's

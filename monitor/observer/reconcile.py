@@ -21,28 +21,17 @@ from collections.abc import Callable
 import aiohttp
 from livekit import api
 
+from monitor.calls.inputs import Participant
+from monitor.calls.participants import from_info
 from monitor.calls.tracker import CallTracker
 from monitor.clock import ServerClock
-from monitor.intake.events import Participant, avatar_provider, kind_name, on_behalf_of
 from monitor.observer.counts import ListingCounts
 from monitor.shard import in_shard
 
-log = logging.getLogger("monitor.reconcile")
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0
 CONCURRENT_LISTINGS = 8
-
-
-def participant_of(info: api.ParticipantInfo) -> Participant:
-    """A RoomService participant as a webhook would describe it (server timestamps)."""
-    return Participant(
-        sid=info.sid, identity=info.identity, kind=kind_name(info.kind),
-        joined_at=(info.joined_at_ms / 1000) or float(info.joined_at) or None,
-        disconnect_reason="unknown_reason",
-        publishes_on_behalf=bool(on_behalf_of(info.attributes)),
-        on_behalf_of=on_behalf_of(info.attributes),
-        avatar_provider=avatar_provider(info.attributes),
-        hidden=info.permission.hidden)
 
 
 class Reconciler:
@@ -123,7 +112,7 @@ class Reconciler:
             async with limit:
                 answer = await asyncio.wait_for(self._api.room.list_participants(  # type: ignore[union-attr]
                     api.ListParticipantsRequest(room=room.name)), REQUEST_TIMEOUT)
-            return [participant_of(info) for info in answer.participants]
+            return [from_info(info) for info in answer.participants]
 
         listings = await asyncio.gather(*(participants(room) for room in rooms))
         now = self._clock()

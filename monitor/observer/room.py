@@ -28,20 +28,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from avatar_monitor_agent.agent_events import avatar_message_id
-from avatar_monitor_agent.participants import kind_name
 from avatar_monitor_agent.roles import Role
 from livekit import api, rtc
 
+from monitor.calls.inputs import Participant
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, CallState
+from monitor.calls.participants import from_rtc, kind_name, rtc_kind_name
 from monitor.calls.tracker import CallTracker
-from monitor.intake.events import Participant, disconnect_reason_name
+from monitor.intake.events import disconnect_reason_name
 from monitor.limits import OBSERVE_MAX_ROOMS
 from monitor.logs import RateLimitedLog
 from monitor.observer.counts import ObserverCounts
 from monitor.observer.dry_audio import DryAudioProbe
 from monitor.observer.rtc_logging import quiet_ignored_streams
-from monitor.observer.rtc_roles import participant_of
 from monitor.observer.senders import AGENT, Resolved, RoomSenders
 from monitor.reports.bridge import BackendBridge
 from monitor.reports.session_stream import LABEL as SESSION_LABEL
@@ -50,7 +50,7 @@ from monitor.reports.session_stream import decode, event_type, read_bounded
 from monitor.reports.signals import ParsedMessage, parse_message
 from monitor.shard import in_shard
 
-log = logging.getLogger("monitor.observer")
+log = logging.getLogger(__name__)
 
 OBSERVER_IDENTITY_PREFIX = "avatar-monitor-observer"
 MAX_SESSION_STREAMS = 16  # lk.agent.session streams read at once per room; more are dropped
@@ -318,11 +318,11 @@ class RoomObserver(CallListener):
 
     def _on_joined(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if watch.senders is not None:
-            watch.senders.joined(participant.identity, kind_name(participant.kind), None)
+            watch.senders.joined(participant.identity, rtc_kind_name(participant.kind), None)
 
     def _on_left(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if watch.senders is not None:
-            watch.senders.left(participant.identity, kind_name(participant.kind),
+            watch.senders.left(participant.identity, rtc_kind_name(participant.kind),
                                self._clock())
         self._leave_without_users(watch)
 
@@ -338,10 +338,7 @@ class RoomObserver(CallListener):
         for info in listed.participants:
             if info.permission.hidden or info.identity.startswith(OBSERVER_IDENTITY_PREFIX):
                 continue
-            try:
-                kind = api.ParticipantInfo.Kind.Name(info.kind)
-            except ValueError:
-                kind = "STANDARD"
+            kind = kind_name(info.kind)
             joined_at = info.joined_at_ms / 1000 if info.joined_at_ms else info.joined_at
             watch.senders.joined(info.identity, kind, joined_at or None)
 
@@ -350,7 +347,7 @@ class RoomObserver(CallListener):
         only when no other participant (a hidden observer included) remains."""
         if watch.room is None:
             return
-        roles = (self._tracker.role_of(participant_of(p))
+        roles = (self._tracker.role_of(from_rtc(p))
                  for p in watch.room.remote_participants.values())
         if Role.USER not in roles:
             self._unwatch(watch.sid)
@@ -367,7 +364,7 @@ class RoomObserver(CallListener):
                        participant: rtc.Participant) -> None:
         """The voice agent's state: `speaking` while the avatar plays its speech."""
         state = changed.get(AGENT_STATE)
-        if state is None or self._tracker.role_of(participant_of(participant)) \
+        if state is None or self._tracker.role_of(from_rtc(participant)) \
                 is not Role.AGENT:
             return
         if not watch.speech_from_agent:
@@ -496,7 +493,7 @@ class RoomObserver(CallListener):
 
         def held(identity: str) -> str | None:
             participant = room.remote_participants.get(identity) if room else None
-            return kind_name(participant.kind) if participant is not None else None
+            return rtc_kind_name(participant.kind) if participant is not None else None
 
         kind = held(sender)
         if kind is None and sender and watch.senders is not None:
@@ -544,7 +541,7 @@ class RoomObserver(CallListener):
         lost.set()
 
     def _is_avatar(self, participant: rtc.Participant) -> bool:
-        return self._tracker.role_of(participant_of(participant)) is Role.AVATAR
+        return self._tracker.role_of(from_rtc(participant)) is Role.AVATAR
 
     # -- the avatar's media (monitor/calls/media.py) -------------------------------------
 
@@ -605,6 +602,6 @@ class RoomObserver(CallListener):
 
 def _is_agent(sender: rtc.RemoteParticipant | None) -> bool:
     """An AGENT participant of the room (None: sent by a server SDK, not a participant)."""
-    return sender is not None and kind_name(sender.kind) == "AGENT"
+    return sender is not None and rtc_kind_name(sender.kind) == "AGENT"
 
 

@@ -15,46 +15,30 @@ it (outcome `not_avatar` otherwise), as the observer takes the avatar's own mess
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass
 
 from monitor.calls.model import Call, CallState
 from monitor.calls.tracker import CallTracker
 from monitor.intake.dedup import RecentIds
 from monitor.reports.counts import ReportCounts
-from monitor.reports.signals import ReportedEvent, Signal, StartupFailureMessage
+from monitor.reports.pending import PendingReports, count_applied
+from monitor.reports.signals import ReportedEvent
 
-log = logging.getLogger("monitor.bridge")
+log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000
 # The sender's clock is trusted when it is this close to ours; otherwise arrival time is used.
 MAX_CLOCK_SKEW_SECONDS = 300.0
 
 
-@dataclass(slots=True, frozen=True)
-class BridgeSettings:
-    pending_rooms: int = 1_000  # rooms with events waiting for their call
-    pending_per_room: int = 32
-    pending_seconds: float = 120.0
-
-
-@dataclass(slots=True)
-class _Waiting:
-    since: float
-    events: list[tuple[ReportedEvent, float]]
-
-
 class BackendBridge:
     """Accepts reported events, deduplicates them, counts them and applies them to calls."""
 
     def __init__(self, tracker: CallTracker, metrics: ReportCounts,
-                 settings: BridgeSettings = BridgeSettings()) -> None:
+                 pending: PendingReports) -> None:
         self._tracker = tracker
         self._metrics = metrics
-        self.settings = settings
+        self.pending = pending  # the tracker takes them when their call starts
         self._recent = RecentIds(RECENT_IDS)
-        # (room name, room sid) -> events waiting for that call
-        self._waiting: OrderedDict[tuple[str, str], _Waiting] = OrderedDict()
 
     def accept(self, source: str, event: ReportedEvent, now: float, room_name: str,
                room_sid: str | None = None) -> str:
@@ -79,10 +63,10 @@ class BackendBridge:
         if event.id is not None:
             self._recent.seen(event.id)
         if call is not None and call.state is not CallState.PENDING:
-            self._count(event)
-            self._tracker.signal(call.room_sid, event.signal, at)
+            count_applied(self._metrics, event)
+            self._tracker.signal(call.room_sid, event.signal, at, now)
             return self._outcome(source, "applied")
-        self._wait(room_name, sid, event, at, now)
+        self.pending.wait(room_name, sid, event, at, now)
         return self._outcome(source, "buffered")
 
     def conflicts(self, room_name: str, room_sid: str | None) -> bool:
@@ -94,60 +78,11 @@ class BackendBridge:
 
     def expire(self, now: float) -> None:
         """Give up on rooms whose call did not appear in time."""
-        limit = now - self.settings.pending_seconds
-        while self._waiting:
-            key, waiting = next(iter(self._waiting.items()))
-            if waiting.since > limit:
-                break
-            self._drop(key)
+        self.pending.expire(now)
 
     @property
     def waiting_events(self) -> int:
-        return sum(len(w.events) for w in self._waiting.values())
-
-    def take_waiting(self, call: Call) -> list[tuple[Signal, float]]:
-        """The events that waited for this call, now that it starts: counted here, applied by
-        the tracker (TrackerCore.reports)."""
-        waiting = self._waiting.pop((call.room_name, call.room_sid), None)
-        if waiting is None:
-            return []
-        for event, _ in waiting.events:
-            self._count(event)
-            self._metrics.bridge_event("buffer", "applied")
-        return [(event.signal, at) for event, at in waiting.events]
-
-    def drop_waiting(self, call: Call) -> None:
-        """The call ended without starting: what waited for it expires, never to be applied to
-        a later call in the same room."""
-        if (call.room_name, call.room_sid) in self._waiting:
-            self._drop((call.room_name, call.room_sid))
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _count(self, event: ReportedEvent) -> None:
-        """Count an applied event (a startup failure is counted per call, by the tracker)."""
-        if not isinstance(event.signal, StartupFailureMessage):
-            self._metrics.reported(event.signal)
-
-    def _wait(self, room_name: str, room_sid: str, event: ReportedEvent, at: float,
-              now: float) -> None:
-        key = (room_name, room_sid)
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            while len(self._waiting) >= self.settings.pending_rooms:
-                self._drop(next(iter(self._waiting)))
-            waiting = self._waiting[key] = _Waiting(now, [])
-        if len(waiting.events) >= self.settings.pending_per_room:
-            waiting.events.pop(0)
-            self._metrics.bridge_event("buffer", "expired")
-        waiting.events.append((event, at))
-
-    def _drop(self, key: tuple[str, str]) -> None:
-        """The call never appeared: its events expire, and count as nothing else."""
-        waiting = self._waiting.pop(key)
-        self._metrics.bridge_event("buffer", "expired", len(waiting.events))
-        log.debug("no call for room %s (sid %s): %d reported events expired",
-                  key[0], key[1], len(waiting.events))
+        return self.pending.waiting_events
 
     def _outcome(self, source: str, outcome: str) -> str:
         self._metrics.bridge_event(source, outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitor.reports.signals import Signal
+from monitor.calls.inputs import Signal
 
 
 class ReportCounts(Protocol):

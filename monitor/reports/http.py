@@ -26,7 +26,7 @@ from monitor.web.access import Denied, TokenAccess
 from monitor.web.replies import error_reply, json_reply
 from monitor.web.server import BodyRefused, read_body
 
-log = logging.getLogger("monitor.events")
+log = logging.getLogger(__name__)
 
 MAX_ROOM_NAME_CHARS = 256
 

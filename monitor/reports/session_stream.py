@@ -32,14 +32,8 @@ from google.protobuf.message import DecodeError
 from livekit import rtc
 from livekit.protocol.agent_pb import agent_session as pb
 
-from monitor.reports.signals import (
-    MAX_LATENCY_SECONDS,
-    SESSION_TOPIC_LABEL,
-    AgentLatency,
-    PipelineError,
-    ReportedEvent,
-    Signal,
-)
+from monitor.calls.inputs import AgentLatency, PipelineError, Signal
+from monitor.reports.signals import MAX_LATENCY_SECONDS, SESSION_TOPIC_LABEL, ReportedEvent
 
 TOPIC, LABEL = SESSION_TOPIC, SESSION_TOPIC_LABEL
 MAX_STREAM_BYTES = 256 * 1024  # a chat item with a long reply fits; more is not read

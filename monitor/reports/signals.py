@@ -35,6 +35,18 @@ from avatar_monitor_agent.schema import (
     MAX_ERROR_MESSAGE_CHARS,
 )
 
+from monitor.calls.inputs import (
+    AgentLatency,
+    AgentState,
+    AvatarError,
+    AvatarIdleTimeout,
+    AvatarLatency,
+    AvatarReady,
+    PipelineError,
+    SessionClosed,
+    Signal,
+    StartupFailureMessage,
+)
 from monitor.intake import strict_json
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -55,85 +67,6 @@ MAX_LATENCY_SECONDS = 3600.0
 # below this is seconds; any other (a whole number, or one of 30 or more) is milliseconds.
 SECONDS_BELOW = 30.0
 
-
-@dataclass(slots=True, frozen=True)
-class StartupFailureMessage:
-    """The backend says the avatar failed to become active."""
-
-    message: str = ""  # free text, truncated: for a call's timeline only
-
-
-@dataclass(slots=True, frozen=True)
-class PipelineError:
-    component: str  # one of COMPONENTS
-    recoverable: bool
-    message: str = ""  # the error's own words, bounded: for people, never a label
-
-
-@dataclass(slots=True, frozen=True)
-class SessionClosed:
-    reason: str  # one of CLOSE_REASONS
-    message: str = ""  # the error it closed on, if any: for people, never a label
-
-
-@dataclass(slots=True, frozen=True)
-class AgentLatency:
-    """One turn's latencies in seconds, by stage (a subset of LATENCY_STAGES)."""
-
-    stages: tuple[tuple[str, float], ...]
-
-
-@dataclass(slots=True, frozen=True)
-class AvatarReady:
-    """`bot_ready`: the avatar has joined and its video frames are visible to the user."""
-
-
-@dataclass(slots=True, frozen=True)
-class AvatarIdleTimeout:
-    """`idle_timeout`: the avatar says it is leaving after its idle timeout."""
-
-
-@dataclass(slots=True, frozen=True)
-class AvatarError:
-    """`error` or `video_generation_error`: a pipeline error of component `avatar`."""
-
-    kind: str  # error, video_generation_error
-    fatal: bool
-    message: str = ""  # its `error` or `message` text, bounded
-
-    @property
-    def error(self) -> PipelineError:
-        return PipelineError("avatar", not self.fatal, self.message)
-
-
-@dataclass(slots=True, frozen=True)
-class AvatarLatency:
-    """`metric`: the avatar's latencies in seconds, by stage (AVATAR_STAGES values)."""
-
-    stages: tuple[tuple[str, float], ...]
-
-    @property
-    def latency(self) -> AgentLatency:
-        return AgentLatency(self.stages)
-
-
-@dataclass(slots=True, frozen=True)
-class AgentState:
-    """The voice agent's state (livekit-agents' `agent_state_changed`, as its `lk.agent.state`
-    attribute): `speaking` while the avatar plays the agent's speech."""
-
-    state: str  # one of AGENT_STATES
-
-    @property
-    def speaking(self) -> bool:
-        return self.state == "speaking"
-
-
-# What the avatar itself says (only its own participant's messages are taken).
-AvatarSignal = AvatarReady | AvatarIdleTimeout | AvatarError | AvatarLatency
-AVATAR_SIGNALS = (AvatarReady, AvatarIdleTimeout, AvatarError, AvatarLatency)
-Signal = (StartupFailureMessage | PipelineError | SessionClosed | AgentLatency | AgentState
-          | AvatarSignal)
 
 
 class BadEvent(ValueError):

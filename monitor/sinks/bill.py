@@ -4,12 +4,16 @@ A call listener that keeps the avatars alone now, and a collector that exports, 
 and from server timestamps, the seconds avatars have spent alone (a counter that grows while an
 avatar waits, not only once it leaves), how many are alone now, and the longest such stay.
 Only what happened from a call's `counted_from` on is counted: after a restart, the previous
-process counted the rest.
+process counted the rest. A scrape costs the same however many avatars are alone: the sum of
+their start times is kept as they come and go (exactly, as a fraction: no rounding drift), and
+the earliest and latest of them in heaps.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,15 +30,47 @@ class AvatarBill(CallListener, Collector):
         self._clock = clock  # the server's time now
         self._counted = 0.0  # seconds of stays alone that have ended
         self._alone: dict[str, float] = {}  # room sid -> since when counted (server time)
+        self._since_sum = Fraction(0)  # the sum of _alone's values, exactly
+        # (since, sid) and (-since, sid) of the stays alone; entries no longer in _alone are
+        # dropped when they come to the top, or all at once when they outnumber the others.
+        self._earliest: list[tuple[float, str]] = []
+        self._latest: list[tuple[float, str]] = []
 
     # -- call transitions ------------------------------------------------------------------
 
     def avatar_alone(self, call: Call, since: float) -> None:
-        self._alone[call.room_sid] = max(since, call.counted_from)
+        self._forget(call.room_sid)
+        counted_since = max(since, call.counted_from)
+        self._alone[call.room_sid] = counted_since
+        self._since_sum += Fraction(counted_since)
+        heapq.heappush(self._earliest, (counted_since, call.room_sid))
+        heapq.heappush(self._latest, (-counted_since, call.room_sid))
+        if len(self._earliest) > 2 * len(self._alone) + 64:
+            self._rebuild()
 
     def avatar_unattended(self, call: Call, since: float, until: float) -> None:
-        counted_since = self._alone.pop(call.room_sid, max(since, call.counted_from))
+        counted_since = self._forget(call.room_sid)
+        if counted_since is None:
+            counted_since = max(since, call.counted_from)
         self._counted += max(until - counted_since, 0.0)
+
+    def _forget(self, sid: str) -> float | None:
+        since = self._alone.pop(sid, None)
+        if since is not None:
+            self._since_sum -= Fraction(since)
+        return since
+
+    def _rebuild(self) -> None:
+        self._earliest = [(since, sid) for sid, since in self._alone.items()]
+        self._latest = [(-since, sid) for sid, since in self._alone.items()]
+        heapq.heapify(self._earliest)
+        heapq.heapify(self._latest)
+
+    def _top(self, heap: list[tuple[float, str]], sign: float) -> float:
+        """The earliest (sign 1) or latest (sign -1) start of a stay alone now."""
+        while self._alone.get(heap[0][1]) != sign * heap[0][0]:
+            heapq.heappop(heap)
+        return sign * heap[0][0]
 
     # -- scrape ----------------------------------------------------------------------------
 
@@ -45,14 +81,25 @@ class AvatarBill(CallListener, Collector):
         return self._families(self._clock())
 
     def _families(self, now: float | None) -> list[Metric]:
-        alone = [max(now - since, 0.0) for since in self._alone.values()] if now else []
         seconds = CounterMetricFamily(SPECS["unattended_seconds"].name,
                                       SPECS["unattended_seconds"].help)
         now_alone = GaugeMetricFamily(SPECS["unattended_now"].name, SPECS["unattended_now"].help)
         longest = GaugeMetricFamily(SPECS["unattended_longest"].name,
                                     SPECS["unattended_longest"].help)
         if now is not None:
-            seconds.add_metric([], self._counted + sum(alone))
-            now_alone.add_metric([], len(alone))
-            longest.add_metric([], max(alone, default=0.0))
+            alone, longest_now = self._alone_now(now)
+            seconds.add_metric([], self._counted + alone)
+            now_alone.add_metric([], len(self._alone) if now else 0)
+            longest.add_metric([], longest_now)
         return [seconds, now_alone, longest]
+
+    def _alone_now(self, now: float) -> tuple[float, float]:
+        """The seconds the avatars alone now have been so, in all and the longest."""
+        if not now or not self._alone:
+            return 0.0, 0.0
+        longest = max(now - self._top(self._earliest, 1.0), 0.0)
+        if self._top(self._latest, -1.0) <= now:
+            return float(len(self._alone) * Fraction(now) - self._since_sum), longest
+        # A stay dated after now (the server's clock as estimated here went back): counted
+        # from now, as zero.
+        return sum(max(now - since, 0.0) for since in self._alone.values()), longest

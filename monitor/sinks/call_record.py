@@ -15,7 +15,7 @@ from monitor.verdict import Verdict
 if TYPE_CHECKING:
     from opentelemetry._logs import Logger
 
-log = logging.getLogger("monitor.call_record")
+log = logging.getLogger(__name__)
 
 SCHEMA = 1
 EVENT_NAME = "avatar.call_record"

@@ -12,7 +12,7 @@ from monitor.calls.model import Call
 from monitor.sinks.records import CallRecord, CallRecords
 from monitor.verdict import Verdict
 
-log = logging.getLogger("monitor.finished")
+log = logging.getLogger(__name__)
 
 # What takes a finished call: its record, verdict and trace id (32 hex digits, or None).
 Consumer = Callable[[CallRecord, Verdict, str | None], None]

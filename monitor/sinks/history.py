@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,10 +28,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.logs import RateLimitedLog
 from monitor.sinks.metric_table import SPECS, instrument
-from monitor.sinks.records import CallRecord, ParticipantRecord
+from monitor.sinks.records import RECORD_FIELDS, CallRecord, ParticipantRecord
 from monitor.verdict import STATUSES, Finding, Verdict
 
-log = logging.getLogger("monitor.history")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # of the JSON document; a reader ignores fields it does not know
 QUEUE_MAX = 10_000  # finished calls waiting for the writer; beyond, dropped and counted
@@ -80,7 +80,7 @@ class StoredCall:
     trace_id: str | None = None
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_FIELDS = RECORD_FIELDS
 _PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
 
 
@@ -94,8 +94,10 @@ def encode(record: CallRecord, verdict: Verdict, trace_id: str | None = None
         value = getattr(record, name)
         if name == "participants":
             value = [[getattr(p, f) for f in _PARTICIPANT_FIELDS] for p in value]
-        elif isinstance(value, (list, dict)):
+        elif isinstance(value, list):
             value = value.copy()
+        elif isinstance(value, Mapping):
+            value = dict(value)
         values[name] = value
     return {
         "v": SCHEMA_VERSION,

@@ -20,18 +20,19 @@ from prometheus_client import (
 )
 
 from monitor.calls.departures import Departure
-from monitor.calls.listener import CallListener
-from monitor.calls.model import Call
-from monitor.intake.events import DISCONNECT_REASONS, Participant
-from monitor.observer.counts import DataRefusal, ObserverSkip, ReconcileAction
-from monitor.reports.signals import (
+from monitor.calls.inputs import (
     AgentLatency,
     AvatarError,
     AvatarLatency,
+    Participant,
     PipelineError,
     SessionClosed,
     Signal,
 )
+from monitor.calls.listener import CallListener
+from monitor.calls.model import Call
+from monitor.intake.events import DISCONNECT_REASONS
+from monitor.observer.counts import DataRefusal, ObserverSkip, ReconcileAction
 from monitor.sinks.metric_table import METRICS, WEBHOOK_EVENTS, instrument, version
 
 # `_created` series double the output for no use in dashboards or alerts.

@@ -9,20 +9,22 @@ entries and MAX_PARTICIPANTS participants per call, every live call (itself boun
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from avatar_monitor_agent.roles import Role
 
 from monitor.calls.departures import SESSION_ONLY, Departure
+from monitor.calls.inputs import AgentLatency, Event, Participant, PipelineError
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call, silence_seconds
-from monitor.intake.events import Event, Participant
-from monitor.reports.signals import AgentLatency, PipelineError
+from monitor.parts import InPart, Part
 
 MAX_ENTRIES = 48
 MAX_PARTICIPANTS = 16
@@ -116,6 +118,9 @@ def entry_clock(entry: tuple[Any, ...]) -> str:
     return utc_clock(entry[0], millis=not whole)
 
 
+NO_TRACKS: Mapping[str, float] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class ParticipantRecord:
     identity: str
@@ -126,6 +131,35 @@ class ParticipantRecord:
 
 
 @dataclass(slots=True)
+class RareRecordFacts:
+    """What few live calls' records have (a startup failure, how the call ended, errors, media
+    interruptions): kept apart from CallRecord, made at the first of them (monitor/parts.py).
+    Each is described where CallRecord declares it."""
+
+    idle_timeout_said_at: float | None = None
+    startup_failure: str | None = None
+    startup_message: str | None = None
+    abandoned_after: float | None = None
+    departure: str | None = None
+    avatar_reason: str | None = None
+    session_seconds: float | None = None
+    silence_seconds: float | None = None
+    unrecoverable: tuple[str, float] | None = None
+    unrecoverable_message: str | None = None
+    recoverable_errors: int = 0
+    closed_reason: str | None = None
+    unattended: tuple[float, float] | None = None
+    replaced: int = 0
+    media_interruptions: int = 0
+    media_open: dict[str, tuple[str, float]] | None = None
+    media_longest: tuple[str, str, float, float] | None = None
+    media_lost: tuple[str, str, float, float] | None = None
+
+
+_RARE = Part("rare", RareRecordFacts)
+
+
+@dataclass(slots=True, init=False)
 class CallRecord:
     """One call as diagnosis sees it. Times are unix seconds (server time for webhooks, this
     machine's clock for the room observer and reported events)."""
@@ -144,35 +178,48 @@ class CallRecord:
     expects_ready: bool = False
     ready_at: float | None = None
     ready_latency: float | None = None
-    idle_timeout_said_at: float | None = None
-    first_tracks: dict[str, float] = field(default_factory=dict)  # kind -> seconds after join
+    idle_timeout_said_at = InPart[float | None](_RARE)
+    # Kind -> seconds after join; replaced, never changed in place, so records share the empty one.
+    first_tracks: Mapping[str, float] = field(default_factory=lambda: NO_TRACKS)
     first_speech: float | None = None  # seconds after join
-    startup_failure: str | None = None  # cause: join_timeout, message
-    startup_message: str | None = None
-    abandoned_after: float | None = None  # seconds of ringing before every user left
-    departure: str | None = None
-    avatar_reason: str | None = None
-    session_seconds: float | None = None
-    silence_seconds: float | None = None
-    unrecoverable: tuple[str, float] | None = None  # last unrecoverable error: component, at
-    unrecoverable_message: str | None = None  # its own words, when reported
-    recoverable_errors: int = 0
-    closed_reason: str | None = None
+    startup_failure = InPart[str | None](_RARE)  # cause: join_timeout, message
+    startup_message = InPart[str | None](_RARE)
+    abandoned_after = InPart[float | None](_RARE)  # seconds of ringing before every user left
+    departure = InPart[str | None](_RARE)
+    avatar_reason = InPart[str | None](_RARE)
+    session_seconds = InPart[float | None](_RARE)
+    silence_seconds = InPart[float | None](_RARE)
+    # The last unrecoverable error: component, at.
+    unrecoverable = InPart[tuple[str, float] | None](_RARE)
+    unrecoverable_message = InPart[str | None](_RARE)  # its own words, when reported
+    recoverable_errors = InPart[int](_RARE)
+    closed_reason = InPart[str | None](_RARE)
     # The avatar's longest stay in the room with no user (since, until: server time), and since
     # when it is alone now.
-    unattended: tuple[float, float] | None = None
-    replaced: int = 0  # avatar sessions that ended with another taking over
+    unattended = InPart[tuple[float, float] | None](_RARE)
+    replaced = InPart[int](_RARE)  # avatar sessions that ended with another taking over
     alone_since: float | None = None
     # Interruptions of the avatar's media (counted ones, past the grace): how many; those still
     # open, kind -> (how, since); the longest that came back and the first that never did, as
     # (kind, how, since, seconds). Times on this machine's clock.
-    media_interruptions: int = 0
-    media_open: dict[str, tuple[str, float]] | None = None
-    media_longest: tuple[str, str, float, float] | None = None
-    media_lost: tuple[str, str, float, float] | None = None
+    media_interruptions = InPart[int](_RARE)
+    media_open = InPart[dict[str, tuple[str, float]] | None](_RARE)
+    media_longest = InPart[tuple[str, str, float, float] | None](_RARE)
+    media_lost = InPart[tuple[str, str, float, float] | None](_RARE)
     participants: list[ParticipantRecord] = field(default_factory=list)
     # (at, kind, *details): details are formatted for people only when read (entry_text).
     entries: list[tuple[Any, ...]] = field(default_factory=list)
+    rare: RareRecordFacts | None = None  # made when one of the attributes InPart[...] above is set
+
+    def __init__(self, room: str, sid: str, started_at: float, **facts: Any) -> None:
+        """A call's record; `facts` sets any other field (as a record read back does)."""
+        self.room, self.sid, self.started_at = room, sid, started_at
+        for name, default, make in _DEFAULTS:
+            setattr(self, name, default if make is None else make())
+        for name, value in facts.items():
+            if name not in RECORD_FIELDS:
+                raise TypeError(f"CallRecord has no field {name!r}")
+            setattr(self, name, value)
 
     @property
     def live(self) -> bool:
@@ -208,6 +255,14 @@ class CallRecord:
                 return person
         return None
 
+
+# Every field of a record, as the history stores them: CallRecord's own and its rare facts.
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "rare") + tuple(
+    f.name for f in dataclasses.fields(RareRecordFacts))
+# CallRecord's fields after the first three: name, default, or what makes the default.
+_DEFAULTS: tuple[tuple[str, Any, Callable[[], Any] | None], ...] = tuple(
+    (f.name, f.default, None if f.default_factory is dataclasses.MISSING else f.default_factory)
+    for f in dataclasses.fields(CallRecord)[3:])
 
 class CallRecords(CallListener):
     """Live records by room sid, and the most recent finished ones."""
@@ -304,7 +359,7 @@ class CallRecords(CallListener):
     def first_track(self, call: Call, kind: str, delay: float, at: float) -> None:
         record = self.live.get(call.room_sid)
         if record is not None and kind not in record.first_tracks:
-            record.first_tracks[kind] = delay
+            record.first_tracks = {**record.first_tracks, kind: delay}
             record.add(at, "track", kind, delay)
 
     def participant_left(self, call: Call | None, role: Role, participant: Participant,
@@ -349,7 +404,7 @@ class CallRecords(CallListener):
         record = self.live.get(call.room_sid)
         if record is not None:
             record.avatar_joined_at = at
-            record.first_tracks = {}
+            record.first_tracks = NO_TRACKS
             record.add(at, "avatar_session", call.avatar_identity or "")
 
     def avatar_alone(self, call: Call, since: float) -> None:

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from monitor.limits import OTLP_PROTOCOLS
 
-log = logging.getLogger("monitor.span_export")
+log = logging.getLogger(__name__)
 
 OnDrop = Callable[[str, int], None]
 

@@ -18,10 +18,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from monitor.calls.departures import Departure
+from monitor.calls.inputs import Participant, PipelineError
 from monitor.calls.listener import CallListener
 from monitor.calls.model import Call
-from monitor.intake.events import Participant
-from monitor.reports.signals import PipelineError
 
 CALL_SPAN, RINGING_SPAN, SESSION_SPAN = "avatar.call", "avatar.ringing", "avatar.session"
 

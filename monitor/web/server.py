@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from monitor.logs import RateLimitedLog
 from monitor.web.replies import error_reply
 
-log = logging.getLogger("monitor.http")
+log = logging.getLogger(__name__)
 
 BODY_READ_SECONDS = 10.0
 IDLE_SECONDS = 15.0

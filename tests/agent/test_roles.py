@@ -12,7 +12,7 @@ from livekit import rtc
 from livekit.protocol import models
 
 from monitor.intake.events import parse_event
-from tests.webhooks import Room, agent, avatar, encode, participant, user
+from tests.support.webhooks import Room, agent, avatar, encode, participant, user
 
 Info = models.ParticipantInfo
 

@@ -12,8 +12,8 @@ import time
 import aiohttp
 from livekit.protocol import models, webhook
 
-from tests.scrape import value
-from tests.webhooks import KEY, Room, agent, agent_token, avatar, sign, signed, user
+from tests.support.scrape import value
+from tests.support.webhooks import KEY, Room, agent, agent_token, avatar, sign, signed, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO

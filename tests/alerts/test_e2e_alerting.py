@@ -30,13 +30,13 @@ from tests.alerts.stack import (
     LOOPBACK,
     Process,
     Receiver,
-    free_port,
     start_alertmanager,
     start_prometheus,
     start_sidecar,
     wait_ready,
 )
-from tests.webhooks import KEY, SECRET
+from tests.support.ports import free_port
+from tests.support.webhooks import KEY, SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.asyncio(loop_scope="module")

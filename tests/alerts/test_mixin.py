@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from dashboards import config, lint, rules
-from tests.alerts.test_rules import RULES, promtool
+from tests.alerts.promtool import RULES, promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 

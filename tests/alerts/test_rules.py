@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from dashboards import config, rule_tests, rules
 from dashboards.yamlout import dump
-from tests.alerts.stack import binary
+from tests.alerts.promtool import RULES, promtool
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / rules.RULES_FILE
 TESTS = ROOT / rule_tests.TESTS_FILE
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 REQUIRED = {
@@ -37,11 +35,6 @@ REQUIRED = {
     "AvatarMediaInterruptions": "warning",
     "AvatarUnattended": "warning",
 }
-
-
-def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary("promtool"), *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
 
 
 def test_promtool_check_rules() -> None:

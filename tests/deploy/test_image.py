@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import scrape
 from tests.deploy.image import Built, Container, Runner, build
-from tests.webhooks import KEY, SECRET, Room, signed
+from tests.support import scrape
+from tests.support.ports import free_port
+from tests.support.webhooks import KEY, SECRET, Room, signed
 
 STATE_DIR = "/var/lib/avatar-monitor"
 
@@ -39,12 +39,6 @@ def runner(image: Built) -> Iterator[Runner]:
         yield runner
     finally:
         runner.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, bytes]:

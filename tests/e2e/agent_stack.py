@@ -15,13 +15,13 @@ from pathlib import Path
 
 from livekit import api
 
-from tests.e2e import procs
 from tests.e2e.agent_worker import READY_LINE, Plan
 from tests.e2e.avatar_provider import AvatarProvider
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import poll_until
-from tests.e2e.participants import Participant, Server, join, user_token
-from tests.e2e.sidecar import REPO, Sidecar
+from tests.support import procs
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import poll_until
+from tests.support.participants import Participant, Server, join, user_token
+from tests.support.sidecar import REPO, Sidecar
 
 CHAT_TOPIC = "lk.chat"  # livekit-agents' text input
 AGENT_STATE = "lk.agent.state"

@@ -29,7 +29,7 @@ from livekit.agents.voice.avatar import (
     VideoGenerator,
 )
 
-from tests.e2e import procs
+from tests.support.ports import free_port
 
 log = logging.getLogger("tests.e2e.avatar_provider")
 WIDTH, HEIGHT, FPS = 160, 120, 10
@@ -155,7 +155,7 @@ class AvatarProvider:
     def __init__(self, *, joins: bool = True, idle_timeout: float = 60.0) -> None:
         self.joins = joins
         self.idle_timeout = idle_timeout
-        self.port = procs.free_port()
+        self.port = free_port()
         self.sessions = 0
         self.avatars: list[HostedAvatar] = []
         self._tasks: set[asyncio.Task[None]] = set()

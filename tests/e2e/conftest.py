@@ -1,31 +1,30 @@
 """End-to-end fixtures: a real livekit-server and the sidecar under test, in a private network
-namespace (see tests/e2e/netns.py), with their logs attached to any failing test's report."""
+namespace (see tests/support/netns.py), with their logs attached to any failing test's report."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from livekit import api
 
-from tests.e2e import procs
-from tests.e2e.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
-from tests.e2e.metrics import MetricsClient, poll_until
-from tests.e2e.netns import NetnsError, private_network
-from tests.e2e.participants import Server
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
-from tests.webhooks import access_token
-
-LOGS = pytest.StashKey[list[tuple[str, Path]]]()
+from tests.e2e.harness import LOGS, Verdict, register_log
+from tests.support import procs
+from tests.support.livekit_server import BinaryUnavailable, LiveKitServer, server_binary
+from tests.support.metrics import MetricsClient, poll_until
+from tests.support.netns import NetnsError, private_network
+from tests.support.participants import Server
+from tests.support.ports import free_port
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
+from tests.support.webhooks import access_token
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: end-to-end against a real livekit-server")
     config.addinivalue_line(
         "markers", "sidecar_args(*args): extra `avatar-monitor serve` arguments for the test")
     config.addinivalue_line(
@@ -46,10 +45,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.failed:
         for name, path in item.stash.get(LOGS, []):
             report.sections.append((f"{name} log ({path})", procs.tail(path)))
-
-
-def _register_log(request: pytest.FixtureRequest, name: str, path: Path) -> None:
-    request.node.stash.setdefault(LOGS, []).append((name, path))
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +75,7 @@ def api_keys() -> tuple[str, str]:
 @pytest.fixture
 def livekit_port() -> int:
     """Chosen before anything starts, so the sidecar's observer can be pointed at the server."""
-    return procs.free_port()
+    return free_port()
 
 
 @pytest.fixture
@@ -98,7 +93,7 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path, api_keys: tuple[str,
     prefix = request.node.get_closest_marker("sidecar_prefix")
     proc = Sidecar(tmp_path / "sidecar", *api_keys, extra_args=[*sidecar_base_args, *extra],
                    prefix=[str(a) for a in prefix.args] if prefix else [])
-    _register_log(request, "avatar-monitor", proc.log_path)
+    register_log(request, "avatar-monitor", proc.log_path)
     proc.start()
     yield proc
     proc.stop()
@@ -119,7 +114,7 @@ def livekit(request: pytest.FixtureRequest, tmp_path: Path, livekit_server_bin: 
     server = LiveKitServer(livekit_server_bin, tmp_path / "livekit", *api_keys,
                            webhook_urls=[sidecar.webhook_url], port=livekit_port,
                            departure_timeout=departure_timeout)
-    _register_log(request, "livekit-server", server.log_path)
+    register_log(request, "livekit-server", server.log_path)
     server.start()
     yield server
     server.stop()
@@ -158,9 +153,6 @@ async def call(server: Server, room_name: str) -> AsyncIterator[CallDriver]:
     driver = CallDriver(server, room_name)
     yield driver
     await driver.close()
-
-
-Verdict = Callable[[str], Awaitable[dict]]
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e import procs
+from tests.support import procs
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-jaeger.sh"
@@ -42,9 +43,9 @@ class Jaeger:
 
     binary: Path
     workdir: Path
-    otlp_port: int = field(default_factory=procs.free_port)
-    query_port: int = field(default_factory=procs.free_port)
-    query_grpc_port: int = field(default_factory=procs.free_port)
+    otlp_port: int = field(default_factory=free_port)
+    query_port: int = field(default_factory=free_port)
+    query_grpc_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property

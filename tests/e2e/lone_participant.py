@@ -12,7 +12,7 @@ import asyncio
 
 from livekit import rtc
 
-from tests.e2e.participants import AvatarMedia, Participant
+from tests.support.participants import AvatarMedia, Participant
 
 READY_LINE = "lone participant joined"
 

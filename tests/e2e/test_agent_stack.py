@@ -18,11 +18,11 @@ from livekit import api
 from tests.e2e.agent_stack import AgentWorker, Frontend, dispatch
 from tests.e2e.agent_worker import Plan
 from tests.e2e.avatar_provider import AvatarProvider
-from tests.e2e.conftest import LOGS, Verdict
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
-from tests.e2e.participants import Server
-from tests.e2e.sidecar import Sidecar
+from tests.e2e.harness import LOGS, Verdict
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import Expect, MetricsClient, Snapshot, expect
+from tests.support.participants import Server
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 

@@ -10,13 +10,13 @@ import re
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import Verdict
-from tests.e2e.metrics import Expect, MetricsClient, expect, poll_until
-from tests.e2e.participants import Participant
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
-from tests.e2e.test_observer import EVENTS, LEMONSLICE, send
-from tests.webhooks import access_token
+from tests.e2e.data_messages import EVENTS, LEMONSLICE, send
+from tests.e2e.harness import Verdict
+from tests.support.metrics import Expect, MetricsClient, expect, poll_until
+from tests.support.participants import Participant
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
+from tests.support.webhooks import access_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.livekit_access]
 

@@ -16,9 +16,9 @@ from livekit.agents import AgentSession, APIError, stt, tts
 from livekit.agents.voice.events import ErrorEvent
 from livekit.protocol.agent_pb import agent_session as agent_pb
 
-from tests.e2e.metrics import MetricsClient, expect, poll_until
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support.metrics import MetricsClient, expect, poll_until
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")

@@ -16,11 +16,11 @@ import pytest
 from livekit import api, rtc
 
 from monitor.calls.departures import AGENT_HANGUP_WINDOW
-from tests.e2e.conftest import Verdict
-from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
-from tests.e2e.participants import AVATAR_IDENTITY
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.e2e.harness import Verdict
+from tests.support.metrics import Expect, MetricsClient, Snapshot, expect
+from tests.support.participants import AVATAR_IDENTITY
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from monitor.calls.departures import CONNECTION_TIMEOUT_DELAY
-from tests.e2e import procs
-from tests.e2e.conftest import LOGS, Verdict
+from tests.e2e.harness import LOGS, Verdict
 from tests.e2e.lone_participant import READY_LINE
-from tests.e2e.metrics import Expect, MetricsClient, expect, poll_until
-from tests.e2e.participants import AVATAR_IDENTITY, Server, avatar_token, user_token
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import REPO
+from tests.support import procs
+from tests.support.metrics import Expect, MetricsClient, expect, poll_until
+from tests.support.participants import AVATAR_IDENTITY, Server, avatar_token, user_token
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ import pytest
 from avatar_monitor_agent import Reporter
 from livekit import api
 
-from tests.e2e.metrics import MetricsClient, expect
-from tests.e2e.participants import Server, user_token
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.support.metrics import MetricsClient, expect
+from tests.support.participants import Server, user_token
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 

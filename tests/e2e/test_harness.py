@@ -8,9 +8,9 @@ import socket
 import pytest
 from livekit import rtc
 
-from tests.e2e.netns import VETH, VETH_PEER, current_namespace
-from tests.e2e.participants import AVATAR_IDENTITY, hear_tone
-from tests.e2e.scenario import CallDriver
+from tests.support.netns import VETH, VETH_PEER, current_namespace
+from tests.support.participants import AVATAR_IDENTITY, hear_tone
+from tests.support.scenario import CallDriver
 
 pytestmark = pytest.mark.e2e
 

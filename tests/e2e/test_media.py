@@ -13,11 +13,11 @@ import pytest
 from livekit import rtc
 
 from monitor.observer.dry_audio import DRY_AFTER, PROBE_WINDOW
-from tests.e2e.conftest import Verdict
-from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect
-from tests.e2e.participants import AVATAR_IDENTITY, AvatarMedia, Participant
-from tests.e2e.scenario import CallDriver
-from tests.e2e.test_observer import send
+from tests.e2e.data_messages import send
+from tests.e2e.harness import Verdict
+from tests.support.metrics import Expect, MetricsClient, Snapshot, expect
+from tests.support.participants import AVATAR_IDENTITY, AvatarMedia, Participant
+from tests.support.scenario import CallDriver
 
 pytestmark = pytest.mark.e2e
 

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 import zlib
 
 import pytest
 from livekit import rtc
 
-from tests.e2e.conftest import Verdict
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import MetricsClient, Snapshot, expect
-from tests.e2e.participants import SAMPLE_RATE, Participant, Server, _tone_frame
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.e2e.data_messages import EVENTS, LEMONSLICE, send
+from tests.e2e.harness import Verdict
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import MetricsClient, Snapshot, expect
+from tests.support.participants import SAMPLE_RATE, Participant, Server, _tone_frame
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 
 IDLE_TIMEOUT = 4.0
-LEMONSLICE, EVENTS = "lemonslice/message", "avatar-monitor/events"
 
 
 @pytest.fixture
@@ -74,11 +73,6 @@ async def observed_active_call(call: CallDriver, metrics: MetricsClient
     avatar, _ = await call.avatar(publish=False)
     await metrics.wait_all(expect("avatar_calls_in_progress", 1, state="active"))
     return user, agent, avatar
-
-
-async def send(participant: Participant, topic: str, payload: bytes | dict) -> None:
-    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    await participant.room.local_participant.publish_data(data, reliable=True, topic=topic)
 
 
 async def test_idle_timeout_after_the_avatar_stops_speaking(

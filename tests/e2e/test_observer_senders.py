@@ -19,9 +19,9 @@ from livekit import rtc
 from livekit.agents import APIError, tts
 from livekit.protocol.agent_pb import agent_session as agent_pb
 
-from tests.e2e.metrics import MetricsClient, Snapshot, expect
-from tests.e2e.participants import Participant, Server
-from tests.e2e.scenario import CallDriver
+from tests.support.metrics import MetricsClient, Snapshot, expect
+from tests.support.participants import Participant, Server
+from tests.support.scenario import CallDriver
 
 pytestmark = pytest.mark.e2e
 

@@ -17,13 +17,12 @@ import aiohttp
 import pytest
 from livekit import api
 
-from tests.e2e.conftest import Verdict
-from tests.e2e.conftest import _register_log as register_log
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import Expect, MetricsClient, Snapshot, expect, poll_until
-from tests.e2e.participants import Participant, Server
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
+from tests.e2e.harness import Verdict, register_log
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import Expect, MetricsClient, Snapshot, expect, poll_until
+from tests.support.participants import Participant, Server
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
 
 pytestmark = pytest.mark.e2e
 

@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 
 from monitor.shard import Shard
-from tests.e2e.conftest import LOGS
-from tests.e2e.livekit_server import LiveKitServer
-from tests.e2e.metrics import MetricsClient, Snapshot, poll_until
-from tests.e2e.participants import Server
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
-from tests.webhooks import access_token
+from tests.e2e.harness import LOGS
+from tests.support.livekit_server import LiveKitServer
+from tests.support.metrics import MetricsClient, Snapshot, poll_until
+from tests.support.participants import Server
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
+from tests.support.webhooks import access_token
 
 pytestmark = pytest.mark.e2e
 

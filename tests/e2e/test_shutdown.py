@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from monitor.web.server import SHUTDOWN_SECONDS
-from tests.e2e.sidecar import Sidecar
-from tests.webhooks import agent_token
+from tests.support.sidecar import Sidecar
+from tests.support.webhooks import agent_token
 
 pytestmark = pytest.mark.e2e
 # Finishing the stalled request (SHUTDOWN_SECONDS), cancelling it (at most as long again), and

@@ -19,13 +19,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import Verdict, _register_log
+from tests.e2e.harness import Verdict, register_log
 from tests.e2e.jaeger import Jaeger, JaegerUnavailable, jaeger_binary
-from tests.e2e.metrics import MetricsClient, expect, poll_until
-from tests.e2e.participants import AVATAR_IDENTITY, Participant
-from tests.e2e.scenario import CallDriver
-from tests.e2e.sidecar import Sidecar
-from tests.webhooks import Room, access_token, agent, avatar, signed, user
+from tests.support.metrics import MetricsClient, expect, poll_until
+from tests.support.participants import AVATAR_IDENTITY, Participant
+from tests.support.scenario import CallDriver
+from tests.support.sidecar import Sidecar
+from tests.support.webhooks import Room, access_token, agent, avatar, signed, user
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def jaeger_bin() -> Path:
 def jaeger(request: pytest.FixtureRequest, tmp_path: Path, jaeger_bin: Path
            ) -> Iterator[Jaeger]:
     store = Jaeger(jaeger_bin, tmp_path / "jaeger")
-    _register_log(request, "jaeger", store.log_path)
+    register_log(request, "jaeger", store.log_path)
     store.start()
     yield store
     store.stop()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Verdict
-from tests.e2e.metrics import MetricsClient, expect
-from tests.e2e.participants import AVATAR_IDENTITY
-from tests.e2e.scenario import CallDriver
+from tests.e2e.harness import Verdict
+from tests.support.metrics import MetricsClient, expect
+from tests.support.participants import AVATAR_IDENTITY
+from tests.support.scenario import CallDriver
 
 pytestmark = pytest.mark.e2e
 
