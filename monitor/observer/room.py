@@ -266,7 +266,8 @@ class RoomObserver(CallListener):
                 lambda publication, participant: self._on_track(watch, publication, participant))
         room.on("participant_attributes_changed",
                 lambda changed, participant: self._on_attributes(watch, changed, participant))
-        room.on("participant_connected", lambda participant: self._on_joined(watch, participant))
+        room.on("participant_connected",
+                lambda participant: self._on_connected(watch, participant))
         room.on("participant_disconnected",
                 lambda participant: self._on_left(watch, participant))
         self._watch_media(watch, room)
@@ -323,6 +324,12 @@ class RoomObserver(CallListener):
                 .with_name("avatar-monitor").with_grants(grants).to_jwt())
 
     # -- room events -----------------------------------------------------------------------
+
+    def _on_connected(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        """A participant joined the room. It may come with the agent's state set already: no
+        attribute change then follows to tell it."""
+        self._on_joined(watch, participant)
+        self._on_attributes(watch, participant.attributes, participant)
 
     def _on_joined(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if watch.senders is not None:

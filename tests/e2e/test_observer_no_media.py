@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from livekit import api
 
 from monitor.observer.dry_audio import DRY_AFTER, PROBE_WINDOW
 from tests.e2e.metrics import MetricsClient, expect
+from tests.e2e.participants import join
 from tests.e2e.scenario import CallDriver
 from tests.e2e.test_observer import LEMONSLICE, Voice, observed_active_call, send
 
@@ -50,5 +52,24 @@ async def test_no_media_takes_the_agent_state_and_data_but_no_audio(
         assert snapshot.value("avatar_monitor_observer_speech_source", source="audio") == 0
     finally:
         await voice.stop()
+    for participant in call.participants:
+        await participant.leave()
+
+
+async def test_the_agent_state_set_when_the_agent_joins_is_taken(
+        call: CallDriver, metrics: MetricsClient) -> None:
+    """The agent joins with lk.agent.state set already (no attribute change follows): its
+    state still tells when the avatar speaks."""
+    await call.user()
+    await metrics.wait_all(expect("avatar_monitor_observer_rooms", 1),
+                           expect("avatar_calls_in_progress", 1, state="ringing"))
+    token = (call.server.token().with_kind("agent").with_identity("voice-agent")
+             .with_grants(api.VideoGrants(room_join=True, room=call.room, agent=True))
+             .with_attributes({"lk.agent.state": "speaking"}).to_jwt())
+    call.participants.append(await join(call.server, token, "voice-agent"))
+    await call.avatar(publish=False)
+    await metrics.wait_all(
+        expect("avatar_time_to_first_speech_seconds_count", 1),
+        expect("avatar_monitor_observer_speech_source", 1, source="agent_state"))
     for participant in call.participants:
         await participant.leave()
