@@ -33,6 +33,9 @@ DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_HISTORY = "data/avatar-monitor.sqlite3"  # under the working directory
 LOG_LEVELS = ("debug", "info", "warning", "error")
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+# What the room observer may receive: the avatar's audio (when the agent publishes no state, and
+# the dry-audio probe), or no track at all (data messages and attributes only).
+OBSERVE_MEDIA = ("audio", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class Config:
     livekit_url: str = ""
     observer: bool = True  # with livekit_url: the room observer (the reconciler always runs)
     observe_max_rooms: int = OBSERVE_MAX_ROOMS
+    observe_media: str = "audio"
     shard: tuple[int, int] = (0, 1)
     shard_url: str = ""
     observe_interval: float = 30.0
@@ -96,7 +100,8 @@ class Config:
             shard, shards = self.shard
             observer = ObserverSettings(
                 url=self.livekit_url, api_key=self.api_key, api_secret=self.api_secret,
-                max_rooms=self.observe_max_rooms, shard=shard, shards=shards)
+                max_rooms=self.observe_max_rooms, shard=shard, shards=shards,
+                receive_audio=self.observe_media != "none")
         return Settings(
             tracker=TrackerSettings(
                 join_timeout=self.avatar_join_timeout,
@@ -233,6 +238,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
            "room; both off when empty",
            env="LIVEKIT_URL")
     option("observe_max_rooms", "rooms observed at once; more are skipped and counted", count)
+    option("observe_media", "what the room observer may receive: 'audio' (the avatar's audio "
+           "where the voice agent publishes no lk.agent.state, and probes of it for a dry "
+           "track) or 'none' (no track: data messages and attributes only, cheaper, but no "
+           "dry-audio detection and no speech without lk.agent.state)", choices=OBSERVE_MEDIA)
     parser.add_argument(
         "--shard", type=_shard, default=_env("AVATAR_MONITOR_SHARD", "0/1"), metavar="I/N",
         help="observe only rooms whose name hashes to shard I of N, so N replicas split the "
@@ -320,6 +329,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--trace-url must be an http:// or https:// URL with {trace_id}")
     if args.dashboard_url and not args.dashboard_url.startswith(("http://", "https://")):
         raise ConfigError("--dashboard-url must be an http:// or https:// URL")
+    if args.observe_media not in OBSERVE_MEDIA:
+        raise ConfigError(f"--observe-media must be one of {', '.join(OBSERVE_MEDIA)}")
     if args.log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     return Config(
@@ -343,6 +354,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         livekit_url=args.livekit_url,
         observer=args.observer,
         observe_max_rooms=args.observe_max_rooms,
+        observe_media=args.observe_media,
         shard=args.shard,
         shard_url=args.shard_url,
         observe_interval=args.observe_interval,

@@ -87,3 +87,20 @@ def test_the_pages_links_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AVATAR_MONITOR_TRACE_URL")
     with pytest.raises(ConfigError, match="--dashboard-url"):
         config_from_args(build_parser().parse_args(["serve", "--dashboard-url", "grafana"]))
+
+
+def test_observe_media_none_receives_no_audio(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    default = config_from_args(build_parser().parse_args(["serve", "--livekit-url", URL]))
+    assert default.settings().observer == ObserverSettings(URL, KEY, SECRET, receive_audio=True)
+    args = build_parser().parse_args(["serve", "--livekit-url", URL, "--observe-media", "none"])
+    assert config_from_args(args).settings().observer == ObserverSettings(
+        URL, KEY, SECRET, receive_audio=False)
+    monkeypatch.setenv("AVATAR_MONITOR_OBSERVE_MEDIA", "none")
+    args = build_parser().parse_args(["serve", "--livekit-url", URL])
+    assert config_from_args(args).settings().observer == ObserverSettings(
+        URL, KEY, SECRET, receive_audio=False)
+    monkeypatch.setenv("AVATAR_MONITOR_OBSERVE_MEDIA", "video")
+    with pytest.raises(ConfigError, match="--observe-media"):
+        config_from_args(build_parser().parse_args(["serve", "--livekit-url", URL]))
