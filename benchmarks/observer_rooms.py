@@ -1,7 +1,8 @@
 """CPU and memory of the room observer per observed room, on a real livekit-server.
 
     .venv/bin/python benchmarks/observer_rooms.py [--quick] [--max-rooms N] [--video]
-                                                  [--agent-state]
+                                                  [--agent-state] [--observe-media none]
+                                                  [--runs N]
 
 Inside a private network namespace (tests/support/netns.py) it starts livekit-server, the sidecar
 (`avatar-monitor serve --livekit-url ...`, webhooks from the server) and a driver process
@@ -11,8 +12,13 @@ observer then receives no audio).
 It ramps 10 -> 50 -> 100 -> 200 rooms; at each step it waits until the sidecar's
 `avatar_monitor_observer_rooms` equals the rooms open, then measures over a window: CPU of the
 sidecar, livekit-server and driver from /proc/<pid>/stat (100% = one core), the sidecar's RSS,
-threads and file descriptors, and the time of a /metrics scrape. It reports; it does not gate:
-exit 0 whatever the figures, 2 when a component fails to start, 130 on Ctrl-C.
+threads and file descriptors, and the time of a /metrics scrape. `--observe-media none` runs
+the sidecar so (it subscribes to no track). `--runs N` does all that N times, each with fresh
+processes, and ends with the median of the runs' per-room figures (CPU, memory, threads, file
+descriptors over the no-room baseline, at the largest step the observer was in every room; and
+the CPU and memory each room adds from the first step on, without what the first room sets up
+once) in a benchmarks.summary table, the other processes' CPU beside each. It reports; it does
+not gate: exit 0 whatever the figures, 2 when a component fails to start, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ if str(REPO) not in sys.path:  # run as a script (make bench), not only with -m
     sys.path.insert(0, str(REPO))
 
 from benchmarks.machine import busy_seconds  # noqa: E402
+from benchmarks.summary import Figure, print_summary  # noqa: E402
 from tests.support import procs  # noqa: E402
 from tests.support.livekit_server import (  # noqa: E402
     BinaryUnavailable,
@@ -66,6 +73,8 @@ ASK_TIMEOUT = 15.0  # the driver answers each command at once (unless it is star
 SETTLE_SECONDS = 8.0  # after the observer count is reached: joins' one-off work dies down
 SATURATED = 180.0  # % of one core: the two cores are (nearly) all in use
 SCRAPES = 5  # timed /metrics scrapes per step (20 at the last)
+CPU_PER_ROOM_TARGET = 0.25  # % of one core per observed room
+MEMORY_PER_ROOM_TARGET = 1.0  # MiB resident per observed room
 _TICKS = os.sysconf("SC_CLK_TCK")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _CONFIG_ENV = ("AVATAR_MONITOR_", "OTEL_", "LIVEKIT_")
@@ -177,6 +186,7 @@ class Step:
     threads: int
     fds: int
     speech_seen: int  # calls whose avatar the observer has heard speak
+    speech_from_audio: int = 0  # rooms whose speech comes from the avatar's audio (subscribed)
     scrape_ms: list[float] = field(default_factory=list)
     scrape_bytes: int = 0
     open_seconds: float = 0.0  # the driver opening this step's new rooms
@@ -297,12 +307,14 @@ class Bench:
                 snapshot, elapsed, size = self.scrape()
                 timings.append(elapsed)
         speech = snapshot.get("avatar_time_to_first_speech_seconds_count") or 0
+        from_audio = snapshot.get("avatar_monitor_observer_speech_source", source="audio") or 0
         return Step(
             rooms=rooms, observed=int(snapshot.get("avatar_monitor_observer_rooms") or 0),
             sidecar_cpu=pct["sidecar"], rss_kib=int(status["VmRSS"].split()[0]),
             server_cpu=pct["server"], driver_cpu=pct["driver"], others_cpu=max(others, 0.0),
             threads=int(status["Threads"]), fds=fd_count(sidecar),
-            speech_seen=int(speech), scrape_ms=timings, scrape_bytes=size,
+            speech_seen=int(speech), speech_from_audio=int(from_audio), scrape_ms=timings,
+            scrape_bytes=size,
             problems=self.new_problems(), sidecar_threads=by_thread)
 
     def skip_logs(self) -> None:
@@ -343,6 +355,8 @@ class Options:
     source: str
     keep_logs: bool
     agent_state: bool = False
+    observe_media: str = "audio"
+    runs: int = 1
 
     def driver_flags(self) -> list[str]:
         return ["--concurrency", str(self.concurrency), "--source", self.source,
@@ -369,6 +383,7 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
             sidecar = Sidecar(workdir / "sidecar", "APIbench", secrets.token_urlsafe(32),
                               extra_args=["--livekit-url", f"ws://127.0.0.1:{livekit_port}",
                                           "--observe-max-rooms", str(max(options.steps) + 50),
+                                          "--observe-media", options.observe_media,
                                           "--log-level", "info"],
                               avatar_join_timeout=900.0)
             stops.append(("sidecar", sidecar.stop))
@@ -457,7 +472,8 @@ def _progress(step: Step) -> None:
     print(f"  {step.rooms:>3} rooms: observer in {step.observed}, sidecar "
           f"{step.sidecar_cpu:.1f}% CPU {step.rss_kib / 1024:.0f} MiB, livekit-server "
           f"{step.server_cpu:.1f}%, driver {step.driver_cpu:.1f}%, others "
-          f"{step.others_cpu:.1f}%" + (f"  [{step.note}]" if step.note else ""), flush=True)
+          f"{step.others_cpu:.1f}%, speech from audio in {step.speech_from_audio}"
+          + (f"  [{step.note}]" if step.note else ""), flush=True)
     if step.rooms:
         print(f"       sidecar threads: {step.top_threads()}", flush=True)
 
@@ -558,8 +574,92 @@ def observations(steps: Sequence[Step], bench: Bench | None, options: Options,
     return found
 
 
+@dataclass(frozen=True)
+class PerRoom:
+    """One run's cost of an observed room at its largest fully observed step: over the no-room
+    baseline (the target's measure: it includes what the first room sets up once), and added
+    per room from the first step on (what each more room costs)."""
+
+    rooms: int
+    cpu: float  # % of one core
+    memory_mib: float
+    threads: float
+    fds: float
+    others_cpu: float  # % of one core: the other processes' during that step
+    added_cpu: float | None = None  # None: a single step fully observed
+    added_memory_mib: float | None = None
+
+
+def per_room(steps: Sequence[Step]) -> PerRoom | None:
+    """At the largest step the observer was in every room (None: no such step)."""
+    full = [s for s in steps if s.rooms and s.observed >= s.rooms]
+    if not full or steps[0].rooms != 0:
+        return None
+    base, first, top = steps[0], full[0], full[-1]
+    added = top.rooms - first.rooms
+    return PerRoom(rooms=top.rooms, cpu=(top.sidecar_cpu - base.sidecar_cpu) / top.rooms,
+                   memory_mib=(top.rss_kib - base.rss_kib) / 1024 / top.rooms,
+                   threads=(top.threads - base.threads) / top.rooms,
+                   fds=(top.fds - base.fds) / top.rooms, others_cpu=top.others_cpu,
+                   added_cpu=(top.sidecar_cpu - first.sidecar_cpu) / added if added else None,
+                   added_memory_mib=((top.rss_kib - first.rss_kib) / 1024 / added
+                                     if added else None))
+
+
+def summary(runs: Sequence[PerRoom], options: Options) -> list[Figure]:
+    """The runs' medians, named by the observer's mode."""
+    prefix = "observer_no_media" if options.observe_media == "none" else "observer"
+    others = statistics.median(r.others_cpu for r in runs) / 100
+
+    def median(field: str) -> float | None:
+        values = [float(v) for r in runs if (v := getattr(r, field)) is not None]
+        return float(statistics.median(values)) if values else None
+
+    figures = [
+        (f"{prefix}_cpu_per_room", median("cpu"), "% of a core", CPU_PER_ROOM_TARGET),
+        (f"{prefix}_memory_per_room", median("memory_mib"), "MiB", MEMORY_PER_ROOM_TARGET),
+        (f"{prefix}_threads_per_room", median("threads"), "threads", None),
+        (f"{prefix}_fds_per_room", median("fds"), "fds", None),
+        (f"{prefix}_cpu_per_added_room", median("added_cpu"), "% of a core", None),
+        (f"{prefix}_memory_per_added_room", median("added_memory_mib"), "MiB", None),
+    ]
+    return [Figure(name, value, unit, target, "lower", others)
+            for name, value, unit, target in figures if value is not None]
+
+
 def run(options: Options) -> int:
-    """The whole benchmark; the exit code."""
+    """`options.runs` whole benchmarks, then the summary of their per-room figures."""
+    results: list[PerRoom] = []
+    code = 0
+    for number in range(1, options.runs + 1):
+        if options.runs > 1:
+            print(f"\n== run {number} of {options.runs}", flush=True)
+        code, steps = run_once(options)
+        found = per_room(steps)
+        if found is not None:
+            results.append(found)
+            added = ("" if found.added_cpu is None or found.added_memory_mib is None else
+                     f" (each room added from the first step on: {found.added_cpu:.3f}%, "
+                     f"{found.added_memory_mib:.2f} MiB)")
+            print(f"run {number}: {found.cpu:.3f}% of a core, {found.memory_mib:.2f} MiB, "
+                  f"{found.threads:.2f} threads, {found.fds:.1f} fds per room at "
+                  f"{found.rooms} rooms{added}; other processes {found.others_cpu:.0f}% of a "
+                  "core", flush=True)
+        if code:
+            break
+    # Per-room figures at different steps do not compare (the first room's set-up weighs more
+    # at 10 rooms): the median is of the runs that reached the largest step.
+    top = max((r.rooms for r in results), default=0)
+    if any(r.rooms < top for r in results):
+        print(f"runs that fully observed fewer than {top} rooms are left out of the summary")
+    if results:
+        print_summary("observer_rooms", summary([r for r in results if r.rooms == top],
+                                                options))
+    return code
+
+
+def run_once(options: Options) -> tuple[int, list[Step]]:
+    """The whole benchmark once; the exit code and the steps measured."""
     started_at = time.monotonic()
     deadline = started_at + BUDGET_SECONDS - SHUTDOWN_RESERVE
     for key in [k for k in os.environ if k.startswith(_CONFIG_ENV)]:
@@ -568,7 +668,7 @@ def run(options: Options) -> int:
         binary = server_binary()
     except BinaryUnavailable as exc:
         print(f"no livekit-server: {exc}", file=sys.stderr)
-        return 2
+        return 2, []
     workdir = Path(tempfile.mkdtemp(prefix="observer-rooms-"))
     steps: list[Step] = []
     bench: Bench | None = None
@@ -591,7 +691,7 @@ def run(options: Options) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"logs kept in {workdir}")
-    return code
+    return code, steps
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -618,12 +718,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent-state", action="store_true",
                         help="each room's voice agent publishes lk.agent.state, so the observer "
                              "takes speech from it and receives no audio")
+    parser.add_argument("--observe-media", choices=("audio", "none"), default="audio",
+                        help="the sidecar's --observe-media (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="whole runs, each with fresh processes; the summary gives their "
+                             "median (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.max_rooms < 1 or args.seconds <= 0 or args.concurrency < 1:
-        parser.error("--max-rooms, --seconds and --concurrency must be positive")
+    if args.max_rooms < 1 or args.seconds <= 0 or args.concurrency < 1 or args.runs < 1:
+        parser.error("--max-rooms, --seconds, --concurrency and --runs must be positive")
     signal.signal(signal.SIGTERM, _terminate)
     return run(Options(steps_for(args.max_rooms, args.quick), args.seconds, args.video,
-                       args.concurrency, args.source, args.keep_logs, args.agent_state))
+                       args.concurrency, args.source, args.keep_logs, args.agent_state,
+                       args.observe_media, args.runs))
 
 
 if __name__ == "__main__":

@@ -115,8 +115,14 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     settings = config.settings()
     registry = CollectorRegistry()
     server_clock = ServerClock()
+    # This process counts from its start in the server's time: measured from webhooks (so a
+    # server clock behind ours does not leave its first calls uncounted), or the given clock's.
+    this_start: Callable[[], float]
     if clock is None:
-        clock = server_clock.now
+        clock, this_start = server_clock.now, server_clock.started_at
+    else:
+        started = clock()
+        this_start = lambda: started  # noqa: E731
     provider = call_tracer = None
     if span_exporter is None and config.otlp_endpoint:
         from monitor.sinks.span_export import otlp_exporter
@@ -164,7 +170,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     alive = AliveFile(config.state_file) if config.state_file else None
     pending = PendingReports(metrics)
     tracker = CallTracker(RoleClassifier(config.avatar_identities), settings.tracker, listeners,
-                          _counting_from(clock, server_clock, alive), pending)
+                          _counting_from(this_start, alive), pending)
     bridge = BackendBridge(tracker, metrics, pending)
     observer = None
     if settings.observer is not None:
@@ -194,15 +200,10 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
                    history, finished, logger_provider)
 
 
-def _counting_from(clock: Callable[[], float], server_clock: ServerClock,
+def _counting_from(this_start: Callable[[], float],
                    alive: AliveFile | None) -> Callable[[], float]:
     """The server time from which this process counts calls: its start, or, with a state file,
     when the previous process last ran if earlier (what happened after was counted by none)."""
-    if clock is server_clock.now:
-        this_start = server_clock.started_at
-    else:
-        started = clock()
-        this_start = lambda: started  # noqa: E731
     last_ran = alive.read() if alive is not None else None
     if last_ran is None:
         return this_start

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 DEV_API_KEY, DEV_API_SECRET = "devkey", "secret"
 DEFAULT_HISTORY = "data/avatar-monitor.sqlite3"  # under the working directory
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# What the room observer may receive: the avatar's audio (when the agent publishes no state, and
+# the dry-audio probe), or no track at all (data messages and attributes only).
+OBSERVE_MEDIA = ("audio", "none")
 T = TypeVar("T")
 
 
@@ -194,6 +197,11 @@ class Config:
         "when empty", env="LIVEKIT_URL")
     observe_max_rooms: int = option(
         OBSERVE_MAX_ROOMS, "rooms observed at once; more are skipped and counted", COUNT)
+    observe_media: str = option(
+        "audio", "what the room observer may receive: 'audio' (the avatar's audio where the "
+        "voice agent publishes no lk.agent.state, and probes of it for a dry track) or 'none' "
+        "(no track: data messages and attributes only, cheaper, but no dry-audio detection and "
+        "no speech without lk.agent.state)", choices=OBSERVE_MEDIA)
     shard: tuple[int, int] = option(
         (0, 1), "observe only rooms whose name hashes to shard I of N, so N replicas split the "
         "rooms", _shard, metavar="I/N", shown=lambda shard: f"{shard[0]}/{shard[1]}")
@@ -260,7 +268,8 @@ class Config:
             shard, shards = self.shard
             observer = ObserverSettings(
                 url=self.livekit_url, api_key=self.api_key, api_secret=self.api_secret,
-                max_rooms=self.observe_max_rooms, shard=shard, shards=shards)
+                max_rooms=self.observe_max_rooms, shard=shard, shards=shards,
+                receive_audio=self.observe_media != "none")
         return Settings(
             tracker=TrackerSettings(
                 join_timeout=self.avatar_join_timeout,
@@ -341,6 +350,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--trace-url must be an http:// or https:// URL with {trace_id}")
     if args.dashboard_url and not args.dashboard_url.startswith(("http://", "https://")):
         raise ConfigError("--dashboard-url must be an http:// or https:// URL")
+    if args.observe_media not in OBSERVE_MEDIA:
+        raise ConfigError(f"--observe-media must be one of {', '.join(OBSERVE_MEDIA)}")
     if args.log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     service_name = _env("OTEL_SERVICE_NAME", "avatar-monitor") or "avatar-monitor"

@@ -4,14 +4,16 @@ It joins hidden and publishes nothing. When the avatar speaks comes from the voi
 `lk.agent.state` attribute (livekit-agents sets it to `speaking` while the avatar plays the
 agent's speech), which costs no media. Only in rooms whose agent publishes no such state does it
 subscribe to the avatar's audio (LiveKit sends active-speaker updates to a track's subscribers
-only), which livekit-rtc then receives and decodes. It reports to the call tracker: data messages
-(`lemonslice/message`, `avatar-monitor/events`, and the avatar's own `lemonslice`, taken only
-from the call's avatar), when the avatar speaks, and the avatar's connection quality. Only the
-room's AGENT participants (the voice agent and the avatar) may report; a message or stream whose
-sender livekit-rtc does not hold yet (or any more) is resolved by monitor.observer.senders before
-it is taken or refused. Rooms are discovered from the tracker (a webhook named them) and from
-RoomService `list_rooms` at start-up and periodically, so a restarted sidecar picks up calls in
-progress. It joins once a user is in the room, and leaves when the call ends or no user is left.
+only), which livekit-rtc then receives and decodes; with `--observe-media none`
+(ObserverSettings.receive_audio False) it subscribes to no track at all. It reports to the call
+tracker: data messages (`lemonslice/message`, `avatar-monitor/events`, and the avatar's own
+`lemonslice`, taken only from the call's avatar), when the avatar speaks, and the avatar's
+connection quality. Only the room's AGENT participants (the voice agent and the avatar) may
+report; a message or stream whose sender livekit-rtc does not hold yet (or any more) is resolved
+by monitor.observer.senders before it is taken or refused. Rooms are discovered from the tracker
+(a webhook named them) and from RoomService `list_rooms` at start-up and periodically, so a
+restarted sidecar picks up calls in progress. It joins once a user is in the room, and leaves
+when the call ends or no user is left.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class ObserverSettings:
     shard: int = 0
     shards: int = 1
     max_backoff: float = 30.0
+    # False (--observe-media none): subscribe to no track at all; speech only from the agent's
+    # lk.agent.state, no dry-audio probe.
+    receive_audio: bool = True
 
 
 
@@ -117,8 +122,10 @@ class RoomObserver(CallListener):
 
     def rooms_with_speech_from(self, source: str) -> int:
         """Rooms watched now whose speech comes from the agent's state (source agent_state)
-        or from the avatar's audio (audio)."""
+        or from the avatar's audio (audio; none without audio received)."""
         agent_state = source == "agent_state"
+        if not (agent_state or self.settings.receive_audio):
+            return 0
         return sum(w.connected and w.speech_from_agent is agent_state
                    for w in self._watches.values())
 
@@ -174,10 +181,11 @@ class RoomObserver(CallListener):
             return
         watch = _Watch(name, sid)
         watch.senders = RoomSenders(self._clock, functools.partial(self._list_senders, watch))
-        watch.dry = DryAudioProbe(
-            self._clock, functools.partial(self._avatar_audio, watch),
-            functools.partial(self._dry_audio, watch),
-            self._metrics.audio_probe)
+        if self.settings.receive_audio:
+            watch.dry = DryAudioProbe(
+                self._clock, functools.partial(self._avatar_audio, watch),
+                functools.partial(self._dry_audio, watch),
+                self._metrics.audio_probe)
         self._watches[sid] = watch
         watch.task = asyncio.get_running_loop().create_task(self._keep_watching(watch))
 
@@ -258,7 +266,8 @@ class RoomObserver(CallListener):
                 lambda publication, participant: self._on_track(watch, publication, participant))
         room.on("participant_attributes_changed",
                 lambda changed, participant: self._on_attributes(watch, changed, participant))
-        room.on("participant_connected", lambda participant: self._on_joined(watch, participant))
+        room.on("participant_connected",
+                lambda participant: self._on_connected(watch, participant))
         room.on("participant_disconnected",
                 lambda participant: self._on_left(watch, participant))
         self._watch_media(watch, room)
@@ -316,6 +325,12 @@ class RoomObserver(CallListener):
 
     # -- room events -----------------------------------------------------------------------
 
+    def _on_connected(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
+        """A participant joined the room. It may come with the agent's state set already: no
+        attribute change then follows to tell it."""
+        self._on_joined(watch, participant)
+        self._on_attributes(watch, participant.attributes, participant)
+
     def _on_joined(self, watch: _Watch, participant: rtc.RemoteParticipant) -> None:
         if watch.senders is not None:
             watch.senders.joined(participant.identity, rtc_kind_name(participant.kind), None)
@@ -355,8 +370,10 @@ class RoomObserver(CallListener):
     def _on_track(self, watch: _Watch, publication: rtc.RemoteTrackPublication,
                   participant: rtc.RemoteParticipant) -> None:
         """Without the agent's state, speech comes from speaker updates, which LiveKit sends
-        only to subscribers of the speaker's audio: take the avatar's audio, nothing else."""
-        if (not watch.speech_from_agent and publication.kind == rtc.TrackKind.KIND_AUDIO
+        only to subscribers of the speaker's audio: take the avatar's audio, nothing else
+        (unless told to receive no media at all)."""
+        if (self.settings.receive_audio and not watch.speech_from_agent
+                and publication.kind == rtc.TrackKind.KIND_AUDIO
                 and self._is_avatar(participant)):
             publication.set_subscribed(True)
 

@@ -133,3 +133,20 @@ def test_an_environment_variable_sets_its_option(monkeypatch: pytest.MonkeyPatch
         (2, 4), 5.0, False, True, "grpc", ("a-*", "b-*"))
     assert config.history == "data/avatar-monitor.sqlite3"
     assert Config(KEY, SECRET).history == ""
+
+
+def test_observe_media_none_receives_no_audio(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    default = config_from_args(build_parser().parse_args(["serve", "--livekit-url", URL]))
+    assert default.settings().observer == ObserverSettings(URL, KEY, SECRET, receive_audio=True)
+    args = build_parser().parse_args(["serve", "--livekit-url", URL, "--observe-media", "none"])
+    assert config_from_args(args).settings().observer == ObserverSettings(
+        URL, KEY, SECRET, receive_audio=False)
+    monkeypatch.setenv("AVATAR_MONITOR_OBSERVE_MEDIA", "none")
+    args = build_parser().parse_args(["serve", "--livekit-url", URL])
+    assert config_from_args(args).settings().observer == ObserverSettings(
+        URL, KEY, SECRET, receive_audio=False)
+    monkeypatch.setenv("AVATAR_MONITOR_OBSERVE_MEDIA", "video")
+    with pytest.raises(ConfigError, match="--observe-media"):
+        config_from_args(build_parser().parse_args(["serve", "--livekit-url", URL]))
