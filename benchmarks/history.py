@@ -30,6 +30,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from benchmarks import machine
+from benchmarks.summary import Figure, print_summary
 from benchmarks.traffic import signed_requests
 from monitor.app import build_monitor
 from monitor.config import Config
@@ -113,6 +115,7 @@ def main() -> None:
     on = dataclasses.replace(off, history=str(work / "intake.sqlite3"),
                              history_max_calls=10 * args.calls)
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    before = machine.snapshot()
     for _ in range(3):  # interleaved rounds, the median reported
         for name, config in (("off", off), ("on", on)):
             if config.history:
@@ -125,6 +128,7 @@ def main() -> None:
                       "intake")
             else:
                 print(f"  history off: {rate:,.0f} webhooks/s")
+    busy = machine.others(before, machine.snapshot())
     median_off, median_on = (statistics.median(rates[k]) for k in ("off", "on"))
     print(f"intake: off {median_off:,.0f} webhooks/s, on {median_on:,.0f} webhooks/s "
           f"({(median_on / median_off - 1) * 100:+.1f} %)")
@@ -182,6 +186,8 @@ def main() -> None:
     median, worst = timed(latest, args.runs)
     print(f"a room's latest call: median {median:.2f} ms, worst {worst:.2f} ms")
     kept.close()
+    print_summary("history", [Figure("history_on_vs_off", median_on / median_off, "x", 0.9,
+                                     others_cpu=busy)])
 
 
 if __name__ == "__main__":

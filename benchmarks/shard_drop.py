@@ -4,7 +4,8 @@ same, plus de-duplication and the tracker), in one process and one run.
 
     python -m benchmarks.shard_drop [--events 20000]
 
-Prints one line: JSON with microseconds of CPU per webhook for each path (median of 5 rounds).
+Prints one line: JSON with microseconds of CPU per webhook for each path (median of 5 rounds),
+then the summary table (benchmarks/summary.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 
 from livekit.protocol import webhook
 
+from benchmarks import machine
+from benchmarks.summary import Figure, print_summary
 from monitor.app import build_monitor
 from monitor.config import Config
 from monitor.intake.dedup import RecentIds
@@ -62,11 +65,16 @@ def main() -> None:
     shard = Shard(0, 2)
     foreign = bodies(args.events, shard, own=False)
     owned = bodies(args.events, shard, own=True)
-    rounds = {"foreign_us": [], "owned_us": []}
+    rounds: dict[str, list[float]] = {"foreign_us": [], "owned_us": []}
+    before = machine.snapshot()
     for _ in range(5):
         rounds["foreign_us"].append(per_webhook(foreign, shard, count_it=False))
         rounds["owned_us"].append(per_webhook(owned, shard, count_it=True))
-    print(json.dumps({name: round(statistics.median(v), 1) for name, v in rounds.items()}))
+    busy = machine.others(before, machine.snapshot())
+    medians = {name: round(statistics.median(v), 1) for name, v in rounds.items()}
+    print(json.dumps(medians))
+    print_summary("shard_drop", [Figure("foreign_shard_drop", medians["foreign_us"], "us", 30,
+                                        "lower", busy)])
 
 
 if __name__ == "__main__":

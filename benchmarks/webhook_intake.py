@@ -21,7 +21,8 @@ and the /metrics render time (benchmarks/live_calls.py).
 
 Each run also reports the server's CPU time per request and how much CPU other processes took
 meanwhile ("others"); a run disturbed by them is redone, within a small budget. Prints a table
-of every figure with its target and PASS/MISS. Exits 0 on a MISS (it reports, it does not
+of every figure with its target and PASS/MISS, then the summary (benchmarks/summary.py): one row
+per figure with its target and the other processes' CPU. Exits 0 on a MISS (it reports, it does not
 gate), 2 when a server fails to start, 1 when a load generator fails.
 """
 
@@ -46,6 +47,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import load, machine, traffic  # noqa: E402
 from benchmarks.servers import HOST, SERVERS, Running, ServerFailed, serve  # noqa: E402
+from benchmarks.summary import Figure, print_summary  # noqa: E402
 
 KIB = 1024
 RETRY_WINDOW = 90.0  # seconds from the first load run during which disturbed runs are redone
@@ -342,6 +344,37 @@ def _verdicts(plan: Plan, rounds: dict[str, list[Measured]], lat: dict[str, Meas
     say(_row(f"/metrics p99 at {at}", f"{metrics['p99_ms']:.2f} ms", "", None))
 
 
+# Memory per live call, by live calls: the summary's name and target (bytes) for each.
+MEMORY_FIGURES = {10_000: ("memory_per_call_10k", 1800.0), 100_000: ("memory_per_call_100k",
+                                                                     2048.0)}
+
+
+def _busiest(runs: list[Measured]) -> float:
+    return max(m.others for m in runs)
+
+
+def figures(plan: Plan, rounds: dict[str, list[Measured]], lat: dict[str, Measured],
+            memory: dict) -> list[Figure]:
+    """The summary's rows: each ratio with the busiest other-process CPU of the runs in it."""
+    def ratio(name: str, over: str, under: str, target: float) -> Figure:
+        return Figure(name, _ratio(rounds, over, under), "x", target,
+                      others_cpu=_busiest(rounds[over] + rounds[under]))
+
+    sidecar = lat["sidecar"]
+    rows = [ratio("intake_vs_reference", "sidecar", "reference", 2.0),
+            ratio("intake_vs_ceiling", "sidecar", "ceiling", 0.4),
+            Figure(f"p99_at_{plan.rate:.0f}", sidecar.load.p99_ms, "ms", 5.0, "lower",
+                   sidecar.others),
+            ratio("history_on_vs_off", "sidecar", "no-history", 0.9),
+            Figure(f"metrics_median_{plan.live_calls[0] // 1000}k",
+                   memory["metrics"]["median_ms"], "ms", 2.0, "lower")]
+    for step in memory["steps"]:
+        name, target = MEMORY_FIGURES.get(
+            step["calls"], (f"memory_per_call_{step['calls'] // 1000}k", None))
+        rows.append(Figure(name, step["per_call_after_gc"], "B", target, "lower"))
+    return rows
+
+
 def report(plan: Plan, rounds: dict[str, list[Measured]], lat: dict[str, Measured],
            memory: dict) -> None:
     _server_table(plan, {name: median_round(r) for name, r in rounds.items()}, lat)
@@ -355,6 +388,7 @@ def report(plan: Plan, rounds: dict[str, list[Measured]], lat: dict[str, Measure
     if noisy > machine.NOISY:
         say(f"\nnote: other processes used up to {noisy:.2f} CPU during a run; rerun on an idle "
             "machine for figures to compare")
+    print_summary("webhook_intake", figures(plan, rounds, lat, memory))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -21,7 +21,7 @@ class NotAccepted(ValueError):
 def document(body: bytes) -> Any:
     """Parse UTF-8 JSON text without a byte order mark or duplicate keys; raises NotAccepted."""
     try:
-        return json.loads(_text(body), object_pairs_hook=_unique_keys)
+        return _DECODER.decode(_text(body))
     except NotAccepted:
         raise
     except (ValueError, RecursionError) as exc:
@@ -50,6 +50,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(doc) != len(pairs):
         raise NotAccepted("duplicate keys")
     return doc
+
+
+# Built once: json.loads with a hook builds a decoder (and its scanner) on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
 def _check(value: Any) -> None:

@@ -35,6 +35,10 @@ _PLAIN_CLAIMS = frozenset(
      "attributes"}
 )
 _FALLBACK = None
+# base64url <-> base64, as the base64 module's urlsafe functions translate (binascii is called
+# directly: the module's wrappers cost more than the decoding of a short segment).
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class Unauthorized(Exception):
@@ -45,10 +49,37 @@ def _b64url_canonical(segment: bytes) -> bytes | None:
     """Decode an unpadded base64url segment, or None unless it is the canonical encoding."""
     if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
         return None
-    decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+    decoded = binascii.a2b_base64(
+        segment.translate(_FROM_URLSAFE) + b"=" * (-len(segment) % 4), strict_mode=False)
+    if _b64url(decoded) != segment:
         return None
     return decoded
+
+
+def _b64url(data: bytes) -> bytes:
+    """Unpadded base64url, as JWTs carry their segments."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
+class _Hs256:
+    """HMAC-SHA256 with one key: the keyed state is made once and copied per token (hmac.digest
+    would redo the key schedule every call)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def mac(self, message: bytes) -> bytes:
+        keyed = self._keyed.copy()
+        keyed.update(message)
+        return keyed.digest()
+
+
+def _json(raw: bytes) -> Any:
+    """json.loads(raw); an object's text (b'{"') is UTF-8, as json.loads would find, so its
+    encoding is not looked for."""
+    if raw[:2] == b'{"':
+        return json.loads(raw.decode("utf-8", "surrogatepass"))
+    return json.loads(raw)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -60,7 +91,7 @@ class WebhookVerifier:
 
     def __init__(self, api_key: str, api_secret: str, leeway_seconds: float = TOKEN_LEEWAY) -> None:
         self._key = api_key
-        self._secret = api_secret.encode()
+        self._hs256 = _Hs256(api_secret.encode())
         self._leeway = leeway_seconds
         self._reference = TokenVerifier(
             api_key, api_secret, leeway=datetime.timedelta(seconds=leeway_seconds)
@@ -116,7 +147,7 @@ class WebhookVerifier:
             return _FALLBACK
         if header != _HEADER or type(claims) is not dict or not claims.keys() <= _PLAIN_CLAIMS:
             return _FALLBACK
-        expected = hmac.new(self._secret, parts[0] + b"." + parts[1], hashlib.sha256).digest()
+        expected = self._hs256.mac(parts[0] + b"." + parts[1])
         if not hmac.compare_digest(expected, signature):
             return "bad signature"
         return self._check_claims(claims, body)
@@ -124,14 +155,14 @@ class WebhookVerifier:
     def _livekit_shaped(self, parts: list[bytes], body: bytes) -> str | None:
         """The common case, cheapest: LiveKit's header, and a signature segment that is the
         canonical encoding of the right MAC. Anything else goes the general way."""
-        mac = hmac.digest(self._secret, parts[0] + b"." + parts[1], "sha256")
-        if not hmac.compare_digest(base64.urlsafe_b64encode(mac).rstrip(b"="), parts[2]):
+        mac = self._hs256.mac(parts[0] + b"." + parts[1])
+        if not hmac.compare_digest(_b64url(mac), parts[2]):
             return _FALLBACK
         payload_raw = _b64url_canonical(parts[1])
         if payload_raw is None:
             return _FALLBACK
         try:
-            claims = json.loads(payload_raw)
+            claims = _json(payload_raw)
         except ValueError:
             return _FALLBACK
         if type(claims) is not dict or not claims.keys() <= _PLAIN_CLAIMS:

@@ -77,6 +77,9 @@ def _message_ok(doc: dict[str, Any], message: Message) -> bool:
             for item in value:
                 if not _value_ok(item, spec):
                     return False
+        elif spec.kind == STRING and type(value) is str:  # the most common field, inline
+            if not (value.isascii() or _utf8(value)):
+                return False
         elif not _value_ok(value, spec):
             return False
     return True

@@ -59,6 +59,13 @@ async def read_body(request: web.Request, max_bytes: int, timeout: float | None 
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyRefused(413, "too_large", f"body over {max_bytes} bytes")
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        # The usual case: the whole body came with the headers; nothing to wait for.
+        whole = content.read_nowait()
+        if len(whole) > max_bytes:
+            raise BodyRefused(413, "too_large", f"body over {max_bytes} bytes")
+        return whole
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):

@@ -164,3 +164,15 @@ def test_random_mutations_agree() -> None:
             chars.insert(position, rng.choice(alphabet))
         mutated = "".join(chars)
         assert ours_accepts(verifier, BODY, mutated) == reference_accepts(BODY, mutated), mutated
+
+
+@pytest.mark.parametrize("secret", ["s", "x" * 63, "y" * 64, "z" * 65, "long secret " * 30])
+def test_secrets_of_every_length_take_the_fast_path(secret: str) -> None:
+    """The fast path's keyed HMAC state, made once and copied per token: tokens signed with the
+    secret are accepted, and one signed with another is not, for keys on either side of
+    SHA-256's 64-byte block."""
+    verifier = WebhookVerifier(KEY, secret)
+    signed_here = sign(BODY, secret=secret)
+    assert ours_accepts(verifier, BODY, signed_here)
+    assert not ours_accepts(verifier, BODY, sign(BODY, secret=secret + "!"))
+    assert (verifier.fast_decisions, verifier.reference_decisions) == (2, 0)
