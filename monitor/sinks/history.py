@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.logs import RateLimitedLog
 from monitor.sinks.metric_table import SPECS, instrument
-from monitor.sinks.records import RECORD_FIELDS, CallRecord, ParticipantRecord
+from monitor.sinks.records import LISTED, RECORD_FIELDS, CallRecord, ParticipantRecord, listed
 from monitor.verdict import STATUSES, Finding, Verdict
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class StoredCall:
 
 
 _FIELDS = RECORD_FIELDS
+# A timeline entry that a RoomService listing showed ends with this (entries' details are
+# scalars, so an object cannot be one of them).
+_LISTED_MARK = {"listed": True}
 _PARTICIPANT_FIELDS = tuple(f.name for f in dataclasses.fields(ParticipantRecord))
 
 
@@ -94,6 +97,8 @@ def encode(record: CallRecord, verdict: Verdict, trace_id: str | None = None
         value = getattr(record, name)
         if name == "participants":
             value = [[getattr(p, f) for f in _PARTICIPANT_FIELDS] for p in value]
+        elif name == "entries":
+            value = [(*entry[:-1], _LISTED_MARK) if listed(entry) else entry for entry in value]
         elif isinstance(value, list):
             value = value.copy()
         elif isinstance(value, Mapping):
@@ -118,7 +123,9 @@ def decode(doc: dict[str, Any]) -> StoredCall:
     if values.get("media_open"):
         values["media_open"] = {k: tuple(v) for k, v in values["media_open"].items()}
     values["participants"] = [ParticipantRecord(*p) for p in values.get("participants", ())]
-    values["entries"] = [tuple(e) for e in values.get("entries", ())]
+    values["entries"] = [
+        (*e[:-1], LISTED) if e and e[-1] == _LISTED_MARK else tuple(e)
+        for e in values.get("entries", ())]
     v = doc["verdict"]
     verdict = Verdict(v["status"], v["name"], tuple(Finding(*f) for f in v["findings"]))
     return StoredCall(CallRecord(**values), verdict, doc.get("trace_id"))
@@ -251,9 +258,10 @@ class History:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         assert self._writer is not None
+        rows, batch = self._encode(batch)
+        if not batch:
+            return
         try:
-            rows = json.dumps([_row(doc) for doc in batch], separators=(",", ":"),
-                              ensure_ascii=False)
             with self._writer:  # one statement: the GIL is given up and taken back once
                 self._writer.execute(_INSERT, (rows,))
             self.metrics.written.inc(len(batch))
@@ -266,6 +274,25 @@ class History:
             self.metrics.dropped.labels("write_failed").inc(len(batch))
             self._errors.warning("write", "history %s: %d finished call(s) not written: %s",
                                  self.path, len(batch), exc)
+
+    def _encode(self, batch: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+        """The batch's rows as one JSON array, and the documents in it: one that cannot be
+        encoded is dropped and counted alone, the rest of its batch is still written."""
+        try:
+            return _dumps([_row(doc) for doc in batch]), batch
+        except (TypeError, ValueError):
+            pass
+        good: list[dict[str, Any]] = []
+        for doc in batch:
+            try:
+                _dumps(_row(doc))
+            except (TypeError, ValueError) as exc:
+                self.metrics.dropped.labels("write_failed").inc()
+                self._errors.warning("encode", "history %s: a finished call not written: %s",
+                                     self.path, exc)
+            else:
+                good.append(doc)
+        return (_dumps([_row(doc) for doc in good]) if good else ""), good
 
     def _prune(self) -> None:
         """Delete calls older than the age bound, then the oldest beyond the count bound (down
@@ -370,6 +397,10 @@ class History:
             "SELECT doc FROM calls WHERE sid = ? ORDER BY started_at DESC LIMIT 1",
             [sid]).fetchall()
         return [decode(json.loads(doc)) for (doc,) in rows]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _row(doc: dict[str, Any]) -> list[Any]:

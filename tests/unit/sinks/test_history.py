@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from monitor.diagnosis.api import encode_cursor
 from monitor.diagnosis.verdicts import Finding, Verdict
 from monitor.sinks.history import History, HistoryFilter, HistoryMetrics, decode, encode
-from monitor.sinks.records import CallRecord, ParticipantRecord
+from monitor.sinks.records import LISTED, CallRecord, ParticipantRecord, listed
 from tests.support.calls import Call, abandoned, get, healthy, in_progress, network
 from tests.support.served import RunningMonitor, StartMonitor
 from tests.support.webhooks import Room, avatar, user
@@ -51,6 +51,8 @@ def full_record(room: str = "room-a", sid: str = "RM_1", started: float = 1_700_
                                                  "client_initiated"))
     record.add(started, "call_started")
     record.add(started + 2, "avatar_joined", "lemonslice-avatar-agent", 2.0)
+    record.add(started + 59, "participant_left", "user-1", "client_initiated")
+    record.entries[-1] = (*record.entries[-1], LISTED)  # shown by a RoomService listing
     return record
 
 
@@ -63,6 +65,7 @@ def test_a_record_and_its_verdict_survive_encoding() -> None:
     assert stored.record == record
     assert stored.verdict == VERDICT
     assert stored.trace_id == "ab" * 16
+    assert [listed(entry) for entry in stored.record.entries] == [False, False, True]
 
 
 def test_an_encoding_is_a_snapshot_and_unknown_fields_are_ignored() -> None:
@@ -70,7 +73,7 @@ def test_an_encoding_is_a_snapshot_and_unknown_fields_are_ignored() -> None:
     doc = encode(record, VERDICT)
     record.add(record.started_at + 70, "late", "participant_left", "x")
     doc["record"]["from_a_later_version"] = 1
-    assert len(decode(doc).record.entries) == 2
+    assert len(decode(doc).record.entries) == 3
 
 
 def history(path: Path, **kwargs: Any) -> tuple[History, HistoryMetrics, CollectorRegistry]:
@@ -155,6 +158,29 @@ async def test_a_full_queue_drops_and_counts_never_waits(tmp_path: Path,
     release.set()
     await asyncio.get_running_loop().run_in_executor(None, store.close)
     assert registry.get_sample_value("avatar_monitor_history_written_total") == 3
+
+
+async def test_a_call_that_cannot_be_encoded_loses_only_itself(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Queued together, one call whose record holds what JSON cannot carry is dropped and
+    counted; the others of its batch are written."""
+    store, _, registry = history(tmp_path / "h.sqlite3")
+    assert store.open()
+    now = time.time()
+    bad = full_record(sid="RM_bad", started=now - 100)
+    bad.add(bad.started_at + 1, "late", object())
+    for record in (full_record(sid="RM_0", started=now - 101), bad,
+                   full_record(sid="RM_1", started=now - 99)):
+        store.add(record, VERDICT)
+    await asyncio.get_running_loop().run_in_executor(None, store.close)
+    assert registry.get_sample_value("avatar_monitor_history_written_total") == 2
+    assert registry.get_sample_value("avatar_monitor_history_dropped_total",
+                                     {"reason": "write_failed"}) == 1
+    assert any("not written" in r.getMessage() for r in caplog.records)
+    store, _, _ = history(tmp_path / "h.sqlite3")
+    assert store.open()
+    assert sorted(s.record.sid for s in await store.find(HistoryFilter(), 10)) == ["RM_0", "RM_1"]
+    store.close()
 
 
 async def test_a_full_disk_counts_failed_writes_and_reads_go_on(
