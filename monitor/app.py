@@ -119,7 +119,7 @@ def build_monitor(config: Config, clock: Callable[[], float] | None = None,
     # server clock behind ours does not leave its first calls uncounted), or the given clock's.
     this_start: Callable[[], float]
     if clock is None:
-        clock, this_start = server_clock.now, server_clock.started_at
+        clock, this_start = server_clock.now, server_clock.counting_start
     else:
         started = clock()
         this_start = lambda: started  # noqa: E731

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # Skew beyond this is logged as a warning: deadlines stay right, but the operator should know.
 WARN_OFFSET_SECONDS = 5.0
 WARN_EVERY_SECONDS = 300.0
+# How late a webhook can reach us after the server stamped it: livekit-server retries one for
+# about 15 s and drops one queued for more than 30 s. A server clock that seems behind ours by
+# less than this may only be a late delivery.
+LATEST_DELIVERY = 30.0
 
 
 class ServerClock:
@@ -36,6 +40,7 @@ class ServerClock:
         self._window = window
         self._created = mono()
         self._anchor = wall() - self._created
+        self._wall_anchor = self._anchor  # this machine's wall clock minus the monotonic
         self._samples: deque[tuple[float, float]] = deque()  # (mono at, sample), decreasing
         self.measured = False
         self._warned_at: float | None = None
@@ -44,9 +49,18 @@ class ServerClock:
         """The server's time now (unix seconds), as best known."""
         return self._mono() + self._anchor
 
-    def started_at(self) -> float:
-        """The server's time when this clock was made (the process start), as best known."""
-        return self._created + self._anchor
+    def counting_start(self) -> float:
+        """The process start in the server's time, for deciding what the previous process
+        counted (a start taken too early would count that again): this machine's wall clock at
+        the start, moved by the measured offset only as far as a late delivery cannot explain.
+        A server ahead of us is at least as far ahead as measured (samples only fall short, and
+        each fresh delivery tightens them); one that seems behind counts as behind by the offset
+        less LATEST_DELIVERY, so there the calls of the first moments after the start may go
+        uncounted, never counted twice."""
+        offset = self._anchor - self._wall_anchor
+        if offset < 0:
+            offset = min(offset + LATEST_DELIVERY, 0.0)
+        return self._created + self._wall_anchor + offset
 
     def offset(self) -> float:
         """Server clock minus this machine's wall clock, in seconds."""

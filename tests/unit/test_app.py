@@ -30,16 +30,17 @@ async def measuring_sidecar() -> AsyncIterator[RunningMonitor]:
     await runner.cleanup()
 
 
-async def test_a_server_clock_behind_ours_counts_the_first_calls(
+async def test_a_server_clock_ahead_of_ours_counts_nothing_twice(
         measuring_sidecar: RunningMonitor) -> None:
     """The counting start is this process's start in the server's time, as measured. On a
-    server whose clock is two minutes behind, a user who joined just after the start (their
-    join's webhook lost) is not taken for one from before it: their call is counted."""
-    # Whole seconds, as LiveKit's webhooks carry them; never before this process's start.
-    server_now = float(math.ceil(time.time() - 120))
-    room = Room(created_at=server_now)
-    for event in (room.started(), room.left(user(server_now), server_now)):
+    server whose clock is two minutes ahead, a user who joined a minute before the start in
+    its time (counted by the previous process) and is first seen by their leave is not
+    counted again, nor is their call taken for one abandoned."""
+    server_now = float(math.floor(time.time() + 120))  # whole seconds, as webhooks carry them
+    room = Room(created_at=server_now - 61)
+    for event in (room.started(), room.left(user(server_now - 60), server_now)):
         assert (await measuring_sidecar.send(event))[0] == 200
     offset = await measuring_sidecar.value("avatar_monitor_server_clock_offset_seconds")
-    assert offset is not None and -122 < offset < -116
-    assert await measuring_sidecar.value("avatar_calls_started_total") == 1
+    assert offset is not None and 118 < offset < 122
+    assert await measuring_sidecar.value("avatar_calls_started_total") == 0
+    assert await measuring_sidecar.value("avatar_calls_abandoned_total") == 0

@@ -47,6 +47,25 @@ def test_the_server_clock_is_the_freshest_sample_never_ahead_of_the_server() -> 
     assert abs(clock.offset() + 2) < 1e-6
 
 
+def test_the_counting_start_moves_only_by_what_a_late_delivery_cannot_explain() -> None:
+    t = FakeTime(1_000_000.0)
+    start = t.wall
+    clock = ServerClock(wall=lambda: t.wall, mono=lambda: t.mono)
+    assert clock.counting_start() == start  # no sample: this machine's clock
+    t.advance(2)
+    clock.observe(t.wall - 12)  # a retry stamped 12 s ago: not a clock behind ours
+    assert clock.counting_start() == start
+    behind = ServerClock(wall=lambda: t.wall, mono=lambda: t.mono)
+    behind_start = t.wall
+    behind.observe(t.wall - 120)  # 120 s behind: surely behind by at least 90 s
+    assert behind.counting_start() == pytest.approx(behind_start - 90)
+    ahead = ServerClock(wall=lambda: t.wall, mono=lambda: t.mono)
+    ahead_start = t.wall
+    t.advance(1)
+    ahead.observe(t.wall + 120)  # ahead: a sample is never past the server's time
+    assert ahead.counting_start() == pytest.approx(ahead_start + 120)
+
+
 async def test_num_dropped_is_counted(sidecar: RunningMonitor) -> None:
     room = Room()
     event = room.joined(user(time.time()))
