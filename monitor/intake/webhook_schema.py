@@ -14,15 +14,12 @@ costs time; tests/unit/intake/test_strict_json.py holds it to the parser.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from livekit.protocol.webhook import WebhookEvent
-
-# Field kinds decided here; every other kind (floats, bytes, well-known types, oneof members)
-# is left to protobuf.
-STRING, BOOL, INTEGER, ENUM, MESSAGE, MAP, UNDECIDED = range(7)
 
 _INTEGER_RANGES = {
     FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1),
@@ -33,26 +30,18 @@ _INTEGER_RANGES = {
 # A decimal integer as livekit-server writes int64s; 21 characters hold any 64-bit value.
 _DECIMAL = re.compile(r"-?[0-9]{1,20}")
 
+# Whether one field's JSON value is certainly read by protobuf: one function per field, made
+# for its type when the table is compiled, so a document's walk decides each value in one call.
+Check = Callable[[Any], bool]
+
 
 @dataclass(slots=True)
 class Message:
-    """A message's fields by JSON name, and the other names protobuf also reads as fields."""
+    """A message's fields by JSON name, each with its check, and the other names protobuf also
+    reads as fields."""
 
-    fields: dict[str, Field] = field(default_factory=dict)
+    fields: dict[str, Check] = field(default_factory=dict)
     other_names: frozenset[str] = frozenset()
-
-
-@dataclass(slots=True)
-class Field:
-    """How one field's JSON value is checked."""
-
-    kind: int
-    repeated: bool = False
-    low: int = 0
-    high: int = 0
-    names: frozenset[str] = frozenset()  # enum value names
-    numbers: frozenset[int] = frozenset()  # enum value numbers
-    message: Message = field(default_factory=Message)  # of a message, or a map's entry
 
 
 def certainly_accepted(doc: dict[str, Any]) -> bool:
@@ -64,55 +53,15 @@ def certainly_accepted(doc: dict[str, Any]) -> bool:
 def _message_ok(doc: dict[str, Any], message: Message) -> bool:
     fields = message.fields
     for key, value in doc.items():
-        spec = fields.get(key)
-        if spec is None:
+        check = fields.get(key)
+        if check is None:
             # Unknown fields are skipped, but protobuf also reads snake_case field names,
             # refuses "[extension]" names, and fails on a name it cannot encode as UTF-8.
             if key in message.other_names or key[:1] == "[" or not _utf8(key):
                 return False
-            continue
-        if spec.repeated:
-            if type(value) is not list:
-                return False
-            for item in value:
-                if not _value_ok(item, spec):
-                    return False
-        elif spec.kind == STRING and type(value) is str:  # the most common field, inline
-            if not (value.isascii() or _utf8(value)):
-                return False
-        elif not _value_ok(value, spec):
+        elif not check(value):
             return False
     return True
-
-
-def _value_ok(value: Any, spec: Field) -> bool:
-    kind = spec.kind
-    if kind == STRING:
-        return type(value) is str and _utf8(value)
-    if kind == INTEGER:
-        if type(value) is str:
-            if not _DECIMAL.fullmatch(value):
-                return False
-            number = int(value)
-        elif type(value) is int:
-            number = value
-        else:
-            return False
-        return spec.low <= number <= spec.high
-    if kind == ENUM:
-        if type(value) is str:
-            return value in spec.names
-        return type(value) is int and value in spec.numbers
-    if kind == MESSAGE:
-        return type(value) is dict and _message_ok(value, spec.message)
-    if kind == BOOL:
-        return type(value) is bool
-    if kind == MAP:  # keys are strings; values are checked as the entry message says
-        if type(value) is not dict:
-            return False
-        inner = spec.message.fields["value"]
-        return all(_utf8(k) and _value_ok(v, inner) for k, v in value.items())
-    return False
 
 
 def _utf8(text: str) -> bool:
@@ -126,6 +75,65 @@ def _utf8(text: str) -> bool:
     return True
 
 
+# -- the checks, one kind of field each ------------------------------------------------------
+
+
+def _string(value: Any) -> bool:
+    return type(value) is str and _utf8(value)
+
+
+def _bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _undecided(value: Any) -> bool:
+    """Floats, bytes, well-known types, oneof members: left to protobuf."""
+    return False
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any) -> bool:
+        if type(value) is str:
+            return _DECIMAL.fullmatch(value) is not None and low <= int(value) <= high
+        return type(value) is int and low <= value <= high
+
+    return check
+
+
+def _enum(names: frozenset[str], numbers: frozenset[int]) -> Check:
+    def check(value: Any) -> bool:
+        if type(value) is str:
+            return value in names
+        return type(value) is int and value in numbers
+
+    return check
+
+
+def _message(message: Message) -> Check:
+    def check(value: Any) -> bool:
+        return type(value) is dict and _message_ok(value, message)
+
+    return check
+
+
+def _map(value_check: Check) -> Check:
+    """Keys are strings; values are checked as the entry message says."""
+
+    def check(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        return all(_utf8(key) and value_check(item) for key, item in value.items())
+
+    return check
+
+
+def _repeated(item_check: Check) -> Check:
+    def check(value: Any) -> bool:
+        return type(value) is list and all(map(item_check, value))
+
+    return check
+
+
 # -- the table, compiled once from the descriptors ------------------------------------------
 
 
@@ -136,39 +144,40 @@ def _compile(descriptor: Descriptor, path: tuple[str, ...] = ()) -> Message:
         f.json_name for f in descriptor.fields})
     for fd in descriptor.fields:
         if fd.containing_oneof is not None or fd.json_name in oneof_names:
-            spec = Field(UNDECIDED)
+            message.fields[fd.json_name] = _undecided
         else:
-            spec = _field(fd, path)
-        message.fields[fd.json_name] = spec
+            message.fields[fd.json_name] = _field(fd, path)
     return message
 
 
-def _field(fd: FieldDescriptor, path: tuple[str, ...]) -> Field:
-    repeated = fd.is_repeated
+def _field(fd: FieldDescriptor, path: tuple[str, ...]) -> Check:
     if fd.message_type is not None:
         entry = fd.message_type
         if entry.GetOptions().map_entry:
             key_type = entry.fields_by_name["key"].type
             if key_type != FieldDescriptor.TYPE_STRING:
-                return Field(UNDECIDED)
-            value = _compile(entry, path)
-            return Field(MAP, message=value) if value.fields["value"].kind != UNDECIDED \
-                else Field(UNDECIDED)
+                return _undecided
+            value_check = _compile(entry, path).fields["value"]
+            return _undecided if value_check is _undecided else _map(value_check)
         if entry.full_name.startswith("google.protobuf.") or entry.full_name in path:
-            return Field(UNDECIDED)  # well-known types have JSON forms of their own; cycles
-        return Field(MESSAGE, repeated, message=_compile(entry, path))
+            return _undecided  # well-known types have JSON forms of their own; cycles
+        return _each(fd, _message(_compile(entry, path)))
     if fd.type == FieldDescriptor.TYPE_STRING:
-        return Field(STRING, repeated)
+        return _each(fd, _string)
     if fd.type == FieldDescriptor.TYPE_BOOL:
-        return Field(BOOL, repeated)
+        return _each(fd, _bool)
     if fd.cpp_type in _INTEGER_RANGES:
-        low, high = _INTEGER_RANGES[fd.cpp_type]
-        return Field(INTEGER, repeated, low, high)
+        return _each(fd, _integer(*_INTEGER_RANGES[fd.cpp_type]))
     if fd.enum_type is not None:
         values = fd.enum_type.values
-        return Field(ENUM, repeated, names=frozenset(v.name for v in values),
-                     numbers=frozenset(v.number for v in values))
-    return Field(UNDECIDED)
+        return _each(fd, _enum(frozenset(v.name for v in values),
+                               frozenset(v.number for v in values)))
+    return _undecided
+
+
+def _each(fd: FieldDescriptor, check: Check) -> Check:
+    """A repeated field's check is its items' check, on every item of a list."""
+    return _repeated(check) if fd.is_repeated else check
 
 
 WEBHOOK_EVENT = _compile(cast(Descriptor, WebhookEvent.DESCRIPTOR))  # upb's, to the stubs
