@@ -30,6 +30,8 @@ class InPart(Generic[T]):
 
     def __init__(self, part: Part) -> None:
         self._part = part
+        self._slot = part.slot  # read on every access: kept here, one lookup fewer
+        self._empty = part.empty
         self._name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -44,16 +46,16 @@ class InPart(Generic[T]):
     def __get__(self, owner: object | None, cls: type) -> InPart[T] | T:
         if owner is None:
             return self
-        part = getattr(owner, self._part.slot)
-        value: T = getattr(self._part.empty if part is None else part, self._name)
+        part = getattr(owner, self._slot)
+        value: T = getattr(self._empty if part is None else part, self._name)
         return value
 
     def __set__(self, owner: object, value: T) -> None:
-        part = getattr(owner, self._part.slot)
+        part = getattr(owner, self._slot)
         if part is None:
-            default = getattr(self._part.empty, self._name)
+            default = getattr(self._empty, self._name)
             if type(value) is type(default) and value == default:
                 return  # still the default: no part needed
             part = self._part.make()
-            setattr(owner, self._part.slot, part)
+            setattr(owner, self._slot, part)
         setattr(part, self._name, value)
