@@ -244,9 +244,14 @@ class CallRecord:
     def add(self, at: float, kind: str, *details: Any) -> None:
         """Add to the timeline in time order (entry_time; after the entries of the same time);
         beyond MAX_ENTRIES the oldest entry after the first goes."""
-        if len(self.entries) >= MAX_ENTRIES:
-            del self.entries[1]
-        bisect.insort_right(self.entries, (at, kind, *details), key=entry_time)
+        entries = self.entries
+        if len(entries) >= MAX_ENTRIES:
+            del entries[1]
+        entry = (at, kind, *details)
+        if not entries or entry_time(entries[-1]) <= entry_time(entry):
+            entries.append(entry)  # the usual case: the latest so far
+        else:
+            bisect.insort_right(entries, entry, key=entry_time)
 
     def participant(self, identity: str) -> ParticipantRecord | None:
         """The participant of this identity still present, if any."""
