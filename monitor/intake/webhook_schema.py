@@ -120,9 +120,8 @@ def _map(value_check: Check) -> Check:
     """Keys are strings; values are checked as the entry message says."""
 
     def check(value: Any) -> bool:
-        if type(value) is not dict:
-            return False
-        return all(_utf8(key) and value_check(item) for key, item in value.items())
+        return type(value) is dict and all(map(_utf8, value)) and \
+            all(map(value_check, value.values()))
 
     return check
 
