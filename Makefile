@@ -85,10 +85,16 @@ lint-rules: deps  # promtool comes with `make test-deps` (Debian's prometheus, a
 demo: deps
 	$(BIN)/python scripts/demo.py
 
-bench: deps  # performance figures; wrk (Debian) drives the throughput runs
+bench: deps  # performance figures (as root: the observer's runs make a network namespace)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null || true
-	$(BIN)/python benchmarks/webhook_intake.py
-	$(BIN)/python -m benchmarks.status_queries
-	$(BIN)/python benchmarks/observer_rooms.py
-	$(BIN)/python -m benchmarks.repeated_lengths
-	$(BIN)/python -m benchmarks.history
+	mkdir -p build
+	{ $(BIN)/python benchmarks/webhook_intake.py && \
+	  $(BIN)/python -m benchmarks.shard_drop && \
+	  $(BIN)/python -m benchmarks.history && \
+	  $(BIN)/python -m benchmarks.status_queries && \
+	  $(BIN)/python -m benchmarks.repeated_lengths && \
+	  $(BIN)/python benchmarks/observer_rooms.py --agent-state --max-rooms 100 --runs 3 && \
+	  $(BIN)/python benchmarks/observer_rooms.py --agent-state --observe-media none \
+	      --max-rooms 100 --runs 3; } 2>&1 | tee build/bench.log
+	@echo "== every figure against its target (build/bench.log)"
+	$(BIN)/python -m benchmarks.summary < build/bench.log
