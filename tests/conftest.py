@@ -4,7 +4,7 @@ suites' markers, given by directory."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -43,12 +43,14 @@ async def start_monitor() -> AsyncIterator[StartMonitor]:
     http = aiohttp.ClientSession()
 
     async def start(span_exporter: SpanExporter | None = None,
-                    log_exporter: LogRecordExporter | None = None, **overrides: object
+                    log_exporter: LogRecordExporter | None = None,
+                    clock: Callable[[], float] | None = time.time, **overrides: object
                     ) -> RunningMonitor:
         config = Config(KEY, SECRET, host="127.0.0.1", port=0, **overrides)  # type: ignore[arg-type]
         # The simulated server clock of tests/support/webhooks.py is this machine's: webhooks
-        # dated in the past are late deliveries, not a server clock behind ours.
-        app = create_app(config, clock=time.time, span_exporter=span_exporter,
+        # dated in the past are late deliveries, not a server clock behind ours. clock=None:
+        # the sidecar's own, the server's time measured from webhooks.
+        app = create_app(config, clock=clock, span_exporter=span_exporter,
                          log_exporter=log_exporter)
         runner = web.AppRunner(app, access_log=None, **server_options())
         await runner.setup()

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from monitor.app import MONITOR, create_app
-from monitor.config import Config
-from monitor.web.server import server_options
-from tests.support.served import RunningMonitor
-from tests.support.webhooks import KEY, SECRET, Room, user
+from tests.support.served import RunningMonitor, StartMonitor
+from tests.support.webhooks import Room, user
 
 
 @pytest.fixture
-async def measuring_sidecar() -> AsyncIterator[RunningMonitor]:
+async def measuring_sidecar(start_monitor: StartMonitor) -> RunningMonitor:
     """A sidecar with its default clock: the server's time measured from webhooks."""
-    app = create_app(Config(KEY, SECRET, host="127.0.0.1", port=0))
-    runner = web.AppRunner(app, access_log=None, **server_options())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    async with aiohttp.ClientSession() as http:
-        yield RunningMonitor(f"http://{host}:{port}", app[MONITOR], http, runner)
-    await runner.cleanup()
+    return await start_monitor(clock=None)
 
 
 async def test_a_server_clock_ahead_of_ours_counts_nothing_twice(
