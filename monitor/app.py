@@ -41,7 +41,7 @@ from monitor.sinks.records import CallRecords
 from monitor.sinks.session_lengths import RepeatedLengthCollector, RepeatedLengths
 from monitor.web.access import TokenAccess
 from monitor.web.exposition import CachedExposition
-from monitor.web.server import Handler, failure_middleware, security_headers
+from monitor.web.server import Handler, answers_middleware
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -244,9 +244,8 @@ def create_app(config: Config, clock: Callable[[], float] | None = None,
                log_exporter: LogRecordExporter | None = None) -> web.Application:
     monitor = build_monitor(config, clock, span_exporter, log_exporter)
     quiet_aiohttp_logs()
-    app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[failure_middleware(monitor.metrics.handler_failed)])
-    app.on_response_prepare.append(security_headers(PAGE_POLICY))
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[
+        answers_middleware(monitor.metrics.handler_failed, PAGE_POLICY)])
     app[MONITOR] = monitor
     app.router.add_post("/webhook", monitor.intake.handle)
     app.router.add_post("/v1/events", monitor.event_intake.handle)

@@ -18,7 +18,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aiohttp import ClientPayloadError, web
@@ -96,45 +96,42 @@ def endpoint_of(request: web.Request) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def failure_middleware(count: Callable[[str], None]) -> Any:
-    """Any exception in a handler: 500 `internal`, counted by `count(endpoint)`, logged."""
+def answers_middleware(count: Callable[[str], None], html_policy: str) -> Any:
+    """Every answer, aiohttp's own too (404, 405, 413 ...), carries the security headers (and
+    an HTML one `html_policy`). Any exception in a handler is a 500 `internal`, counted by
+    `count(endpoint)` and logged."""
     warn = RateLimitedLog(log)
 
     @web.middleware
-    async def failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def answers(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
-        except web.HTTPException:
-            raise  # aiohttp's own answers (404, 405, 413 ...)
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _secure(exc.headers, html_policy)
+            raise
         except Exception as exc:
             endpoint = endpoint_of(request)
             count(endpoint)
             warn.warning(f"internal:{endpoint}", "%s %s failed: %s", request.method, endpoint,
                          type(exc).__name__)
             log.debug("handler failure", exc_info=True)
-            reply = error_reply(500, "internal", "the request could not be handled")
-            reply.force_close()
-            return reply
+            response = error_reply(500, "internal", "the request could not be handled")
+            response.force_close()
+        _secure(response.headers, html_policy)
+        return response
 
-    return failures
+    return answers
+
+
+def _secure(headers: MutableMapping[str, str], html_policy: str) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cache-Control", "no-store")
+    if headers.get("Content-Type", "").startswith("text/html"):
+        headers.setdefault("Content-Security-Policy", html_policy)
+        headers.setdefault("X-Frame-Options", "DENY")
 
 
 def style_hash(css: str) -> str:
     """A CSP source for an inline <style> element with exactly this text."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
-
-
-def security_headers(html_policy: str) -> Callable[[web.Request, web.StreamResponse],
-                                                   Awaitable[None]]:
-    """An on_response_prepare hook: the headers every answer carries."""
-
-    async def add(request: web.Request, response: web.StreamResponse) -> None:
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Cache-Control", "no-store")
-        if response.content_type == "text/html":
-            headers.setdefault("Content-Security-Policy", html_policy)
-            headers.setdefault("X-Frame-Options", "DENY")
-
-    return add

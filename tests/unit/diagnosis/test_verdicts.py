@@ -26,7 +26,7 @@ from monitor.web.access import SESSION_COOKIE
 from monitor.web.server import style_hash
 from tests.support.calls import Call, abandoned, get, healthy, in_progress, network
 from tests.support.served import RunningMonitor, StartMonitor
-from tests.support.webhooks import Room, access_token, agent, avatar, user
+from tests.support.webhooks import Room, access_token, agent, avatar, encode, sign, user
 
 R = models.DisconnectReason
 AUDIO, VIDEO = models.TrackType.AUDIO, models.TrackType.VIDEO
@@ -529,8 +529,14 @@ async def test_the_page_needs_a_token_unless_public(start_monitor: StartMonitor)
 
 
 async def test_every_answer_carries_the_security_headers(sidecar: RunningMonitor) -> None:
-    for path in ("/", "/calls/nowhere", "/v1/calls", "/metrics", "/healthz"):
-        async with sidecar.http.get(sidecar.url + path) as resp:
+    """Pages, the API, aiohttp's own 404 and 405, and the webhook's answers and refusals."""
+    requests = [("GET", path, b"") for path in ("/", "/calls/nowhere", "/v1/calls", "/metrics",
+                                                 "/healthz", "/nowhere", "/webhook")]
+    requests += [("POST", "/webhook", encode(Room().started())), ("POST", "/webhook", b"")]
+    for method, path, body in requests:
+        headers = {"Authorization": sign(body)} if body else {}
+        async with sidecar.http.request(method, sidecar.url + path, data=body,
+                                        headers=headers) as resp:
             assert resp.headers["X-Content-Type-Options"] == "nosniff", path
             assert resp.headers["Referrer-Policy"] == "no-referrer", path
             assert resp.headers["Cache-Control"] == "no-store", path

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 import pytest
 
 from tests.support.served import RunningMonitor, StartMonitor
-from tests.support.webhooks import Room, encode, sign, user
+from tests.support.webhooks import Room, encode, sign, signed, user
 
 
 def good_event() -> tuple[bytes, dict[str, str]]:
@@ -174,3 +175,22 @@ async def test_enum_numbers_a_newer_server_may_send_are_kept(sidecar: RunningMon
     status, _ = await sidecar.post(body, {"Authorization": sign(body)})
     assert status == 200
     assert await sidecar.value("avatar_calls_started_total") == 1  # not a user: no new call
+
+
+async def test_requests_at_once_are_each_decided_as_alone(sidecar: RunningMonitor) -> None:
+    """Concurrent requests (decided in batches) get the answers and counts they would one by
+    one: a repeat counts once whichever copy comes first, a forgery or a bad body fails alone."""
+    at = time.time()
+    goods = [signed(Room().joined(user(at))) for _ in range(20)]
+    forged = [(body, {"Authorization": sign(body, secret=WRONG_SECRET)}) for body, _ in goods[:3]]
+    malformed = [(b'{"event": 5}', {"Authorization": sign(b'{"event": 5}')})] * 2
+    requests = goods + goods[:5] + forged + malformed
+    answers = await asyncio.gather(*(sidecar.post(body, headers) for body, headers in requests))
+    assert sorted(status for status, _ in answers) == [200] * 25 + [400] * 2 + [401] * 3
+    assert sorted(reply.get("status", reply.get("error")) for _, reply in answers) == sorted(
+        ["ok"] * 20 + ["duplicate"] * 5 + ["unauthorized"] * 3 + ["malformed"] * 2)
+    assert await sidecar.value("avatar_calls_started_total") == 20
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="duplicate") == 5
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total",
+                               reason="unauthorized") == 3
+    assert await sidecar.value("avatar_monitor_webhooks_rejected_total", reason="malformed") == 2

@@ -10,6 +10,7 @@ import logging
 import socket
 import struct
 import time
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,28 @@ async def test_a_huge_created_at_is_malformed_not_a_500(sidecar: RunningMonitor)
     assert (status, reply["error"]) == (400, "malformed")
     assert await sidecar.value("avatar_monitor_http_failures_total", endpoint="webhook") == 0
     await good_webhook_still_counts(sidecar)
+
+
+async def test_a_failing_webhook_is_a_counted_500_and_the_others_in_its_batch_count(
+        sidecar: RunningMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug while applying one webhook fails that request alone, not the requests decided in
+    the same batch."""
+    from tests.support.webhooks import signed
+
+    tracker = sidecar.monitor.tracker
+    apply = tracker.apply
+    rooms = [Room() for _ in range(5)]
+
+    def broken_for_one(event: Any, now: float) -> None:
+        if event.room_name == rooms[2].name:
+            raise RuntimeError("a bug")
+        apply(event, now)
+
+    monkeypatch.setattr(tracker, "apply", broken_for_one)
+    at = time.time()
+    answers = await asyncio.gather(*(sidecar.post(*signed(room.joined(user(at))))
+                                     for room in rooms))
+    assert [status for status, _ in answers] == [200, 200, 500, 200, 200]
+    assert answers[2][1]["error"] == "internal"
+    assert await sidecar.value("avatar_monitor_http_failures_total", endpoint="webhook") == 1
+    assert await sidecar.value("avatar_calls_started_total") == 4
