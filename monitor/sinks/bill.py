@@ -5,15 +5,14 @@ and from server timestamps, the seconds avatars have spent alone (a counter that
 avatar waits, not only once it leaves), how many are alone now, and the longest such stay.
 Only what happened from a call's `counted_from` on is counted: after a restart, the previous
 process counted the rest. A scrape costs the same however many avatars are alone: the sum of
-their start times is kept as they come and go (exactly, as a fraction: no rounding drift), and
-the earliest and latest of them in heaps.
+their start times is kept as they come and go (exactly, in integer nanoseconds: no rounding
+drift), and the earliest and latest of them in heaps.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from fractions import Fraction
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -30,7 +29,7 @@ class AvatarBill(CallListener, Collector):
         self._clock = clock  # the server's time now
         self._counted = 0.0  # seconds of stays alone that have ended
         self._alone: dict[str, float] = {}  # room sid -> since when counted (server time)
-        self._since_sum = Fraction(0)  # the sum of _alone's values, exactly
+        self._since_sum = 0  # the sum of _alone's values, in nanoseconds: exact
         # (since, sid) and (-since, sid) of the stays alone; entries no longer in _alone are
         # dropped when they come to the top, or all at once when they outnumber the others.
         self._earliest: list[tuple[float, str]] = []
@@ -42,7 +41,7 @@ class AvatarBill(CallListener, Collector):
         self._forget(call.room_sid)
         counted_since = max(since, call.counted_from)
         self._alone[call.room_sid] = counted_since
-        self._since_sum += Fraction(counted_since)
+        self._since_sum += _nanoseconds(counted_since)
         heapq.heappush(self._earliest, (counted_since, call.room_sid))
         heapq.heappush(self._latest, (-counted_since, call.room_sid))
         if len(self._earliest) > 2 * len(self._alone) + 64:
@@ -57,7 +56,7 @@ class AvatarBill(CallListener, Collector):
     def _forget(self, sid: str) -> float | None:
         since = self._alone.pop(sid, None)
         if since is not None:
-            self._since_sum -= Fraction(since)
+            self._since_sum -= _nanoseconds(since)
         return since
 
     def _rebuild(self) -> None:
@@ -99,7 +98,11 @@ class AvatarBill(CallListener, Collector):
             return 0.0, 0.0
         longest = max(now - self._top(self._earliest, 1.0), 0.0)
         if self._top(self._latest, -1.0) <= now:
-            return float(len(self._alone) * Fraction(now) - self._since_sum), longest
+            return (len(self._alone) * _nanoseconds(now) - self._since_sum) / 1e9, longest
         # A stay dated after now (the server's clock as estimated here went back): counted
         # from now, as zero.
         return sum(max(now - since, 0.0) for since in self._alone.values()), longest
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1e9)
