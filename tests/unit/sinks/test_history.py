@@ -372,3 +372,16 @@ def test_the_history_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.history, config.history_days, config.history_max_calls) == ("", 2.0, 10)
     monkeypatch.setenv("AVATAR_MONITOR_HISTORY", "/tmp/x.sqlite3")
     assert config_from_args(build_parser().parse_args(["serve"])).history == "/tmp/x.sqlite3"
+
+
+def test_the_fast_encoding_writes_what_json_would() -> None:
+    """orjson's text reads back as json's does, and what orjson refuses gets json's text."""
+    from monitor.sinks.history import _dumps
+
+    doc = encode(full_record(), Verdict("failed", "network", (Finding(
+        "network", "error", "avatar", "avatar left with CONNECTION_TIMEOUT \u2013 \U0001f600",
+        "check the network"),)), "0af7651916cd43dd8448eb211c80319c")
+    assert json.loads(_dumps(doc)) == json.loads(json.dumps(doc))
+    assert _dumps({"n": 2**70}) == '{"n":1180591620717411303424}'
+    with pytest.raises(TypeError):
+        _dumps({"marker": object()})
