@@ -47,6 +47,18 @@ def token(claims: dict | None = None, secret: str = SECRET, algorithm: str = "HS
     return f"{signing_input}.{b64url(mac)}"
 
 
+def raw_token(claims_text: str) -> str:
+    """A JWT whose claims are this very text (which json.dumps may not write), signed."""
+    header = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    signing_input = f"{header}.{b64url(claims_text.encode('utf-8', 'surrogatepass'))}"
+    mac = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def raw_claims(extra: str, exp: str) -> str:
+    return f'{{"iss":"{KEY}","sha256":"{digest(BODY)}",{extra}"exp":{exp}}}'
+
+
 def tamper_claims(good: str, **changes: object) -> str:
     header, payload, signature = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -100,6 +112,20 @@ def make_cases() -> dict[str, tuple[bytes, str]]:
         "empty": (BODY, ""),
         "junk": (BODY, "!!!.???.***"),
         "non-canonical signature": (BODY, token()[:-1] + chr(ord(token()[-1]) ^ 1)),
+        # Claims texts that JSON parsers read differently, or not at all.
+        "duplicate exp, the last valid": (BODY, raw_token(raw_claims(
+            f'"exp":{now - 3600},', str(now + 300)))),
+        "duplicate exp, the last expired": (BODY, raw_token(raw_claims(
+            f'"exp":{now + 300},', str(now - 3600)))),
+        "NaN in a claim": (BODY, raw_token(raw_claims('"name":NaN,', str(now + 300)))),
+        "Infinity as exp": (BODY, raw_token(raw_claims("", "Infinity"))),
+        "exp beyond 64 bits": (BODY, raw_token(raw_claims("", str(10**30)))),
+        "exp in exponent form": (BODY, raw_token(raw_claims("", f"{now + 300}e0"))),
+        "lone surrogate escaped in sub": (BODY, raw_token(raw_claims('"sub":"\\ud800",',
+                                                                     str(now + 300)))),
+        "lone surrogate raw in sub": (BODY, raw_token(raw_claims('"sub":"\ud800",',
+                                                                 str(now + 300)))),
+        "whitespace around claims": (BODY, raw_token(" " + raw_claims("", str(now + 300)))),
     }
 
 
