@@ -79,7 +79,7 @@ def _utf8(text: str) -> bool:
 
 
 def _string(value: Any) -> bool:
-    return type(value) is str and _utf8(value)
+    return type(value) is str and (value.isascii() or _utf8(value))
 
 
 def _bool(value: Any) -> bool:
