@@ -377,3 +377,78 @@ def test_generated_json_is_read_as_protobuf_reads_it(doc: dict, how: str) -> Non
     text = mutate(json.dumps(doc), how)
     assert ours_accept_json(text.encode("utf-8", "surrogatepass")) == \
         reference_accepts_json(text)
+
+
+# -- the plain-text fast path reads exactly what json with duplicate keys refused reads ------
+
+def _typed(value: object) -> object:
+    """The value with every leaf's type, floats by repr (NaN equals itself)."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def _read_by_json(body: bytes) -> object:
+    try:
+        return _typed(strict_json._DECODER.decode(strict_json._text(body)))
+    except (ValueError, RecursionError):  # NotAccepted is one
+        return "refused"
+
+
+def _read_by_document(body: bytes) -> object:
+    try:
+        return _typed(strict_json.document(body))
+    except strict_json.NotAccepted:
+        return "refused"
+
+
+PLAIN_CASES = [
+    b'{"a":1,"a":2}', b'{"a":{"b":1,"b":1}}', b'[{"a":1},{"a":1,"a":1}]', b'{"a" :1,"a":2}',
+    b'{"k":":x","a":1,"a":2}', b'{"a":":","b":1}', b'{":":1,":":2}', b'{"a":"b\\"c","a":1}',
+    b'{"n":-9223372036854775809}', b'{"n":18446744073709551616}', b'{"n":9223372036854775807}',
+    b'{"n":1e400}', b'{"n":NaN}', b'{"n":-0}', b'{"n":0.1}', b'{"n":1E-7}', b' {"a":1} ',
+    b'{"a":1} x', b'{"a":"\xc3\xa9"}', b'{"a":"\xff"}', b'\xef\xbb\xbf{"a":1}', b"[]", b"5",
+    b'{"a":\t1,\n"a":2}', b'{"a"\n:1,"a":2}', b"[" * 2000 + b"]" * 2000, b"",
+]
+
+
+@pytest.mark.parametrize("body", PLAIN_CASES)
+def test_the_plain_text_path_reads_as_json_reads(body: bytes) -> None:
+    assert _read_by_document(body) == _read_by_json(body)
+
+
+PLAIN_LEAVES = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=': a"\\\u00e9', max_size=4),
+)
+PLAIN_VALUES = st.recursive(
+    PLAIN_LEAVES, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(alphabet=":ab ", max_size=2), inner, max_size=3), max_leaves=10)
+
+
+def _with_duplicate(text: str, at: int) -> str:
+    """The text with the first key of its `at`-th object (if any) written twice."""
+    starts = [i for i in range(len(text)) if text.startswith('{"', i)]
+    if not starts:
+        return text
+    i = starts[at % len(starts)]
+    key = text[i + 1:].split('"', 2)[1]
+    return text[:i + 1] + '"' + key + '":0,' + text[i + 1:]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(alphabet=":ab ", max_size=2), PLAIN_VALUES, max_size=4),
+       st.sampled_from(["compact", "spaced", "duplicate", "spaced duplicate"]),
+       st.integers(0, 5))
+def test_generated_plain_texts_are_read_as_json_reads_them(doc: dict, how: str,
+                                                           at: int) -> None:
+    separators = (", ", " : ") if how.startswith("spaced") else (",", ":")
+    text = json.dumps(doc, separators=separators, ensure_ascii=False)
+    if how.endswith("duplicate"):
+        text = _with_duplicate(text, at)
+    body = text.encode()
+    assert _read_by_document(body) == _read_by_json(body)
