@@ -62,6 +62,14 @@ AGENT_STATE = "lk.agent.state"
 _refusals = RateLimitedLog(log)
 _QUALITY_NAMES = {q: q.name.removeprefix("QUALITY_").lower() for q in rtc.ConnectionQuality}
 _MEDIA_KINDS = {rtc.TrackKind.KIND_AUDIO: "audio", rtc.TrackKind.KIND_VIDEO: "video"}
+# How the observer joins: it subscribes to tracks itself (see _watch_media). ICE candidates are
+# gathered once, not continually: a server's interfaces do not change as a phone's do, and
+# continual gathering kept about 40 sockets (and their buffers, 0.7 MiB) per room open;
+# an ICE restart after a lost connection gathers afresh (benchmarks/README.md).
+ROOM_OPTIONS = rtc.RoomOptions(
+    auto_subscribe=False,
+    rtc_config=rtc.RtcConfiguration(
+        continual_gathering_policy=rtc.ContinualGatheringPolicy.GATHER_ONCE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +282,7 @@ class RoomObserver(CallListener):
         room.register_byte_stream_handler(
             SESSION_TOPIC, lambda reader, sender: self._on_session_stream(watch, reader, sender))
         connecting = asyncio.ensure_future(room.connect(
-            self.settings.url, self._token(watch.name), rtc.RoomOptions(auto_subscribe=False)))
+            self.settings.url, self._token(watch.name), ROOM_OPTIONS))
         try:
             # livekit-rtc's connect must not be cancelled half-way: its native side would wait
             # for the cancelled coroutine, then end the whole process (python-sdks issue 784).
