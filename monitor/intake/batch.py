@@ -28,9 +28,9 @@ class Pending(Generic[Item, Answer]):
     """One submitted item, and what deciding it came to: an answer, or the exception."""
 
     item: Item
+    future: asyncio.Future[Answer] = field(repr=False)
     answer: Answer | None = None
     failure: Exception | None = None
-    future: asyncio.Future[Answer] | None = field(default=None, repr=False)
 
     def settle(self, answer: Answer) -> bool:
         """Record the answer; False, so that a stage can `return pending.settle(...)` to drop
@@ -69,13 +69,12 @@ class TurnBatch(Generic[Item, Answer]):
     async def submit(self, item: Item) -> Answer:
         """The item's answer, once its batch is decided; raises what deciding it raised."""
         loop = asyncio.get_running_loop()
-        pending: Pending[Item, Answer] = Pending(item, future=loop.create_future())
+        pending: Pending[Item, Answer] = Pending(item, loop.create_future())
         if not self._waiting:
             loop.call_soon(self._run)
         self._waiting.append(pending)
         if len(self._waiting) >= self._limit:
             self._run()
-        assert pending.future is not None
         return await pending.future
 
     def _run(self) -> None:
@@ -90,7 +89,6 @@ class TurnBatch(Generic[Item, Answer]):
                     pending.failure = exc
         for pending in batch:
             future = pending.future
-            assert future is not None
             if future.done():  # its request was cancelled; the item was decided all the same
                 continue
             if pending.failure is not None:
