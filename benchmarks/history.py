@@ -43,7 +43,6 @@ from monitor.sinks.history import History, HistoryMetrics
 from monitor.sinks.records import (
     MAX_ENTRIES,
     MAX_PARTICIPANTS,
-    RECORD_FIELDS,
     CallRecord,
     ParticipantRecord,
 )
@@ -161,11 +160,9 @@ def main() -> None:
                          queue_max=args.kept + 1, max_calls=args.kept)
     kept_store.open()
     start = time.perf_counter()
-    facts = {name: getattr(template, name) for name in RECORD_FIELDS
-             if name not in ("room", "sid", "started_at")}
     for i in range(args.kept):
-        kept_store.add(CallRecord(f"support-room-{i:06d}", f"RM_{i:012d}", at + i * 0.5, **facts),
-                       verdict)
+        kept_store.add(template.copy(room=f"support-room-{i:06d}", sid=f"RM_{i:012d}",
+                                     started_at=at + i * 0.5), verdict)
     kept_store.close(timeout=600)
     print(f"kept {args.kept:,} healthy calls in {time.perf_counter() - start:.1f} s "
           f"({os.path.getsize(work / 'kept.sqlite3') / 2**20:,.0f} MiB)")

@@ -253,6 +253,16 @@ class CallRecord:
         else:
             bisect.insort_right(entries, entry, key=entry_time)
 
+    def copy(self, **changes: Any) -> CallRecord:
+        """A record with the same facts (its rare ones included, which `dataclasses.replace`
+        would lose) and its own participants and timeline, with `changes` applied."""
+        facts = {name: getattr(self, name) for name in RECORD_FIELDS} | changes
+        facts["participants"] = [dataclasses.replace(p) for p in facts["participants"]]
+        facts["entries"] = list(facts["entries"])
+        if (media_open := facts["media_open"]) is not None:
+            facts["media_open"] = dict(media_open)
+        return CallRecord(facts.pop("room"), facts.pop("sid"), facts.pop("started_at"), **facts)
+
     def participant(self, identity: str) -> ParticipantRecord | None:
         """The participant of this identity still present, if any."""
         for person in self.participants:

@@ -9,7 +9,13 @@ from livekit.protocol import models, webhook
 from monitor.calls.core import TrackerSettings
 from monitor.calls.tracker import CallTracker
 from monitor.intake.events import parse_event
-from monitor.sinks.records import CallRecord, CallRecords, entry_text, listed
+from monitor.sinks.records import (
+    CallRecord,
+    CallRecords,
+    ParticipantRecord,
+    entry_text,
+    listed,
+)
 from tests.support.webhooks import Room, agent, avatar, encode, user
 
 R = models.DisconnectReason
@@ -77,3 +83,25 @@ def test_a_listed_join_and_leave_are_one_row_each() -> None:
     assert entry_text(joined) == "agent agent-1 (from a RoomService listing)"
     assert entry_text(left).endswith("(from a RoomService listing)")
     assert not any(listed(e) for e in entries if e not in (joined, left))
+
+
+def test_a_copy_keeps_every_fact_and_owns_its_lists() -> None:
+    record = CallRecord("room-a", "RM_a", 100.0, ended_at=400.0, avatar_joined_at=102.0,
+                        departure="user_hangup", session_seconds=298.0,
+                        media_open={"audio": ("muted", 150.0)}, recoverable_errors=2)
+    record.add(101.0, "joined", "user")
+    record.participants.append(ParticipantRecord("user-1", "user", 100.5))
+
+    copy = record.copy(room="room-b", sid="RM_b", started_at=200.0)
+
+    assert (copy.room, copy.sid, copy.started_at) == ("room-b", "RM_b", 200.0)
+    assert copy.departure == "user_hangup" and copy.session_seconds == 298.0
+    assert copy.recoverable_errors == 2 and copy.media_open == {"audio": ("muted", 150.0)}
+    assert copy.entries == record.entries and copy.participants == record.participants
+    copy.add(300.0, "left", "user")
+    copy.participants[0].left_at = 300.0
+    copy.departure = "avatar_idle_timeout"
+    assert copy.media_open is not None
+    copy.media_open["video"] = ("lost", 160.0)
+    assert len(record.entries) == 1 and record.participants[0].left_at is None
+    assert record.departure == "user_hangup" and "video" not in (record.media_open or {})
