@@ -72,6 +72,14 @@ ROOM_OPTIONS = rtc.RoomOptions(
         continual_gathering_policy=rtc.ContinualGatheringPolicy.GATHER_ONCE))
 
 
+def observer_token(api_key: str, api_secret: str, identity: str, room_name: str) -> str:
+    """How the observer joins one room: hidden, subscribing, publishing nothing."""
+    grants = api.VideoGrants(room_join=True, room=room_name, hidden=True, can_publish=False,
+                             can_publish_data=False, can_subscribe=True)
+    return (api.AccessToken(api_key, api_secret).with_identity(identity)
+            .with_name("avatar-monitor").with_grants(grants).to_jwt())
+
+
 @dataclass(frozen=True, slots=True)
 class ObserverSettings:
     url: str
@@ -326,10 +334,7 @@ class RoomObserver(CallListener):
 
     def _token(self, room_name: str) -> str:
         s = self.settings
-        grants = api.VideoGrants(room_join=True, room=room_name, hidden=True, can_publish=False,
-                                 can_publish_data=False, can_subscribe=True)
-        return (api.AccessToken(s.api_key, s.api_secret).with_identity(self._identity)
-                .with_name("avatar-monitor").with_grants(grants).to_jwt())
+        return observer_token(s.api_key, s.api_secret, self._identity, room_name)
 
     # -- room events -----------------------------------------------------------------------
 
