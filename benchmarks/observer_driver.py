@@ -3,16 +3,16 @@
     python -m benchmarks.observer_driver   (run by benchmarks/observer_rooms.py)
 
 Reads commands on stdin, one a line, and answers each at once with one JSON line on stdout:
-`grow N` starts opening rooms until N are up, `hold` starts no more, `status` tells how many
-are open, `quit` disconnects everyone and exits. The server and key pair come from LIVEKIT_URL,
-LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In each room a user joins (subscribes to nothing) and
-the avatar joins as livekit-plugins-lemonslice does (kind agent, `lk.publish_on_behalf`) and
-publishes a tone; with `--video`, a small video track too; with `--agent-state`, a voice agent
-joins too and sets its `lk.agent.state` attribute to `speaking`, as livekit-agents does while the
-avatar speaks (the observer then takes speech from it and does not receive the avatar's audio).
-To keep this process light, one pre-built 20 ms frame is pushed into one audio source that
-feeds every avatar's track (each track still has its own Opus encoder); `--source per-avatar`
-gives each avatar its own source.
+`grow N` starts opening rooms until N are up, `hold` starts no more, `status` tells how many are
+open (`names`, which), `quit` disconnects everyone and exits. The server and key pair come from
+LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In each room a user joins (subscribes to
+nothing) and the avatar joins as livekit-plugins-lemonslice does (kind agent,
+`lk.publish_on_behalf`) and publishes a tone; with `--video`, a small video track too; with
+`--agent-state`, a voice agent joins too and sets its `lk.agent.state` attribute to `speaking`,
+as livekit-agents does while the avatar speaks (the observer then takes speech from it and does
+not receive the avatar's audio). To keep this process light, one pre-built 20 ms frame is pushed
+into one audio source that feeds every avatar's track (each track still has its own Opus
+encoder); `--source per-avatar` gives each avatar its own source.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def _reply(doc: dict[str, object]) -> None:
 
 async def serve(driver: Driver) -> None:
     """Answer commands from stdin until `quit` or end of input: `grow N`, `hold`, `status`
-    (each answered at once with the status)."""
+    (each answered at once with the status), `names` (the open rooms' names, in one answer)."""
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -209,6 +209,9 @@ async def serve(driver: Driver) -> None:
                 driver.grow(int(line[1]))
             elif line[0] == "hold":
                 driver.hold()
+            elif line[0] == "names":
+                _reply({"names": [call.name for call in driver.calls]})
+                continue
             elif line[0] != "status":
                 _reply({"error": f"unknown command {' '.join(line)!r}"})
                 continue

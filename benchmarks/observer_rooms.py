@@ -17,8 +17,19 @@ the sidecar so (it subscribes to no track). `--runs N` does all that N times, ea
 processes, and ends with the median of the runs' per-room figures (CPU, memory, threads, file
 descriptors over the no-room baseline, at the largest step the observer was in every room; and
 the CPU and memory each room adds from the first step on, without what the first room sets up
-once) in a benchmarks.summary table, the other processes' CPU beside each. It reports; it does
-not gate: exit 0 whatever the figures, 2 when a component fails to start, 130 on Ctrl-C.
+once) in a benchmarks.summary table, the other processes' CPU beside each.
+
+The floor under the memory per room, measured in the same invocation: after the ramp of the last
+run (only that one, which keeps `make bench` about a minute longer per invocation), with the
+driver's rooms still open, it stops the sidecar (its observer leaves them) and starts
+benchmarks/rtc_floor.py, which connects one hidden livekit-rtc Room per room as the observer
+does (its token and ROOM_OPTIONS) and does nothing else. Its CPU, RSS, threads and file
+descriptors with no room, then in as many of the driver's rooms as the largest step the observer
+was in every room (after SETTLE_SECONDS, over the same window) give what a bare connection costs
+per room: printed per run, and in the summary `<prefix>_rtc_floor_memory_per_room` and the
+observer's `<prefix>_memory_over_floor_per_room` (no targets). When the run's time budget has no
+room left for it, it is skipped and the output says so. It reports; it does not gate: exit 0
+whatever the figures, 2 when a component fails to start, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -119,13 +130,16 @@ def thread_seconds(pid: int) -> dict[str, float]:
     return out
 
 
-class DriverProcess:
-    """benchmarks.observer_driver as a child: one JSON answer per command line."""
+class ChildProcess:
+    """A module of benchmarks as a child (observer_driver, rtc_floor): one JSON answer per
+    command line."""
 
-    def __init__(self, server: LiveKitServer, log_path: Path, flags: Sequence[str]) -> None:
+    def __init__(self, module: str, server: LiveKitServer, log_path: Path,
+                 flags: Sequence[str] = ()) -> None:
         env = {**os.environ, "LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": server.api_key,
                "LIVEKIT_API_SECRET": server.api_secret, "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "benchmarks.observer_driver", *flags]
+        argv = [sys.executable, "-m", f"benchmarks.{module}", *flags]
+        self.name = module
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.PIPE,
@@ -138,7 +152,7 @@ class DriverProcess:
         return self.process.pid
 
     def ask(self, command: str, timeout: float) -> dict[str, Any]:
-        """Send one command; its answer, or TimeoutError / RuntimeError (driver gone)."""
+        """Send one command; its answer, or TimeoutError / RuntimeError (the child gone)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(command.encode() + b"\n")
         self.process.stdin.flush()
@@ -147,18 +161,19 @@ class DriverProcess:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"driver gave no answer to {command!r} in {timeout:.0f}s")
+                raise TimeoutError(f"{self.name} gave no answer to {command[:40]!r} in "
+                                   f"{timeout:.0f}s")
             if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    raise RuntimeError(f"driver exited ({self.process.poll()}); log "
+                    raise RuntimeError(f"{self.name} exited ({self.process.poll()}); log "
                                        f"{self.log_path}:\n{procs.tail(self.log_path, 3000)}")
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Ask it to disconnect everyone; kill its process group if it does not."""
+        """Ask it to disconnect everyone and exit; kill its process group if it does not."""
         if self.process.poll() is None:
             with contextlib.suppress(Exception):
                 self.ask("quit", timeout)
@@ -216,7 +231,7 @@ class Grown:
 class Bench:
     """The three processes and how to read them."""
 
-    def __init__(self, sidecar: Sidecar, server: LiveKitServer, driver: DriverProcess) -> None:
+    def __init__(self, sidecar: Sidecar, server: LiveKitServer, driver: ChildProcess) -> None:
         assert sidecar.process is not None and server.process is not None
         self.sidecar, self.server, self.driver = sidecar, server, driver
         self.pids = {"sidecar": sidecar.process.pid, "server": server.process.pid,
@@ -228,9 +243,10 @@ class Bench:
         self.exited_in_run = ""  # which process had exited when the steps ended
         self.problem_samples: dict[str, list[str]] = {name: [] for name in self.logs}
 
-    def alive(self) -> str | None:
-        """The name of a process that has exited, if any."""
-        for name, process in (("sidecar", self.sidecar.process),
+    def alive(self, sidecar: bool = True) -> str | None:
+        """The name of a process that has exited, if any (the sidecar not asked about when
+        `sidecar` is False: it was stopped on purpose)."""
+        for name, process in (("sidecar", self.sidecar.process if sidecar else None),
                               ("livekit-server", self.server.process),
                               ("driver", self.driver.process)):
             if process is not None and process.poll() is not None:
@@ -393,7 +409,8 @@ def started(workdir: Path, binary: Path, options: Options) -> Iterator[Bench]:
                                    port=livekit_port)
             stops.append(("livekit-server", server.stop))
             server.start()
-            driver = DriverProcess(server, workdir / "driver.log", options.driver_flags())
+            driver = ChildProcess("observer_driver", server, workdir / "driver.log",
+                                  options.driver_flags())
             stops.append(("driver", driver.stop))
         except (RuntimeError, OSError) as exc:
             raise StartFailed(str(exc)) from exc
@@ -476,6 +493,133 @@ def _progress(step: Step) -> None:
           + (f"  [{step.note}]" if step.note else ""), flush=True)
     if step.rooms:
         print(f"       sidecar threads: {step.top_threads()}", flush=True)
+
+
+# -- the floor ---------------------------------------------------------------------------------
+
+FLOOR_START_STOP = 15.0  # seconds: the sidecar stopped, the floor process started and stopped
+FLOOR_JOINS = 10.0  # seconds for the floor's connects (one by one, about 0.1 s each), plus
+FLOOR_JOIN_PER_ROOM = 0.3  # seconds a room
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One process over a window: its CPU (% of one core) and, at the end, its RSS, threads and
+    file descriptors; and the CPU of the machine's other processes meanwhile."""
+
+    cpu: float
+    rss_kib: int
+    threads: int
+    fds: int
+    others_cpu: float
+
+
+def usage(pid: int, seconds: float, beside: Sequence[int] = ()) -> Usage:
+    """What process `pid` uses over `seconds` (OSError: it exited); the other processes' CPU
+    leaves out the processes `beside` it (the server and the driver, as Step's does)."""
+    before = {p: cpu_seconds(p) for p in (pid, *beside)}
+    busy0, wall0 = busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    after = {p: cpu_seconds(p) for p in before}
+    busy1, wall = busy_seconds(), time.monotonic() - wall0
+    pct = {p: 100 * (after[p] - before[p]) / wall for p in before}
+    status = status_fields(pid)
+    if "VmRSS" not in status:  # a zombie has no memory
+        raise OSError(f"process {pid} exited")
+    return Usage(cpu=pct[pid], rss_kib=int(status["VmRSS"].split()[0]),
+                 threads=int(status["Threads"]), fds=fd_count(pid),
+                 others_cpu=max(100 * (busy1 - busy0) / wall - sum(pct.values()), 0.0))
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Bare livekit-rtc connections (benchmarks/rtc_floor.py), per room over that process's own
+    no-room baseline: what a connection costs with nothing else in the process."""
+
+    rooms: int
+    cpu: float  # % of one core
+    memory_mib: float
+    threads: float
+    fds: float
+    others_cpu: float  # % of one core: the other processes' during the window with rooms
+
+
+def floor_per_room(base: Usage, top: Usage, rooms: int) -> Floor:
+    """The floor's per-room figures from its window with no room and with `rooms` rooms."""
+    return Floor(rooms=rooms, cpu=(top.cpu - base.cpu) / rooms,
+                 memory_mib=(top.rss_kib - base.rss_kib) / 1024 / rooms,
+                 threads=(top.threads - base.threads) / rooms,
+                 fds=(top.fds - base.fds) / rooms, others_cpu=top.others_cpu)
+
+
+def floor_seconds(rooms: int, seconds: float) -> float:
+    """About how long measuring the floor at `rooms` rooms takes, at most."""
+    return (FLOOR_START_STOP + 2 * seconds + SETTLE_SECONDS + FLOOR_JOINS
+            + FLOOR_JOIN_PER_ROOM * rooms)
+
+
+def measure_floor(bench: Bench, workdir: Path, steps: Sequence[Step], seconds: float,
+                  deadline: float) -> tuple[Floor | None, str]:
+    """With the driver's rooms open, stop the sidecar (its observer leaves them), start
+    benchmarks.rtc_floor, measure it with no room, have it join as many of the driver's rooms
+    as the largest step the observer was in every room, wait SETTLE_SECONDS and measure it
+    again over the same window. The floor and a note, or None and why not."""
+    observed = per_room(steps)
+    if observed is None:
+        return None, "no step had the observer in every room"
+    rooms = observed.rooms
+    left, needed = deadline - time.monotonic(), floor_seconds(rooms, seconds)
+    if left < needed:
+        return None, f"{left:.0f} s of the run's budget left, it needs about {needed:.0f} s"
+    gone = bench.alive()
+    if gone:
+        return None, gone
+    try:
+        names = list(bench.driver.ask("names", ASK_TIMEOUT)["names"])[:rooms]
+    except (TimeoutError, RuntimeError) as exc:
+        return None, str(exc)
+    if len(names) < rooms:
+        return None, f"the driver has {len(names)} rooms open, not {rooms}"
+    bench.sidecar.stop()
+    floor = ChildProcess("rtc_floor", bench.server, workdir / "floor.log")
+    beside = (bench.pids["server"], bench.pids["driver"])
+    try:
+        floor.ask("status", ASK_TIMEOUT)  # it has started
+        base = usage(floor.pid, seconds, beside)
+        print(f"  floor, no room: {base.cpu:.1f}% CPU {base.rss_kib / 1024:.0f} MiB, "
+              f"{base.threads} threads, {base.fds} fds", flush=True)
+        join_by = deadline - SETTLE_SECONDS - seconds - 5
+        joining = time.monotonic()
+        joined = floor.ask("join " + " ".join(names), max(join_by - joining, 1.0))
+        joining = time.monotonic() - joining
+        if not joined["rooms"]:
+            return None, f"the floor joined no room: {joined['errors']}"
+        time.sleep(SETTLE_SECONDS)
+        top = usage(floor.pid, seconds, beside)
+        gone = bench.alive(sidecar=False)
+        if gone:
+            return None, f"{gone} while the floor was measured"
+        print(f"  floor, {joined['rooms']} rooms (joined one by one in {joining:.0f} s): "
+              f"{top.cpu:.1f}% CPU {top.rss_kib / 1024:.0f} MiB, {top.threads} threads, "
+              f"{top.fds} fds, others {top.others_cpu:.1f}%", flush=True)
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        return None, f"{exc} (log {floor.log_path})"
+    finally:
+        floor.stop()
+    note = ("" if joined["rooms"] == rooms else
+            f"the floor joined {joined['rooms']} of {rooms} rooms: {joined['errors'][:2]}")
+    return floor_per_room(base, top, int(joined["rooms"])), note
+
+
+def floor_line(floor: Floor, observer: PerRoom | None) -> str:
+    """The floor per room, beside the observer's memory per room when there is one."""
+    line = (f"bare livekit-rtc connection: {floor.memory_mib:.2f} MiB, {floor.cpu:.3f}% of a "
+            f"core, {floor.fds:.1f} fds, {floor.threads:.2f} threads per room at {floor.rooms} "
+            "rooms")
+    if observer is not None:
+        line += (f" (the observer: {observer.memory_mib:.2f} MiB per room at {observer.rooms} "
+                 f"rooms, {observer.memory_mib - floor.memory_mib:.2f} MiB over the floor)")
+    return line
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -588,10 +732,16 @@ class PerRoom:
     others_cpu: float  # % of one core: the other processes' during that step
     added_cpu: float | None = None  # None: a single step fully observed
     added_memory_mib: float | None = None
+    floor: Floor | None = None  # bare connections in as many rooms, if measured in this run
+
+    @property
+    def memory_over_floor_mib(self) -> float | None:
+        return None if self.floor is None else self.memory_mib - self.floor.memory_mib
 
 
-def per_room(steps: Sequence[Step]) -> PerRoom | None:
-    """At the largest step the observer was in every room (None: no such step)."""
+def per_room(steps: Sequence[Step], floor: Floor | None = None) -> PerRoom | None:
+    """At the largest step the observer was in every room (None: no such step), with the floor
+    measured there if any."""
     full = [s for s in steps if s.rooms and s.observed >= s.rooms]
     if not full or steps[0].rooms != 0:
         return None
@@ -603,28 +753,39 @@ def per_room(steps: Sequence[Step]) -> PerRoom | None:
                    fds=(top.fds - base.fds) / top.rooms, others_cpu=top.others_cpu,
                    added_cpu=(top.sidecar_cpu - first.sidecar_cpu) / added if added else None,
                    added_memory_mib=((top.rss_kib - first.rss_kib) / 1024 / added
-                                     if added else None))
+                                     if added else None), floor=floor)
 
 
 def summary(runs: Sequence[PerRoom], options: Options) -> list[Figure]:
-    """The runs' medians, named by the observer's mode."""
+    """The runs' medians, named by the observer's mode; the floor's from the runs that measured
+    it, its other CPU that of its own window."""
     prefix = "observer_no_media" if options.observe_media == "none" else "observer"
     others = statistics.median(r.others_cpu for r in runs) / 100
+    floors = [r.floor for r in runs if r.floor is not None]
+    floor_others = statistics.median(f.others_cpu for f in floors) / 100 if floors else None
 
-    def median(field: str) -> float | None:
-        values = [float(v) for r in runs if (v := getattr(r, field)) is not None]
-        return float(statistics.median(values)) if values else None
+    def median(values: Iterable[float | None]) -> float | None:
+        present = [float(v) for v in values if v is not None]
+        return float(statistics.median(present)) if present else None
+
+    def of_runs(field: str) -> float | None:
+        return median(getattr(r, field) for r in runs)
 
     figures = [
-        (f"{prefix}_cpu_per_room", median("cpu"), "% of a core", CPU_PER_ROOM_TARGET),
-        (f"{prefix}_memory_per_room", median("memory_mib"), "MiB", MEMORY_PER_ROOM_TARGET),
-        (f"{prefix}_threads_per_room", median("threads"), "threads", None),
-        (f"{prefix}_fds_per_room", median("fds"), "fds", None),
-        (f"{prefix}_cpu_per_added_room", median("added_cpu"), "% of a core", None),
-        (f"{prefix}_memory_per_added_room", median("added_memory_mib"), "MiB", None),
+        (f"{prefix}_cpu_per_room", of_runs("cpu"), "% of a core", CPU_PER_ROOM_TARGET, others),
+        (f"{prefix}_memory_per_room", of_runs("memory_mib"), "MiB", MEMORY_PER_ROOM_TARGET,
+         others),
+        (f"{prefix}_threads_per_room", of_runs("threads"), "threads", None, others),
+        (f"{prefix}_fds_per_room", of_runs("fds"), "fds", None, others),
+        (f"{prefix}_cpu_per_added_room", of_runs("added_cpu"), "% of a core", None, others),
+        (f"{prefix}_memory_per_added_room", of_runs("added_memory_mib"), "MiB", None, others),
+        (f"{prefix}_rtc_floor_memory_per_room", median(f.memory_mib for f in floors), "MiB",
+         None, floor_others),
+        (f"{prefix}_memory_over_floor_per_room", of_runs("memory_over_floor_mib"), "MiB", None,
+         others),
     ]
-    return [Figure(name, value, unit, target, "lower", others)
-            for name, value, unit, target in figures if value is not None]
+    return [Figure(name, value, unit, target, "lower", cpu)
+            for name, value, unit, target, cpu in figures if value is not None]
 
 
 def run(options: Options) -> int:
@@ -634,8 +795,8 @@ def run(options: Options) -> int:
     for number in range(1, options.runs + 1):
         if options.runs > 1:
             print(f"\n== run {number} of {options.runs}", flush=True)
-        code, steps = run_once(options)
-        found = per_room(steps)
+        code, steps, floor = run_once(options, with_floor=number == options.runs)
+        found = per_room(steps, floor)
         if found is not None:
             results.append(found)
             added = ("" if found.added_cpu is None or found.added_memory_mib is None else
@@ -651,15 +812,21 @@ def run(options: Options) -> int:
     # at 10 rooms): the median is of the runs that reached the largest step.
     top = max((r.rooms for r in results), default=0)
     if any(r.rooms < top for r in results):
-        print(f"runs that fully observed fewer than {top} rooms are left out of the summary")
-    if results:
-        print_summary("observer_rooms", summary([r for r in results if r.rooms == top],
-                                                options))
+        print(f"runs that fully observed fewer than {top} rooms are left out of the summary"
+              + ("" if all(r.floor is None for r in results if r.rooms < top) else
+                 ", the floor's with them"))
+    summarized = [r for r in results if r.rooms == top]
+    if summarized and all(r.floor is None for r in summarized):
+        print("!!! no bare livekit-rtc floor in the summary (the last run says why)")
+    if summarized:
+        print_summary("observer_rooms", summary(summarized, options))
     return code
 
 
-def run_once(options: Options) -> tuple[int, list[Step]]:
-    """The whole benchmark once; the exit code and the steps measured."""
+def run_once(options: Options, with_floor: bool = True
+             ) -> tuple[int, list[Step], Floor | None]:
+    """The whole benchmark once, with the floor after the ramp if `with_floor`; the exit code,
+    the steps measured and the floor."""
     started_at = time.monotonic()
     deadline = started_at + BUDGET_SECONDS - SHUTDOWN_RESERVE
     for key in [k for k in os.environ if k.startswith(_CONFIG_ENV)]:
@@ -668,16 +835,23 @@ def run_once(options: Options) -> tuple[int, list[Step]]:
         binary = server_binary()
     except BinaryUnavailable as exc:
         print(f"no livekit-server: {exc}", file=sys.stderr)
-        return 2, []
+        return 2, [], None
     workdir = Path(tempfile.mkdtemp(prefix="observer-rooms-"))
     steps: list[Step] = []
     bench: Bench | None = None
     stopped, code = "", 0
+    floor: Floor | None = None
+    floor_note = "the run ended before it"
     print(f"observer benchmark: steps {options.steps}, {options.seconds:.0f} s windows, "
           f"logs in {workdir}", flush=True)
     try:
         with private_network(), started(workdir, binary, options) as bench:
             stopped = ramp(bench, options, deadline, steps)
+            if with_floor:
+                floor_start = time.monotonic()
+                floor, floor_note = measure_floor(bench, workdir, steps, options.seconds,
+                                                  deadline)
+                print(f"  floor: {time.monotonic() - floor_start:.0f} s", flush=True)
     except (StartFailed, NetnsError) as exc:
         print(f"a component failed to start: {exc}", file=sys.stderr)
         code = 2
@@ -686,12 +860,16 @@ def run_once(options: Options) -> tuple[int, list[Step]]:
     print(f"\n{table(steps)}\n")
     for line in observations(steps, bench, options, stopped):
         print(line)
+    if floor is not None:
+        print(floor_line(floor, per_room(steps)) + (f"; {floor_note}" if floor_note else ""))
+    elif with_floor:
+        print(f"!!! bare livekit-rtc connection NOT measured, no floor in this run: {floor_note}")
     print(f"total {time.monotonic() - started_at:.0f} s")
     if code == 0 and not options.keep_logs and not stopped:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"logs kept in {workdir}")
-    return code, steps
+    return code, steps, floor
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
