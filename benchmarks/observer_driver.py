@@ -21,7 +21,6 @@ import argparse
 import array
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
+from benchmarks.commands import Answer, answer_commands
 from tests.support.participants import (
     AVATAR_IDENTITY,
     HEIGHT,
@@ -191,34 +191,23 @@ class Driver:
                 await self._shared_task
 
 
-def _reply(doc: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(doc) + "\n")
-    sys.stdout.flush()
-
-
 async def serve(driver: Driver) -> None:
-    """Answer commands from stdin until `quit` or end of input: `grow N`, `hold`, `status`
-    (each answered at once with the status), `names` (the open rooms' names, in one answer)."""
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
-            if not line or line[0] == "quit":
-                break
-            if line[0] == "grow" and len(line) == 2 and line[1].isdigit():
-                driver.grow(int(line[1]))
-            elif line[0] == "hold":
-                driver.hold()
-            elif line[0] == "names":
-                _reply({"names": [call.name for call in driver.calls]})
-                continue
-            elif line[0] != "status":
-                _reply({"error": f"unknown command {' '.join(line)!r}"})
-                continue
-            _reply(driver.status())
-    finally:
-        await driver.close()
-        _reply({"closed": True})
+    """Answer commands until `quit` or the end of input: `grow N`, `hold`, `status` (each
+    answered at once with the status), `names` (the open rooms' names, in one answer)."""
+    async def grow(args: list[str]) -> Answer | None:
+        if len(args) != 1 or not args[0].isdigit():
+            return {"error": f"grow takes a number of rooms, not {' '.join(args)!r}"}
+        driver.grow(int(args[0]))
+        return None
+
+    async def hold(_: list[str]) -> None:
+        driver.hold()
+
+    async def names(_: list[str]) -> Answer:
+        return {"names": [call.name for call in driver.calls]}
+
+    await answer_commands({"grow": grow, "hold": hold, "names": names}, driver.status,
+                          driver.close)
 
 
 async def amain(args: argparse.Namespace) -> None:

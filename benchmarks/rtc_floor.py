@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
 
 from livekit import rtc
 
+from benchmarks.commands import answer_commands
 from monitor.observer.room import OBSERVER_IDENTITY_PREFIX, ROOM_OPTIONS, observer_token
 
 MAX_ERRORS_REPORTED = 5
@@ -74,30 +74,15 @@ async def _disconnect(room: rtc.Room) -> None:
         await asyncio.wait_for(room.disconnect(), 10)
 
 
-def _reply(doc: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(doc) + "\n")
-    sys.stdout.flush()
-
-
 async def serve(floor: Floor) -> None:
-    """Answer commands from stdin until `quit` or end of input, each with the status."""
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
-            if not line or line[0] == "quit":
-                break
-            if line[0] == "join":
-                await floor.join(line[1:])
-            elif line[0] == "leave":
-                await floor.leave()
-            elif line[0] != "status":
-                _reply({"error": f"unknown command {' '.join(line)!r}"})
-                continue
-            _reply(floor.status())
-    finally:
+    """Answer `join NAME...`, `leave`, `status` and `quit` (see the module's docstring)."""
+    async def join(names: list[str]) -> None:
+        await floor.join(names)
+
+    async def leave(_: list[str]) -> None:
         await floor.leave()
-        _reply({"closed": True})
+
+    await answer_commands({"join": join, "leave": leave}, floor.status, floor.leave)
 
 
 def main() -> None:
