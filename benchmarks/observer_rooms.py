@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -114,6 +114,28 @@ def status_fields(pid: int) -> dict[str, str]:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass(frozen=True)
+class CpuWindow:
+    """CPU over one window: each named process's and the machine's other processes' (% of one
+    core), and the window's length in seconds."""
+
+    by_process: dict[str, float]
+    others: float
+    wall: float
+
+
+def cpu_window(pids: Mapping[str, int], seconds: float) -> CpuWindow:
+    """Sleep `seconds`, measuring the CPU of the processes `pids` (by name) meanwhile; the
+    machine's other processes' is what the named ones leave out."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy0, wall0 = busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy1, wall = busy_seconds(), time.monotonic() - wall0
+    pct = {name: 100 * (after[name] - before[name]) / wall for name in pids}
+    return CpuWindow(pct, max(100 * (busy1 - busy0) / wall - sum(pct.values()), 0.0), wall)
 
 
 def thread_seconds(pid: int) -> dict[str, float]:
@@ -302,19 +324,14 @@ class Bench:
         """CPU over `seconds`, then memory, /metrics timings and the logs' new problems."""
         sidecar = self.pids["sidecar"]
         threads0 = thread_seconds(sidecar)
-        before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        busy0, wall0 = busy_seconds(), time.monotonic()
-        time.sleep(seconds)
-        after = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        busy1, wall = busy_seconds(), time.monotonic() - wall0
+        window = cpu_window(self.pids, seconds)
         threads1 = thread_seconds(sidecar)
         gone = self.alive()
         if gone:
             raise OSError(gone)
-        pct = {name: 100 * (after[name] - before[name]) / wall for name in self.pids}
-        by_thread = {name: 100 * (used - threads0.get(name, 0.0)) / wall
+        pct = window.by_process
+        by_thread = {name: 100 * (used - threads0.get(name, 0.0)) / window.wall
                      for name, used in threads1.items()}
-        others = 100 * (busy1 - busy0) / wall - sum(pct.values())
         status = status_fields(sidecar)
         if "VmRSS" not in status:  # exited meanwhile: a zombie has no memory
             raise OSError(self.alive() or "the sidecar exited")
@@ -328,7 +345,7 @@ class Bench:
         return Step(
             rooms=rooms, observed=int(snapshot.get("avatar_monitor_observer_rooms") or 0),
             sidecar_cpu=pct["sidecar"], rss_kib=int(status["VmRSS"].split()[0]),
-            server_cpu=pct["server"], driver_cpu=pct["driver"], others_cpu=max(others, 0.0),
+            server_cpu=pct["server"], driver_cpu=pct["driver"], others_cpu=window.others,
             threads=int(status["Threads"]), fds=fd_count(sidecar),
             speech_seen=int(speech), speech_from_audio=int(from_audio), scrape_ms=timings,
             scrape_bytes=size,
@@ -515,21 +532,15 @@ class Usage:
     others_cpu: float
 
 
-def usage(pid: int, seconds: float, beside: Sequence[int] = ()) -> Usage:
+def usage(pid: int, seconds: float, beside: Mapping[str, int]) -> Usage:
     """What process `pid` uses over `seconds` (OSError: it exited); the other processes' CPU
     leaves out the processes `beside` it (the server and the driver, as Step's does)."""
-    before = {p: cpu_seconds(p) for p in (pid, *beside)}
-    busy0, wall0 = busy_seconds(), time.monotonic()
-    time.sleep(seconds)
-    after = {p: cpu_seconds(p) for p in before}
-    busy1, wall = busy_seconds(), time.monotonic() - wall0
-    pct = {p: 100 * (after[p] - before[p]) / wall for p in before}
+    window = cpu_window({"measured": pid, **beside}, seconds)
     status = status_fields(pid)
     if "VmRSS" not in status:  # a zombie has no memory
         raise OSError(f"process {pid} exited")
-    return Usage(cpu=pct[pid], rss_kib=int(status["VmRSS"].split()[0]),
-                 threads=int(status["Threads"]), fds=fd_count(pid),
-                 others_cpu=max(100 * (busy1 - busy0) / wall - sum(pct.values()), 0.0))
+    return Usage(cpu=window.by_process["measured"], rss_kib=int(status["VmRSS"].split()[0]),
+                 threads=int(status["Threads"]), fds=fd_count(pid), others_cpu=window.others)
 
 
 @dataclass(frozen=True)
@@ -582,7 +593,7 @@ def measure_floor(bench: Bench, workdir: Path, steps: Sequence[Step], seconds: f
         return None, f"the driver has {len(names)} rooms open, not {rooms}"
     bench.sidecar.stop()
     floor = ChildProcess("rtc_floor", bench.server, workdir / "floor.log")
-    beside = (bench.pids["server"], bench.pids["driver"])
+    beside = {name: bench.pids[name] for name in ("server", "driver")}
     try:
         floor.ask("status", ASK_TIMEOUT)  # it has started
         base = usage(floor.pid, seconds, beside)
